@@ -1,0 +1,15 @@
+//! What two Mnemo programs must agree on.
+//!
+//! Anything that crosses a process boundary lives here, so that a change to it is a
+//! change to one file that every side compiles against:
+//!
+//! * [`migrations`]: the SQL schema of the memory database, as numbered migrations.
+//!   The server applies them; tools that read a backup rely on the same shape.
+//! * [`events`]: the names of change-feed events, shared by the events table and the
+//!   SSE stream that web clients follow.
+//! * [`health`]: the body of `GET /api/health`, which the bridge and the test harness
+//!   poll before they send anything else.
+
+pub mod events;
+pub mod health;
+pub mod migrations;

@@ -1,0 +1,121 @@
+//! Every setting of the server. Each flag has an environment variable; where the
+//! meaning matches the Python anchor, its variable name is reused (DESIGN §10).
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+
+use clap::Parser;
+
+use crate::embed::ModelFiles;
+
+/// Mnemo: shared semantic memory for AI assistants.
+#[derive(Parser, Clone, Debug)]
+#[command(name = "mnemo-server", version, about)]
+pub struct Config {
+    /// Address to listen on.
+    #[arg(long, env = "MCP_HTTP_HOST", default_value = "127.0.0.1")]
+    pub host: IpAddr,
+
+    /// Port to listen on (0 picks a free one).
+    #[arg(long, env = "MCP_HTTP_PORT", default_value_t = 8000)]
+    pub port: u16,
+
+    /// Folder for the database and generated secrets [default: ~/.local/share/mnemo].
+    #[arg(long, env = "MNEMO_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+
+    /// Database file [default: <data dir>/memories.db].
+    #[arg(long, env = "MCP_MEMORY_SQLITE_PATH")]
+    pub sqlite_path: Option<PathBuf>,
+
+    /// Where `scripts/provision.py` keeps the model and ONNX Runtime [default: ~/.cache/mnemo].
+    #[arg(long, env = "MNEMO_CACHE_DIR")]
+    pub cache_dir: Option<PathBuf>,
+
+    /// Folder with model.onnx and the tokenizer files [default: <cache>/models/all-MiniLM-L6-v2].
+    #[arg(long, env = "MNEMO_MODEL_DIR")]
+    pub model_dir: Option<PathBuf>,
+
+    /// ONNX Runtime shared library, 1.24 or newer [default: <cache>/onnxruntime/1.31.1/libonnxruntime.so.1.31.1].
+    #[arg(long, env = "ORT_DYLIB_PATH")]
+    pub ort_dylib_path: Option<PathBuf>,
+
+    /// Name the database records for the model's vectors; change it when you bring another model.
+    #[arg(
+        long,
+        env = "MNEMO_MODEL_ID",
+        default_value = "sentence-transformers/all-MiniLM-L6-v2"
+    )]
+    pub model_id: String,
+
+    /// ONNX Runtime intra-op threads [default: number of cores].
+    #[arg(long, env = "MNEMO_EMBED_THREADS")]
+    pub embed_threads: Option<usize>,
+
+    /// Most texts embedded in one model call when requests pile up.
+    #[arg(long, env = "MNEMO_EMBED_BATCH", default_value_t = 32)]
+    pub embed_batch: usize,
+
+    /// Read-only database connections.
+    #[arg(long, env = "MNEMO_READ_POOL", default_value_t = 4)]
+    pub read_pool: u32,
+
+    /// Largest memory content accepted, in bytes.
+    #[arg(long, env = "MNEMO_MAX_CONTENT_BYTES", default_value_t = crate::service::DEFAULT_MAX_CONTENT_BYTES)]
+    pub max_content_bytes: usize,
+}
+
+impl Config {
+    pub fn data_dir(&self) -> PathBuf {
+        self.data_dir.clone().unwrap_or_else(|| {
+            dirs::data_dir()
+                .unwrap_or_else(|| PathBuf::from("."))
+                .join("mnemo")
+        })
+    }
+
+    pub fn database_path(&self) -> PathBuf {
+        self.sqlite_path
+            .clone()
+            .unwrap_or_else(|| self.data_dir().join("memories.db"))
+    }
+
+    pub fn cache_dir(&self) -> PathBuf {
+        self.cache_dir.clone().unwrap_or_else(|| {
+            dirs::home_dir()
+                .unwrap_or_else(|| PathBuf::from("."))
+                .join(".cache/mnemo")
+        })
+    }
+
+    /// The model and runtime files, from explicit settings or the provisioning cache.
+    pub fn model_files(&self) -> ModelFiles {
+        let cache = self.cache_dir();
+        ModelFiles {
+            model_dir: self
+                .model_dir
+                .clone()
+                .unwrap_or_else(|| cache.join("models/all-MiniLM-L6-v2")),
+            ort_dylib: self
+                .ort_dylib_path
+                .clone()
+                .unwrap_or_else(|| cache.join("onnxruntime/1.31.1/libonnxruntime.so.1.31.1")),
+        }
+    }
+
+    pub fn embed_threads(&self) -> usize {
+        self.embed_threads
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+    }
+
+    /// Settings for tests and tools: loopback, port 0, the given data folder, and
+    /// defaults (environment included) for everything else.
+    pub fn for_data_dir(data_dir: impl Into<PathBuf>) -> Self {
+        let mut config = Self::parse_from(["mnemo-server"]);
+        config.host = IpAddr::from([127, 0, 0, 1]);
+        config.port = 0;
+        config.data_dir = Some(data_dir.into());
+        config.sqlite_path = None;
+        config
+    }
+}

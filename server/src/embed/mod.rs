@@ -1,0 +1,251 @@
+//! Text to vectors.
+//!
+//! A model ([`EmbedModel`]) is synchronous and needs `&mut self`, as fastembed's does.
+//! [`Embedder`] puts one model on its own thread and feeds it through a queue: the
+//! thread takes every request already waiting (up to a batch limit) and embeds them in
+//! one call. A lone request is never held back to wait for company, and under load the
+//! model sees full batches, which ONNX Runtime runs faster per text.
+//!
+//! Embedding never runs on the async runtime: async callers await a reply channel.
+
+mod fastembed_model;
+mod files;
+
+use std::sync::Arc;
+
+use thiserror::Error;
+use tokio::sync::{mpsc, oneshot};
+
+pub use fastembed_model::FastEmbedModel;
+pub use files::{LoadError, ModelFiles};
+
+use crate::store::EmbeddingSpec;
+
+/// Requests waiting beyond this make their senders wait, which bounds the queue.
+const QUEUE_DEPTH: usize = 1024;
+
+/// A synchronous embedding model.
+pub trait EmbedModel: Send + 'static {
+    /// Which model this is and how wide its vectors are.
+    fn spec(&self) -> &EmbeddingSpec;
+    /// One L2-normalised vector per text, in order.
+    fn embed(&mut self, texts: &[String]) -> Result<Vec<Vec<f32>>, EmbedError>;
+}
+
+#[derive(Debug, Error, Clone)]
+pub enum EmbedError {
+    #[error("the embedding model failed: {0}")]
+    Model(String),
+    #[error("the embedding model returned {actual} vectors for {expected} texts")]
+    WrongCount { expected: usize, actual: usize },
+    #[error("the embedding worker has stopped")]
+    Stopped,
+}
+
+type Reply = oneshot::Sender<Result<Vec<Vec<f32>>, EmbedError>>;
+
+struct Request {
+    texts: Vec<String>,
+    reply: Reply,
+}
+
+/// A cheap, cloneable handle to the embedding thread. The thread ends when the last
+/// handle is dropped.
+#[derive(Clone)]
+pub struct Embedder {
+    queue: mpsc::Sender<Request>,
+    spec: Arc<EmbeddingSpec>,
+}
+
+impl Embedder {
+    /// Starts the embedding thread. `max_batch` caps how many texts go to the model in
+    /// one call when requests pile up.
+    pub fn start(model: Box<dyn EmbedModel>, max_batch: usize) -> Self {
+        let spec = Arc::new(model.spec().clone());
+        let (queue, requests) = mpsc::channel(QUEUE_DEPTH);
+        std::thread::Builder::new()
+            .name("mnemo-embed".into())
+            .spawn(move || run(model, requests, max_batch.max(1)))
+            .expect("the OS can start the embedding thread");
+        Self { queue, spec }
+    }
+
+    pub fn spec(&self) -> &EmbeddingSpec {
+        &self.spec
+    }
+
+    /// Embeds `texts`, waiting without blocking the runtime.
+    pub async fn embed(&self, texts: Vec<String>) -> Result<Vec<Vec<f32>>, EmbedError> {
+        let (reply, answer) = oneshot::channel();
+        self.queue
+            .send(Request { texts, reply })
+            .await
+            .map_err(|_| EmbedError::Stopped)?;
+        answer.await.map_err(|_| EmbedError::Stopped)?
+    }
+
+    /// Embeds one text.
+    pub async fn embed_one(&self, text: &str) -> Result<Vec<f32>, EmbedError> {
+        let mut vectors = self.embed(vec![text.to_owned()]).await?;
+        vectors.pop().ok_or(EmbedError::WrongCount {
+            expected: 1,
+            actual: 0,
+        })
+    }
+
+    /// Embeds `texts` from synchronous code. Must not be called on an async runtime
+    /// thread.
+    pub fn embed_blocking(&self, texts: Vec<String>) -> Result<Vec<Vec<f32>>, EmbedError> {
+        let (reply, answer) = oneshot::channel();
+        self.queue
+            .blocking_send(Request { texts, reply })
+            .map_err(|_| EmbedError::Stopped)?;
+        answer.blocking_recv().map_err(|_| EmbedError::Stopped)?
+    }
+}
+
+fn run(mut model: Box<dyn EmbedModel>, mut requests: mpsc::Receiver<Request>, max_batch: usize) {
+    while let Some(first) = requests.blocking_recv() {
+        let mut batch = vec![first];
+        let mut texts = batch[0].texts.len();
+        while texts < max_batch {
+            match requests.try_recv() {
+                Ok(request) => {
+                    texts += request.texts.len();
+                    batch.push(request);
+                }
+                Err(_) => break,
+            }
+        }
+        embed_batch(model.as_mut(), batch);
+    }
+}
+
+/// Embeds every request's texts in one model call and hands each request its share.
+fn embed_batch(model: &mut dyn EmbedModel, batch: Vec<Request>) {
+    let texts: Vec<String> = batch.iter().flat_map(|r| r.texts.iter().cloned()).collect();
+    let result = model.embed(&texts).and_then(|vectors| {
+        if vectors.len() == texts.len() {
+            Ok(vectors)
+        } else {
+            Err(EmbedError::WrongCount {
+                expected: texts.len(),
+                actual: vectors.len(),
+            })
+        }
+    });
+    match result {
+        Ok(vectors) => {
+            let mut vectors = vectors.into_iter();
+            for request in batch {
+                let mine = vectors.by_ref().take(request.texts.len()).collect();
+                let _ = request.reply.send(Ok(mine));
+            }
+        }
+        Err(e) => {
+            for request in batch {
+                let _ = request.reply.send(Err(e.clone()));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod fake {
+    //! A deterministic stand-in model for unit tests of other modules.
+
+    use super::*;
+
+    /// Hashes bytes into a fixed-width unit vector; records the batch sizes it saw.
+    pub struct FakeModel {
+        pub spec: EmbeddingSpec,
+        pub batches: Arc<std::sync::Mutex<Vec<usize>>>,
+    }
+
+    impl FakeModel {
+        pub fn new(dimension: usize) -> Self {
+            Self {
+                spec: EmbeddingSpec {
+                    model_id: "fake".into(),
+                    dimension,
+                },
+                batches: Arc::default(),
+            }
+        }
+    }
+
+    impl EmbedModel for FakeModel {
+        fn spec(&self) -> &EmbeddingSpec {
+            &self.spec
+        }
+
+        fn embed(&mut self, texts: &[String]) -> Result<Vec<Vec<f32>>, EmbedError> {
+            self.batches.lock().unwrap().push(texts.len());
+            Ok(texts
+                .iter()
+                .map(|t| {
+                    let mut v = vec![0.0f32; self.spec.dimension];
+                    for (i, b) in t.bytes().enumerate() {
+                        v[(i * 31 + b as usize) % self.spec.dimension] += 1.0;
+                    }
+                    let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt().max(1e-6);
+                    v.iter_mut().for_each(|x| *x /= norm);
+                    v
+                })
+                .collect())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fake::FakeModel;
+    use super::*;
+
+    /// Each caller gets back exactly its own vectors, in order, when requests are
+    /// batched together.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_requests_get_their_own_vectors() {
+        let model = FakeModel::new(16);
+        let embedder = Embedder::start(Box::new(model), 32);
+        let mut reference = FakeModel::new(16);
+        let tasks: Vec<_> = (0..40)
+            .map(|i| {
+                let embedder = embedder.clone();
+                tokio::spawn(async move {
+                    let texts = vec![format!("text {i}"), format!("other {i}")];
+                    (texts.clone(), embedder.embed(texts).await.unwrap())
+                })
+            })
+            .collect();
+        for task in tasks {
+            let (texts, vectors) = task.await.unwrap();
+            assert_eq!(vectors, reference.embed(&texts).unwrap());
+        }
+    }
+
+    /// Requests that pile up while the model is busy reach it as one batch.
+    #[test]
+    fn queued_requests_are_batched() {
+        let model = FakeModel::new(8);
+        let batches = model.batches.clone();
+        let (queue, requests) = mpsc::channel(16);
+        let mut answers = Vec::new();
+        for i in 0..5 {
+            let (reply, answer) = oneshot::channel();
+            queue
+                .try_send(Request {
+                    texts: vec![format!("t{i}")],
+                    reply,
+                })
+                .unwrap();
+            answers.push(answer);
+        }
+        drop(queue);
+        run(Box::new(model), requests, 3);
+        assert_eq!(*batches.lock().unwrap(), vec![3, 2]);
+        for answer in answers {
+            assert_eq!(answer.blocking_recv().unwrap().unwrap().len(), 1);
+        }
+    }
+}

@@ -1,0 +1,26 @@
+//! Mnemo server: shared semantic memory for AI assistants.
+//!
+//! # Layout
+//!
+//! * [`config`]: every setting, as one clap struct whose flags all have an
+//!   environment variable (the Python anchor's names where the meaning matches).
+//! * [`memory`]: the memory type and its rules: content identity, tag normalisation,
+//!   metadata merging, search filters.
+//! * [`store`]: the SQLite database. One writer thread with group commit, a pool of
+//!   read-only connections, sqlite-vec vectors, FTS5 and the change-feed table.
+//! * [`embed`]: turning text into vectors. Finds the model files and ONNX Runtime,
+//!   loads the model with fastembed, and batches concurrent requests on one thread.
+//! * [`service`]: the async memory operations the HTTP layer calls; it embeds, then
+//!   stores or searches, on blocking threads.
+//! * [`http`]: the router and [`serve`], which answers health checks while the model
+//!   loads and stops on a cancellation token.
+
+pub mod config;
+pub mod embed;
+pub mod http;
+pub mod memory;
+pub mod service;
+pub mod store;
+
+pub use config::Config;
+pub use http::serve;

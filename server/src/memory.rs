@@ -1,0 +1,227 @@
+//! The memory as the server sees it, and the rules that make two memories the same.
+//!
+//! Identity is the SHA-256 of the trimmed content, with case preserved: "Hello" and
+//! "hello" are two memories (DESIGN §3; the Python anchor lower-cases, Mnemo does not).
+//! Tags are normalised here, once, so that every write path stores them the same way.
+
+use serde_json::{Map, Value};
+use sha2::{Digest, Sha256};
+use thiserror::Error;
+
+/// Most tags one memory may carry.
+pub const MAX_TAGS: usize = 64;
+/// Longest tag, in characters, after trimming.
+pub const MAX_TAG_CHARS: usize = 100;
+/// Longest memory type, in characters.
+pub const MAX_TYPE_CHARS: usize = 100;
+
+/// A stored memory.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Memory {
+    pub content: String,
+    pub content_hash: String,
+    /// Normalised, sorted.
+    pub tags: Vec<String>,
+    pub memory_type: Option<String>,
+    pub metadata: Map<String, Value>,
+    /// Seconds since the Unix epoch.
+    pub created_at: f64,
+    pub updated_at: f64,
+}
+
+/// What a caller asks to store.
+#[derive(Debug, Clone, Default)]
+pub struct NewMemory {
+    pub content: String,
+    pub tags: Vec<String>,
+    pub memory_type: Option<String>,
+    pub metadata: Map<String, Value>,
+}
+
+/// A change to an existing memory. `None` leaves a field as it is.
+#[derive(Debug, Clone, Default)]
+pub struct MemoryPatch {
+    /// Replaces every tag.
+    pub tags: Option<Vec<String>>,
+    /// `Some(None)` clears the type.
+    pub memory_type: Option<Option<String>>,
+    /// Merged key by key into the existing metadata; a `null` value removes its key.
+    pub metadata: Option<Map<String, Value>>,
+}
+
+/// Whether a tag filter wants memories with any or with all of the tags.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum TagMatch {
+    #[default]
+    Any,
+    All,
+}
+
+/// Restrictions applied before ranking or paging, so that a filtered search still
+/// fills its `k` when `k` matching memories exist.
+#[derive(Debug, Clone, Default)]
+pub struct Filter {
+    /// Normalised like stored tags before use. Empty means no tag filter.
+    pub tags: Vec<String>,
+    pub tag_match: TagMatch,
+    pub memory_type: Option<String>,
+    /// Only memories created at or after this epoch second.
+    pub after: Option<f64>,
+    /// Only memories created strictly before this epoch second.
+    pub before: Option<f64>,
+}
+
+/// One search result: the memory and how close it is to the query.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScoredMemory {
+    pub memory: Memory,
+    /// Cosine similarity in [-1, 1].
+    pub cosine_similarity: f64,
+}
+
+impl ScoredMemory {
+    /// The anchor's score, `1 - cosine_distance / 2`, so that existing
+    /// `similarity_threshold` settings keep their meaning.
+    pub fn similarity_score(&self) -> f64 {
+        1.0 - (1.0 - self.cosine_similarity) / 2.0
+    }
+}
+
+/// Input that breaks a rule of this module.
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum InvalidInput {
+    #[error("content is empty; a memory needs some text")]
+    EmptyContent,
+    #[error("content is {actual} bytes; the limit is {limit} bytes")]
+    ContentTooLong { actual: usize, limit: usize },
+    #[error("{actual} tags given; a memory may carry at most {MAX_TAGS}")]
+    TooManyTags { actual: usize },
+    #[error("tag {tag:?} is longer than {MAX_TAG_CHARS} characters")]
+    TagTooLong { tag: String },
+    #[error("memory_type is longer than {MAX_TYPE_CHARS} characters")]
+    TypeTooLong,
+}
+
+/// SHA-256 (lower-case hex) of the content with surrounding whitespace trimmed.
+pub fn content_hash(content: &str) -> String {
+    hex::encode(Sha256::digest(content.trim().as_bytes()))
+}
+
+/// Trims and lower-cases each tag, drops empty ones and duplicates, and sorts the rest.
+pub fn normalize_tags<S: AsRef<str>>(tags: &[S]) -> Result<Vec<String>, InvalidInput> {
+    let mut out: Vec<String> = Vec::with_capacity(tags.len());
+    for tag in tags {
+        let tag = tag.as_ref().trim().to_lowercase();
+        if tag.is_empty() {
+            continue;
+        }
+        if tag.chars().count() > MAX_TAG_CHARS {
+            return Err(InvalidInput::TagTooLong { tag });
+        }
+        out.push(tag);
+    }
+    out.sort();
+    out.dedup();
+    if out.len() > MAX_TAGS {
+        return Err(InvalidInput::TooManyTags { actual: out.len() });
+    }
+    Ok(out)
+}
+
+/// Trims a memory type; an empty one means "no type".
+pub fn normalize_type(memory_type: Option<&str>) -> Result<Option<String>, InvalidInput> {
+    match memory_type.map(str::trim) {
+        None | Some("") => Ok(None),
+        Some(t) if t.chars().count() > MAX_TYPE_CHARS => Err(InvalidInput::TypeTooLong),
+        Some(t) => Ok(Some(t.to_owned())),
+    }
+}
+
+/// Applies a metadata patch: keys in `patch` overwrite, `null` values delete.
+pub fn merge_metadata(base: &mut Map<String, Value>, patch: Map<String, Value>) {
+    for (key, value) in patch {
+        if value.is_null() {
+            base.remove(&key);
+        } else {
+            base.insert(key, value);
+        }
+    }
+}
+
+/// Current time as float epoch seconds, the unit every timestamp here uses.
+pub fn now_epoch() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    /// Surrounding whitespace does not change identity, case does.
+    #[test]
+    fn hash_trims_but_keeps_case() {
+        assert_eq!(content_hash("  Hello \n"), content_hash("Hello"));
+        assert_ne!(content_hash("Hello"), content_hash("hello"));
+        assert_eq!(
+            content_hash("hello"),
+            "2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824"
+        );
+    }
+
+    /// Tags come out trimmed, lower-cased, unique, non-empty and sorted.
+    #[test]
+    fn tags_are_normalised() {
+        let tags = normalize_tags(&[" Rust", "rust", "", "  ", "DB "]).unwrap();
+        assert_eq!(tags, vec!["db", "rust"]);
+    }
+
+    /// Over-long tags and too many tags are refused, not truncated.
+    #[test]
+    fn tag_bounds_are_enforced() {
+        let long = "x".repeat(MAX_TAG_CHARS + 1);
+        assert!(matches!(
+            normalize_tags(&[long]),
+            Err(InvalidInput::TagTooLong { .. })
+        ));
+        let many: Vec<String> = (0..=MAX_TAGS).map(|i| format!("t{i}")).collect();
+        assert_eq!(
+            normalize_tags(&many),
+            Err(InvalidInput::TooManyTags {
+                actual: MAX_TAGS + 1
+            })
+        );
+    }
+
+    /// Metadata merges key by key and null removes a key.
+    #[test]
+    fn metadata_merges() {
+        let mut base = json!({"a": 1, "b": 2}).as_object().unwrap().clone();
+        let patch = json!({"b": null, "c": 3}).as_object().unwrap().clone();
+        merge_metadata(&mut base, patch);
+        assert_eq!(Value::Object(base), json!({"a": 1, "c": 3}));
+    }
+
+    /// The anchor's score maps cosine 1 to 1, 0 to 0.5 and -1 to 0.
+    #[test]
+    fn similarity_score_scale() {
+        let hit = |c| ScoredMemory {
+            memory: Memory {
+                content: String::new(),
+                content_hash: String::new(),
+                tags: vec![],
+                memory_type: None,
+                metadata: Map::new(),
+                created_at: 0.0,
+                updated_at: 0.0,
+            },
+            cosine_similarity: c,
+        };
+        assert_eq!(hit(1.0).similarity_score(), 1.0);
+        assert_eq!(hit(0.0).similarity_score(), 0.5);
+        assert_eq!(hit(-1.0).similarity_score(), 0.0);
+    }
+}

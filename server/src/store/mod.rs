@@ -1,0 +1,287 @@
+//! The memory database: SQLite in WAL mode with sqlite-vec vectors and an FTS5 index.
+//!
+//! # Threading
+//!
+//! SQLite allows one writer at a time. Rather than let many threads race for the write
+//! lock (and surface "database is locked" under load, the failure that per-client
+//! processes sharing one file run into), a [`Store`] owns exactly one read-write
+//! connection on a dedicated writer thread. Writes are sent to it as commands and
+//! committed in small groups: the thread takes every command already waiting, runs
+//! each inside its own savepoint of one transaction, and commits once. One fsync then
+//! pays for the whole group, and one bad command rolls back only itself.
+//!
+//! Reads never wait for the writer. They use a pool of read-only connections, which in
+//! WAL mode see the last committed state while a write is in progress.
+//!
+//! Every method blocks. Async callers run them on blocking threads (see
+//! [`crate::service`]); nothing here holds a lock across an `.await`.
+
+mod filter;
+mod read;
+mod vec_extension;
+mod write;
+mod writer;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use mnemo_schema::migrations::{self, meta_keys};
+use r2d2_sqlite::SqliteConnectionManager;
+use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior};
+use thiserror::Error;
+
+use crate::memory::{Filter, Memory, MemoryPatch, ScoredMemory};
+pub use read::{EventRow, Page};
+pub use write::NewRecord;
+use writer::{Command, Writer};
+
+/// How long a connection waits for a lock before giving up (DESIGN §3).
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The embedding model a database's vectors belong to. A database pins the first one it
+/// is opened with and refuses any other, so vectors of two models never mix.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EmbeddingSpec {
+    pub model_id: String,
+    pub dimension: usize,
+}
+
+/// Tunables of a [`Store`].
+#[derive(Debug, Clone)]
+pub struct StoreOptions {
+    /// Read-only connections kept open for queries.
+    pub readers: u32,
+    /// Most write commands committed in one transaction.
+    pub max_group_commit: usize,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        Self {
+            readers: 4,
+            max_group_commit: 64,
+        }
+    }
+}
+
+/// What can go wrong in the store. Handlers match on the variants; none of them needs
+/// to inspect a message.
+#[derive(Debug, Error)]
+pub enum StoreError {
+    #[error("no memory has content hash {content_hash}")]
+    NotFound { content_hash: String },
+    #[error("a memory with the same content already exists ({content_hash})")]
+    Duplicate { content_hash: String },
+    #[error(
+        "the database at {path} holds vectors of model {stored_model:?} ({stored_dimension} dimensions), \
+         but the server is configured with {configured_model:?} ({configured_dimension} dimensions); \
+         use the model the database was created with, or re-embed the database"
+    )]
+    ModelMismatch {
+        path: PathBuf,
+        stored_model: String,
+        stored_dimension: usize,
+        configured_model: String,
+        configured_dimension: usize,
+    },
+    #[error("a vector has {actual} dimensions; this database holds {expected}")]
+    WrongDimension { expected: usize, actual: usize },
+    #[error(
+        "the database at {path} has schema version {found}, newer than this server's {supported}; \
+         upgrade mnemo-server"
+    )]
+    SchemaTooNew {
+        path: PathBuf,
+        found: u32,
+        supported: u32,
+    },
+    #[error("cannot create the database folder {path}: {source}")]
+    CreateDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("the group commit failed, so this write was rolled back: {0}")]
+    CommitFailed(String),
+    #[error("the writer thread has stopped")]
+    WriterGone,
+    #[error(transparent)]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("no read connection available: {0}")]
+    Pool(#[from] r2d2::Error),
+}
+
+/// The memory database. See the module documentation for how it uses threads.
+pub struct Store {
+    /// Sends write commands to the writer thread; joins it on drop.
+    writer: Writer,
+    /// Read-only connections, handed out one query at a time.
+    readers: r2d2::Pool<SqliteConnectionManager>,
+    path: PathBuf,
+    dimension: usize,
+}
+
+impl Store {
+    /// Opens (creating if needed) the database at `path`, applies pending migrations
+    /// and checks that it belongs to `spec`'s model.
+    pub fn open(
+        path: &Path,
+        spec: &EmbeddingSpec,
+        options: StoreOptions,
+    ) -> Result<Self, StoreError> {
+        vec_extension::register();
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent).map_err(|source| StoreError::CreateDir {
+                path: parent.to_path_buf(),
+                source,
+            })?;
+        }
+        let mut conn = Connection::open(path)?;
+        conn.busy_timeout(BUSY_TIMEOUT)?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        conn.pragma_update(None, "foreign_keys", "ON")?;
+        migrate(&mut conn, path)?;
+        pin_model(&mut conn, path, spec)?;
+
+        let manager = SqliteConnectionManager::file(path)
+            .with_flags(OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)
+            .with_init(|c| c.busy_timeout(BUSY_TIMEOUT));
+        let readers = r2d2::Pool::builder()
+            .max_size(options.readers.max(1))
+            .build(manager)?;
+
+        Ok(Self {
+            writer: Writer::spawn(conn, options.max_group_commit.max(1)),
+            readers,
+            path: path.to_path_buf(),
+            dimension: spec.dimension,
+        })
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Stores a new memory with its vector. Fails with [`StoreError::Duplicate`] if the
+    /// content is already stored.
+    pub fn insert(&self, record: NewRecord) -> Result<Memory, StoreError> {
+        if record.vector.len() != self.dimension {
+            return Err(StoreError::WrongDimension {
+                expected: self.dimension,
+                actual: record.vector.len(),
+            });
+        }
+        self.writer.submit(Command::Insert(record))
+    }
+
+    /// Replaces tags and type and merges metadata, as the patch says.
+    pub fn update(&self, content_hash: &str, patch: MemoryPatch) -> Result<Memory, StoreError> {
+        self.writer.submit(Command::Update {
+            content_hash: content_hash.to_owned(),
+            patch,
+        })
+    }
+
+    /// Deletes a memory and returns what it was.
+    pub fn delete(&self, content_hash: &str) -> Result<Memory, StoreError> {
+        self.writer.submit(Command::Delete {
+            content_hash: content_hash.to_owned(),
+        })
+    }
+
+    pub fn get(&self, content_hash: &str) -> Result<Memory, StoreError> {
+        read::get(&*self.readers.get()?, content_hash)
+    }
+
+    /// One page (1-based) of memories matching `filter`, newest first, and the total.
+    pub fn list(&self, filter: &Filter, page: u32, page_size: u32) -> Result<Page, StoreError> {
+        read::list(&*self.readers.get()?, filter, page, page_size)
+    }
+
+    /// The `k` memories matching `filter` whose vectors are closest to `vector`.
+    pub fn search(
+        &self,
+        vector: &[f32],
+        k: usize,
+        filter: &Filter,
+    ) -> Result<Vec<ScoredMemory>, StoreError> {
+        if vector.len() != self.dimension {
+            return Err(StoreError::WrongDimension {
+                expected: self.dimension,
+                actual: vector.len(),
+            });
+        }
+        read::search(&*self.readers.get()?, vector, k, filter)
+    }
+
+    /// Number of stored memories.
+    pub fn count(&self) -> Result<u64, StoreError> {
+        read::count(&*self.readers.get()?)
+    }
+
+    /// Up to `limit` change-feed events with a sequence number above `after`, in order.
+    pub fn events_after(&self, after: i64, limit: u32) -> Result<Vec<EventRow>, StoreError> {
+        read::events_after(&*self.readers.get()?, after, limit)
+    }
+}
+
+/// Brings the schema up to [`migrations::latest_version`], each step in its own
+/// transaction so that a failed step leaves the previous version intact.
+fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StoreError> {
+    let found: u32 = conn.pragma_query_value(None, "user_version", |row| row.get(0))?;
+    let supported = migrations::latest_version();
+    if found > supported {
+        return Err(StoreError::SchemaTooNew {
+            path: path.to_path_buf(),
+            found,
+            supported,
+        });
+    }
+    for (index, sql) in migrations::MIGRATIONS
+        .iter()
+        .enumerate()
+        .skip(found as usize)
+    {
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        tx.execute_batch(sql)?;
+        tx.pragma_update(None, "user_version", index as u32 + 1)?;
+        tx.commit()?;
+    }
+    Ok(())
+}
+
+/// Records the model in a new database (creating its vector table), or checks that an
+/// existing database was made with the same one.
+fn pin_model(conn: &mut Connection, path: &Path, spec: &EmbeddingSpec) -> Result<(), StoreError> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let meta = |key: &str| -> rusqlite::Result<Option<String>> {
+        tx.query_row("SELECT value FROM meta WHERE key = ?", [key], |r| r.get(0))
+            .optional()
+    };
+    match (
+        meta(meta_keys::EMBEDDING_MODEL)?,
+        meta(meta_keys::EMBEDDING_DIMENSION)?,
+    ) {
+        (Some(model), Some(dimension)) => {
+            let dimension: usize = dimension.parse().unwrap_or(0);
+            if model != spec.model_id || dimension != spec.dimension {
+                return Err(StoreError::ModelMismatch {
+                    path: path.to_path_buf(),
+                    stored_model: model,
+                    stored_dimension: dimension,
+                    configured_model: spec.model_id.clone(),
+                    configured_dimension: spec.dimension,
+                });
+            }
+        }
+        _ => {
+            tx.execute_batch(&migrations::vector_table_sql(spec.dimension))?;
+            let mut insert = tx.prepare("INSERT INTO meta (key, value) VALUES (?, ?)")?;
+            insert.execute([meta_keys::EMBEDDING_MODEL, &spec.model_id])?;
+            insert.execute([meta_keys::EMBEDDING_DIMENSION, &spec.dimension.to_string()])?;
+        }
+    }
+    tx.commit()?;
+    Ok(())
+}

@@ -1,0 +1,185 @@
+//! Queries. Each takes a plain connection, so the same code serves the read pool and
+//! the writer (which reads back what it just wrote).
+
+use mnemo_schema::migrations::VECTOR_TABLE;
+use rusqlite::{Connection, OptionalExtension, Row, params_from_iter, types::Value};
+
+use super::StoreError;
+use super::filter::SqlFilter;
+use super::write::vector_bytes;
+use crate::memory::{Filter, Memory, ScoredMemory};
+
+/// One page of a listing.
+#[derive(Debug, Clone)]
+pub struct Page {
+    pub memories: Vec<Memory>,
+    /// Memories matching the filter across all pages.
+    pub total: u64,
+}
+
+/// A row of the change feed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EventRow {
+    pub seq: i64,
+    pub at: f64,
+    pub kind: String,
+    pub content_hash: String,
+    pub payload: serde_json::Value,
+}
+
+/// The columns [`memory_from_row`] reads, for a query over `memories m`. Tags come back
+/// as one JSON array so a page needs no second query.
+const MEMORY_COLUMNS: &str = "m.content, m.content_hash, m.memory_type, m.metadata, \
+     m.created_at, m.updated_at, \
+     (SELECT json_group_array(tag) FROM \
+        (SELECT tag FROM memory_tags WHERE memory_id = m.id ORDER BY tag)) AS tags";
+
+fn memory_from_row(row: &Row<'_>) -> rusqlite::Result<Memory> {
+    let json_column = |index: usize| -> rusqlite::Result<serde_json::Value> {
+        let text: String = row.get(index)?;
+        serde_json::from_str(&text).map_err(|e| {
+            rusqlite::Error::FromSqlConversionFailure(
+                index,
+                rusqlite::types::Type::Text,
+                Box::new(e),
+            )
+        })
+    };
+    let metadata = match json_column(3)? {
+        serde_json::Value::Object(map) => map,
+        _ => serde_json::Map::new(),
+    };
+    let tags = match json_column(6)? {
+        serde_json::Value::Array(items) => items
+            .into_iter()
+            .filter_map(|v| v.as_str().map(str::to_owned))
+            .collect(),
+        _ => Vec::new(),
+    };
+    Ok(Memory {
+        content: row.get(0)?,
+        content_hash: row.get(1)?,
+        memory_type: row.get(2)?,
+        metadata,
+        created_at: row.get(4)?,
+        updated_at: row.get(5)?,
+        tags,
+    })
+}
+
+pub(super) fn get(conn: &Connection, content_hash: &str) -> Result<Memory, StoreError> {
+    conn.prepare_cached(&format!(
+        "SELECT {MEMORY_COLUMNS} FROM memories m WHERE m.content_hash = ?"
+    ))?
+    .query_row([content_hash], memory_from_row)
+    .optional()?
+    .ok_or_else(|| StoreError::NotFound {
+        content_hash: content_hash.to_owned(),
+    })
+}
+
+pub(super) fn list(
+    conn: &Connection,
+    filter: &Filter,
+    page: u32,
+    page_size: u32,
+) -> Result<Page, StoreError> {
+    let sql = SqlFilter::new(filter);
+    let total: i64 = conn
+        .prepare_cached(&format!(
+            "SELECT count(*) FROM memories m WHERE 1 = 1{}",
+            sql.conditions
+        ))?
+        .query_row(params_from_iter(&sql.params), |r| r.get(0))?;
+
+    let offset = u64::from(page.max(1) - 1) * u64::from(page_size);
+    let mut params = sql.params.clone();
+    params.push(Value::Integer(i64::from(page_size)));
+    params.push(Value::Integer(offset as i64));
+    let memories = conn
+        .prepare_cached(&format!(
+            "SELECT {MEMORY_COLUMNS} FROM memories m WHERE 1 = 1{} \
+             ORDER BY m.created_at DESC, m.id DESC LIMIT ? OFFSET ?",
+            sql.conditions
+        ))?
+        .query_map(params_from_iter(&params), memory_from_row)?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    Ok(Page {
+        memories,
+        total: total as u64,
+    })
+}
+
+/// Exact k-nearest-neighbour search. The filter narrows the candidate rows inside the
+/// vec0 scan (`rowid IN (...)`), before ranking, so a filtered search still returns `k`
+/// results when `k` matching memories exist.
+pub(super) fn search(
+    conn: &Connection,
+    vector: &[f32],
+    k: usize,
+    filter: &Filter,
+) -> Result<Vec<ScoredMemory>, StoreError> {
+    if k == 0 {
+        return Ok(Vec::new());
+    }
+    let sql = SqlFilter::new(filter);
+    let candidates = if sql.is_empty() {
+        String::new()
+    } else {
+        format!(
+            " AND rowid IN (SELECT m.id FROM memories m WHERE 1 = 1{})",
+            sql.conditions
+        )
+    };
+    let mut params = vec![Value::Blob(vector_bytes(vector)), Value::Integer(k as i64)];
+    params.extend(sql.params);
+    let mut statement = conn.prepare_cached(&format!(
+        "SELECT {MEMORY_COLUMNS}, knn.distance FROM \
+           (SELECT rowid AS id, distance FROM {VECTOR_TABLE} \
+            WHERE embedding MATCH ? AND k = ?{candidates}) AS knn \
+         JOIN memories m ON m.id = knn.id \
+         ORDER BY knn.distance"
+    ))?;
+    let hits = statement
+        .query_map(params_from_iter(&params), |row| {
+            let distance: f64 = row.get(7)?;
+            Ok(ScoredMemory {
+                memory: memory_from_row(row)?,
+                // Vectors are unit length, so squared L2 distance = 2 - 2·cos.
+                cosine_similarity: 1.0 - distance * distance / 2.0,
+            })
+        })?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    Ok(hits)
+}
+
+pub(super) fn count(conn: &Connection) -> Result<u64, StoreError> {
+    let n: i64 = conn
+        .prepare_cached("SELECT count(*) FROM memories")?
+        .query_row([], |r| r.get(0))?;
+    Ok(n as u64)
+}
+
+pub(super) fn events_after(
+    conn: &Connection,
+    after: i64,
+    limit: u32,
+) -> Result<Vec<EventRow>, StoreError> {
+    let rows = conn
+        .prepare_cached(
+            "SELECT seq, at, kind, content_hash, payload FROM events \
+             WHERE seq > ? ORDER BY seq LIMIT ?",
+        )?
+        .query_map(rusqlite::params![after, limit], |row| {
+            let payload: String = row.get(4)?;
+            Ok(EventRow {
+                seq: row.get(0)?,
+                at: row.get(1)?,
+                kind: row.get(2)?,
+                content_hash: row.get(3)?,
+                payload: serde_json::from_str(&payload).unwrap_or(serde_json::Value::Null),
+            })
+        })?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    Ok(rows)
+}

@@ -1,0 +1,142 @@
+//! The writer thread: the only owner of the read-write connection, committing the
+//! commands it receives in groups.
+
+use std::sync::mpsc;
+use std::thread::JoinHandle;
+
+use rusqlite::{Connection, TransactionBehavior};
+
+use super::StoreError;
+use super::write::{self, NewRecord};
+use crate::memory::{Memory, MemoryPatch};
+
+/// Commands waiting beyond this block their senders, which bounds the queue's memory.
+const QUEUE_DEPTH: usize = 1024;
+
+/// A change to the database.
+pub(super) enum Command {
+    Insert(NewRecord),
+    Update {
+        content_hash: String,
+        patch: MemoryPatch,
+    },
+    Delete {
+        content_hash: String,
+    },
+}
+
+struct Job {
+    command: Command,
+    reply: mpsc::SyncSender<Result<Memory, StoreError>>,
+}
+
+/// Handle to the writer thread. Dropping it lets the thread finish the commands already
+/// queued, then waits for it, so the connection is closed when the drop returns.
+pub(super) struct Writer {
+    jobs: Option<mpsc::SyncSender<Job>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Writer {
+    pub fn spawn(conn: Connection, max_group: usize) -> Self {
+        let (jobs, queue) = mpsc::sync_channel(QUEUE_DEPTH);
+        let thread = std::thread::Builder::new()
+            .name("mnemo-writer".into())
+            .spawn(move || run(conn, queue, max_group))
+            .expect("the OS can start the writer thread");
+        Self {
+            jobs: Some(jobs),
+            thread: Some(thread),
+        }
+    }
+
+    /// Queues a command and waits until its group has committed.
+    pub fn submit(&self, command: Command) -> Result<Memory, StoreError> {
+        let (reply, answer) = mpsc::sync_channel(1);
+        let jobs = self.jobs.as_ref().ok_or(StoreError::WriterGone)?;
+        jobs.send(Job { command, reply })
+            .map_err(|_| StoreError::WriterGone)?;
+        answer.recv().map_err(|_| StoreError::WriterGone)?
+    }
+}
+
+impl Drop for Writer {
+    fn drop(&mut self) {
+        drop(self.jobs.take());
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+fn run(mut conn: Connection, queue: mpsc::Receiver<Job>, max_group: usize) {
+    while let Ok(first) = queue.recv() {
+        let mut group = vec![first];
+        while group.len() < max_group {
+            match queue.try_recv() {
+                Ok(job) => group.push(job),
+                Err(_) => break,
+            }
+        }
+        let results = commit_group(&mut conn, group.iter_mut().map(|j| &mut j.command));
+        for (job, result) in group.into_iter().zip(results) {
+            // A caller that gave up waiting is not an error of the store.
+            let _ = job.reply.send(result);
+        }
+    }
+}
+
+/// Runs each command in its own savepoint of one transaction and commits once.
+/// Returns one result per command, in order.
+fn commit_group<'a>(
+    conn: &mut Connection,
+    commands: impl ExactSizeIterator<Item = &'a mut Command>,
+) -> Vec<Result<Memory, StoreError>> {
+    let count = commands.len();
+    let tx = match conn.transaction_with_behavior(TransactionBehavior::Immediate) {
+        Ok(tx) => tx,
+        Err(e) => {
+            let message = e.to_string();
+            return (0..count)
+                .map(|_| Err(StoreError::CommitFailed(message.clone())))
+                .collect();
+        }
+    };
+    let now = crate::memory::now_epoch();
+    let mut results = Vec::with_capacity(count);
+    for command in commands {
+        results.push(apply_in_savepoint(&tx, command, now));
+    }
+    if let Err(e) = tx.commit() {
+        let message = e.to_string();
+        return results
+            .into_iter()
+            .map(|r| r.and(Err(StoreError::CommitFailed(message.clone()))))
+            .collect();
+    }
+    results
+}
+
+fn apply_in_savepoint(
+    tx: &rusqlite::Transaction<'_>,
+    command: &mut Command,
+    now: f64,
+) -> Result<Memory, StoreError> {
+    // Savepoints nest inside the open transaction; dropping one unreleased rolls it back.
+    tx.execute_batch("SAVEPOINT command")?;
+    let result = match command {
+        Command::Insert(record) => write::insert(tx, record, now),
+        Command::Update {
+            content_hash,
+            patch,
+        } => write::update(tx, content_hash, std::mem::take(patch), now),
+        Command::Delete { content_hash } => write::delete(tx, content_hash, now),
+    };
+    let end = if result.is_ok() {
+        "RELEASE command"
+    } else {
+        "ROLLBACK TO command; RELEASE command"
+    };
+    tx.execute_batch(end)?;
+    result
+}

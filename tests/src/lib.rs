@@ -1,0 +1,1 @@
+//! Shared fixtures for Mnemo's end-to-end tests.
