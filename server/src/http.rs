@@ -36,13 +36,13 @@ pub struct AppState {
 /// Why the server could not start.
 #[derive(Debug, Error)]
 pub enum ServeError {
-    #[error("cannot load the embedding model: {0}")]
+    #[error("cannot load the embedding model")]
     Model(#[from] LoadError),
-    #[error("cannot open the database: {0}")]
+    #[error("cannot open the database")]
     Store(#[from] StoreError),
-    #[error("the loader thread failed: {0}")]
+    #[error("the loader thread failed")]
     Task(#[from] tokio::task::JoinError),
-    #[error("the HTTP server failed: {0}")]
+    #[error("the HTTP server failed")]
     Io(#[from] std::io::Error),
 }
 
@@ -135,4 +135,29 @@ async fn load(config: Config, state: Arc<AppState>) -> Result<(), ServeError> {
     );
     let _ = state.service.set(service);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::body::Body;
+    use axum::http::Request;
+    use tower::ServiceExt;
+
+    use super::*;
+
+    /// Before the service exists, health answers 503 with status "loading".
+    #[tokio::test]
+    async fn health_is_loading_until_the_service_exists() {
+        let app = router(Arc::new(AppState::default()));
+        let response = app
+            .oneshot(Request::get("/api/health").body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        let body = axum::body::to_bytes(response.into_body(), 1024)
+            .await
+            .unwrap();
+        let health: Health = serde_json::from_slice(&body).unwrap();
+        assert_eq!(health.status, HealthStatus::Loading);
+    }
 }

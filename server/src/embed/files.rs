@@ -27,10 +27,10 @@ const FIX: &str = "run `make provision` (or `python3 scripts/provision.py`) to f
 pub enum LoadError {
     #[error("{what} not found at {path}; {FIX}")]
     Missing { what: &'static str, path: PathBuf },
-    #[error("cannot read {path}: {source}; {FIX}")]
+    #[error("cannot read {path}: {error}; {FIX}")]
     Unreadable {
         path: PathBuf,
-        source: std::io::Error,
+        error: std::io::Error,
     },
     #[error("ONNX Runtime at {path} cannot be used: {message}; {FIX}")]
     Runtime { path: PathBuf, message: String },
@@ -65,7 +65,7 @@ impl ModelFiles {
     /// Reads one model file, naming it on failure.
     pub fn read(&self, name: &str) -> Result<Vec<u8>, LoadError> {
         let path = self.model_file(name);
-        std::fs::read(&path).map_err(|source| LoadError::Unreadable { path, source })
+        std::fs::read(&path).map_err(|error| LoadError::Unreadable { path, error })
     }
 }
 

@@ -17,7 +17,7 @@ use thiserror::Error;
 use tokio::sync::{mpsc, oneshot};
 
 pub use fastembed_model::FastEmbedModel;
-pub use files::{LoadError, ModelFiles};
+pub use files::{LoadError, MODEL_FILES, ModelFiles};
 
 use crate::store::EmbeddingSpec;
 

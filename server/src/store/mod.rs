@@ -95,10 +95,10 @@ pub enum StoreError {
         found: u32,
         supported: u32,
     },
-    #[error("cannot create the database folder {path}: {source}")]
+    #[error("cannot create the database folder {path}: {error}")]
     CreateDir {
         path: PathBuf,
-        source: std::io::Error,
+        error: std::io::Error,
     },
     #[error("the group commit failed, so this write was rolled back: {0}")]
     CommitFailed(String),
@@ -130,9 +130,9 @@ impl Store {
     ) -> Result<Self, StoreError> {
         vec_extension::register();
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-            std::fs::create_dir_all(parent).map_err(|source| StoreError::CreateDir {
+            std::fs::create_dir_all(parent).map_err(|error| StoreError::CreateDir {
                 path: parent.to_path_buf(),
-                source,
+                error,
             })?;
         }
         let mut conn = Connection::open(path)?;
@@ -285,3 +285,6 @@ fn pin_model(conn: &mut Connection, path: &Path, spec: &EmbeddingSpec) -> Result
     tx.commit()?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests;

