@@ -12,7 +12,7 @@ run: provision
 
 ## Provision everything, then run the whole test suite.
 test: provision
-	$(CARGO) test --workspace --locked
+	$(CARGO) test --workspace --all-targets --locked
 
 ## Fetch, verify and cache the model and ONNX Runtime (DESIGN §11).
 provision:

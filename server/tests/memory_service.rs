@@ -3,6 +3,7 @@
 mod common;
 
 use common::{TestService, embedder, open_service};
+use mnemo_server::embed::{EmbedError, EmbedModel, Embedder};
 use mnemo_server::memory::{Filter, MemoryPatch, NewMemory, content_hash};
 use mnemo_server::service::ServiceError;
 use mnemo_server::store::{EmbeddingSpec, Store, StoreError, StoreOptions};
@@ -264,7 +265,22 @@ fn concurrent_writes_and_reads_never_fail() {
     );
 }
 
-/// A database made with the 384-dimension model refuses a 512-dimension model, and
+/// A 512-dimension stand-in model: only its spec matters to the store.
+struct Fake512 {
+    spec: EmbeddingSpec,
+}
+
+impl EmbedModel for Fake512 {
+    fn spec(&self) -> &EmbeddingSpec {
+        &self.spec
+    }
+
+    fn embed(&mut self, texts: &[String]) -> Result<Vec<Vec<f32>>, EmbedError> {
+        Ok(texts.iter().map(|_| vec![0.0; 512]).collect())
+    }
+}
+
+/// A database made with the 384-dimension model refuses a 512-dimension embedder, and
 /// the error names both.
 #[test]
 fn another_model_cannot_open_the_database() {
@@ -274,11 +290,16 @@ fn another_model_cannot_open_the_database() {
     assert_eq!(real.dimension, 384);
     drop(Store::open(&path, &real, StoreOptions::default()).unwrap());
 
-    let fake = EmbeddingSpec {
-        model_id: "fake-512".into(),
-        dimension: 512,
-    };
-    let err = Store::open(&path, &fake, StoreOptions::default())
+    let fake = Embedder::start(
+        Box::new(Fake512 {
+            spec: EmbeddingSpec {
+                model_id: "fake-512".into(),
+                dimension: 512,
+            },
+        }),
+        1,
+    );
+    let err = Store::open(&path, fake.spec(), StoreOptions::default())
         .err()
         .unwrap();
     let message = err.to_string();
@@ -286,4 +307,6 @@ fn another_model_cannot_open_the_database() {
     for needle in ["all-MiniLM-L6-v2", "384", "fake-512", "512"] {
         assert!(message.contains(needle), "{needle} missing from: {message}");
     }
+    // The refused open changed nothing: the real model still opens it.
+    drop(Store::open(&path, &real, StoreOptions::default()).unwrap());
 }
