@@ -204,6 +204,19 @@ def build_additive_mask(gb: GraphBuilder) -> str:
     return gb.op("Mul", [inverted, neg], "mask.additive")
 
 
+def build_output(gb: GraphBuilder, weights, cfg: BertConfig, p: str, h: str, x: str) -> str:
+    """BERT's sublayer output: dense projection, residual add, LayerNorm (under {p}.output)."""
+    out = gb.linear(f"{p}.output.dense", h, weight(weights, f"{p}.output.dense.weight"), weight(weights, f"{p}.output.dense.bias"))
+    residual = gb.op("Add", [out, x], f"{p}.output.residual")
+    return gb.layer_norm(
+        f"{p}.output.LayerNorm",
+        residual,
+        weight(weights, f"{p}.output.LayerNorm.weight"),
+        weight(weights, f"{p}.output.LayerNorm.bias"),
+        cfg.eps,
+    )
+
+
 def build_attention(gb: GraphBuilder, weights, cfg: BertConfig, i: int, x: str, mask: str, shapes) -> str:
     p = f"encoder.layer.{i}.attention"
     split_heads, merge_heads, scale = shapes
@@ -225,15 +238,7 @@ def build_attention(gb: GraphBuilder, weights, cfg: BertConfig, i: int, x: str, 
     ctx = gb.op("Transpose", [ctx], f"{p}.self.context_transposed", perm=[0, 2, 1, 3])
     ctx = gb.op("Reshape", [ctx, merge_heads], f"{p}.self.context_merged")
 
-    out = gb.linear(f"{p}.output.dense", ctx, weight(weights, f"{p}.output.dense.weight"), weight(weights, f"{p}.output.dense.bias"))
-    residual = gb.op("Add", [out, x], f"{p}.output.residual")
-    return gb.layer_norm(
-        f"{p}.output.LayerNorm",
-        residual,
-        weight(weights, f"{p}.output.LayerNorm.weight"),
-        weight(weights, f"{p}.output.LayerNorm.bias"),
-        cfg.eps,
-    )
+    return build_output(gb, weights, cfg, p, ctx, x)
 
 
 def build_feed_forward(gb: GraphBuilder, weights, cfg: BertConfig, i: int, x: str, gelu_consts) -> str:
@@ -244,15 +249,7 @@ def build_feed_forward(gb: GraphBuilder, weights, cfg: BertConfig, i: int, x: st
     e = gb.op("Erf", [gb.op("Div", [h, sqrt2], f"{p}.gelu.div")], f"{p}.gelu.erf")
     e = gb.op("Add", [e, one], f"{p}.gelu.add")
     g = gb.op("Mul", [gb.op("Mul", [h, e], f"{p}.gelu.mul"), half], f"{p}.gelu.out")
-    out = gb.linear(f"{p}.output.dense", g, weight(weights, f"{p}.output.dense.weight"), weight(weights, f"{p}.output.dense.bias"))
-    residual = gb.op("Add", [out, x], f"{p}.output.residual")
-    return gb.layer_norm(
-        f"{p}.output.LayerNorm",
-        residual,
-        weight(weights, f"{p}.output.LayerNorm.weight"),
-        weight(weights, f"{p}.output.LayerNorm.bias"),
-        cfg.eps,
-    )
+    return build_output(gb, weights, cfg, p, g, x)
 
 
 def build_model(weights: dict[str, np.ndarray], cfg: BertConfig) -> onnx.ModelProto:
