@@ -15,12 +15,14 @@
 //! * [`http`]: the router and [`serve`], which answers health checks while the model
 //!   loads and stops on a cancellation token.
 
+pub mod auth;
 pub mod config;
 pub mod embed;
 pub mod http;
 pub mod memory;
 pub mod service;
 pub mod store;
+pub mod timeexpr;
 
 pub use config::Config;
 pub use http::serve;

@@ -1,0 +1,3 @@
+//! Authentication: which key a request carries and what it may do.
+
+pub mod keys;

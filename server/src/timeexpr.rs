@@ -1,0 +1,1 @@
+//! Natural time phrases ("yesterday", "last week") as time ranges. Being written.
