@@ -3,6 +3,9 @@
 //! Anything that crosses a process boundary lives here, so that a change to it is a
 //! change to one file that every side compiles against:
 //!
+//! * [`api`]: the REST request and response bodies, wire-compatible with the Python
+//!   `mcp-memory-service`.
+//! * [`error`]: the JSON error body of every failed request.
 //! * [`migrations`]: the SQL schema of the memory database, as numbered migrations.
 //!   The server applies them; tools that read a backup rely on the same shape.
 //! * [`events`]: the names of change-feed events, shared by the events table and the
@@ -10,6 +13,8 @@
 //! * [`health`]: the body of `GET /api/health`, which the bridge and the test harness
 //!   poll before they send anything else.
 
+pub mod api;
+pub mod error;
 pub mod events;
 pub mod health;
 pub mod migrations;

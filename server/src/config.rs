@@ -4,13 +4,59 @@
 use std::net::IpAddr;
 use std::path::PathBuf;
 
-use clap::Parser;
+use clap::{Parser, Subcommand};
 
+use crate::auth::keys::KeysCommand;
 use crate::embed::ModelFiles;
 
-/// Mnemo: shared semantic memory for AI assistants.
+/// The command line: serve (no subcommand) or manage keys.
+#[derive(Parser, Debug)]
+#[command(
+    name = "mnemo-server",
+    version,
+    about = "Mnemo: shared semantic memory for AI assistants."
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub config: Config,
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Manage API keys with scopes (stored hashed in <data dir>/keys.json).
+    #[command(subcommand)]
+    Keys(KeysCommand),
+}
+
+/// A secret setting: shown as `<redacted>` by `Debug`, so a logged config never leaks it.
+#[derive(Clone)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+impl std::str::FromStr for Secret {
+    type Err = std::convert::Infallible;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(Self(s.to_owned()))
+    }
+}
+
+/// Every setting of the server.
 #[derive(Parser, Clone, Debug)]
-#[command(name = "mnemo-server", version, about)]
+#[command(name = "mnemo-server")]
 pub struct Config {
     /// Address to listen on.
     #[arg(long, env = "MCP_HTTP_HOST", default_value = "127.0.0.1")]
@@ -59,6 +105,26 @@ pub struct Config {
     /// Read-only database connections.
     #[arg(long, env = "MNEMO_READ_POOL", default_value_t = 4)]
     pub read_pool: u32,
+
+    /// The all-scopes API key [default: generated once into <data dir>/api_key].
+    #[arg(long, env = "MCP_API_KEY", hide_env_values = true)]
+    pub api_key: Option<Secret>,
+
+    /// Let requests without any key read and write (a wrong key is still refused).
+    #[arg(long, env = "MCP_ALLOW_ANONYMOUS_ACCESS", default_value_t = false, action = clap::ArgAction::Set)]
+    pub allow_anonymous: bool,
+
+    /// Origins allowed by CORS, comma-separated; `*` for any [default: none].
+    #[arg(long, env = "MCP_CORS_ORIGINS", value_delimiter = ',')]
+    pub cors_origins: Vec<String>,
+
+    /// Largest request body accepted, in bytes (413 beyond).
+    #[arg(long, env = "MNEMO_MAX_BODY_BYTES", default_value_t = 1024 * 1024)]
+    pub max_body_bytes: usize,
+
+    /// Failed authentications allowed per client address per minute before 429.
+    #[arg(long, env = "MNEMO_AUTH_FAILURES_PER_MINUTE", default_value_t = 30)]
+    pub auth_failures_per_minute: u32,
 
     /// Largest memory content accepted, in bytes.
     #[arg(long, env = "MNEMO_MAX_CONTENT_BYTES", default_value_t = crate::service::DEFAULT_MAX_CONTENT_BYTES)]

@@ -1,16 +1,21 @@
-//! `mnemo-server`: parses the configuration, binds the listener and serves until
-//! Ctrl-C or SIGTERM. Everything else lives in the library.
+//! `mnemo-server`: parses the command line, then either manages API keys or binds the
+//! listener and serves until Ctrl-C or SIGTERM. Everything else lives in the library.
 
 use anyhow::Context;
 use clap::Parser;
-use mnemo_server::Config;
+use mnemo_server::config::{Cli, Command};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tracing_subscriber::EnvFilter;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let config = Config::parse();
+    let Cli { config, command } = Cli::parse();
+    if let Some(Command::Keys(keys)) = command {
+        let data_dir = config.data_dir();
+        mnemo_server::auth::keys::run_keys_command(&data_dir, keys, &mut std::io::stdout())?;
+        return Ok(());
+    }
     tracing_subscriber::fmt()
         .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
         .init();

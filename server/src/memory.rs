@@ -29,6 +29,22 @@ pub struct Memory {
     pub updated_at: f64,
 }
 
+impl From<Memory> for mnemo_schema::api::Memory {
+    fn from(m: Memory) -> Self {
+        Self {
+            created_at_iso: mnemo_schema::api::iso8601(m.created_at),
+            updated_at_iso: mnemo_schema::api::iso8601(m.updated_at),
+            content: m.content,
+            content_hash: m.content_hash,
+            tags: m.tags,
+            memory_type: m.memory_type,
+            metadata: m.metadata,
+            created_at: m.created_at,
+            updated_at: m.updated_at,
+        }
+    }
+}
+
 /// What a caller asks to store.
 #[derive(Debug, Clone, Default)]
 pub struct NewMemory {
@@ -36,6 +52,8 @@ pub struct NewMemory {
     pub tags: Vec<String>,
     pub memory_type: Option<String>,
     pub metadata: Map<String, Value>,
+    /// Keeps an original creation time (imports); `None` means now.
+    pub created_at: Option<f64>,
 }
 
 /// A change to an existing memory. `None` leaves a field as it is.
@@ -49,13 +67,7 @@ pub struct MemoryPatch {
     pub metadata: Option<Map<String, Value>>,
 }
 
-/// Whether a tag filter wants memories with any or with all of the tags.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub enum TagMatch {
-    #[default]
-    Any,
-    All,
-}
+pub use mnemo_schema::api::TagMatch;
 
 /// Restrictions applied before ranking or paging, so that a filtered search still
 /// fills its `k` when `k` matching memories exist.

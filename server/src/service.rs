@@ -88,7 +88,7 @@ impl MemoryService {
             memory_type,
             metadata: new.metadata,
             vector,
-            created_at: None,
+            created_at: new.created_at,
         };
         self.blocking(move |store| store.insert(record)).await
     }
@@ -144,6 +144,77 @@ impl MemoryService {
             .await
     }
 
+    /// Hybrid search: the vector ranking and the full-text (BM25) ranking, each over
+    /// the filtered memories, fused by reciprocal rank (k = 60). A rare exact token that
+    /// the embedding blurs still surfaces through the keyword side.
+    pub async fn search_hybrid(
+        &self,
+        query: &str,
+        k: u32,
+        filter: Filter,
+    ) -> Result<Vec<HybridHit>, ServiceError> {
+        let k = k.min(MAX_PAGE_SIZE) as usize;
+        // Each side contributes more candidates than asked for, so fusion can promote
+        // a memory that only one side ranks well.
+        let depth = (k * 3).max(30);
+        let vector = self.embedder.embed_one(query).await?;
+        let text = query.to_owned();
+        self.blocking(move |store| {
+            let semantic = store.search(&vector, depth, &filter)?;
+            let keyword = store.keyword_search(&text, depth, &filter)?;
+            let mut fused = fuse_rankings(&semantic, &keyword);
+            fused.truncate(k);
+            fused
+                .into_iter()
+                .map(|(content_hash, semantic_rank, keyword_rank)| {
+                    let hit = match semantic_rank {
+                        Some(rank) => semantic[rank - 1].clone(),
+                        None => {
+                            let memory = keyword[keyword_rank.unwrap_or(1) - 1].clone();
+                            ScoredMemory {
+                                cosine_similarity: store.similarity(&vector, &content_hash)?,
+                                memory,
+                            }
+                        }
+                    };
+                    Ok(HybridHit {
+                        hit,
+                        semantic_rank,
+                        keyword_rank,
+                    })
+                })
+                .collect()
+        })
+        .await
+    }
+
+    /// Memories containing `text` (ASCII case ignored), newest first.
+    pub async fn search_exact(
+        &self,
+        text: &str,
+        k: u32,
+        filter: Filter,
+    ) -> Result<Vec<Memory>, ServiceError> {
+        let k = k.min(MAX_PAGE_SIZE) as usize;
+        let text = text.to_owned();
+        self.blocking(move |store| store.substring_search(&text, k, &filter))
+            .await
+    }
+
+    /// The most used tags and their counts (at most `limit`).
+    pub async fn tags(&self, limit: u32) -> Result<Vec<(String, u64)>, ServiceError> {
+        self.blocking(move |store| store.tag_counts(limit)).await
+    }
+
+    /// The memory types in use and their counts (at most `limit`).
+    pub async fn types(&self, limit: u32) -> Result<Vec<(String, u64)>, ServiceError> {
+        self.blocking(move |store| store.type_counts(limit)).await
+    }
+
+    pub async fn count(&self) -> Result<u64, ServiceError> {
+        self.blocking(Store::count).await
+    }
+
     async fn blocking<T: Send + 'static>(
         &self,
         call: impl FnOnce(&Store) -> Result<T, StoreError> + Send + 'static,
@@ -151,4 +222,41 @@ impl MemoryService {
         let store = Arc::clone(&self.store);
         Ok(tokio::task::spawn_blocking(move || call(&store)).await??)
     }
+}
+
+/// A hybrid search hit and its 1-based rank on each side (`None`: not in that list).
+#[derive(Debug, Clone)]
+pub struct HybridHit {
+    pub hit: ScoredMemory,
+    pub semantic_rank: Option<usize>,
+    pub keyword_rank: Option<usize>,
+}
+
+/// The constant of reciprocal-rank fusion; 60 is the value from Cormack et al. and the
+/// one most hybrid search engines use.
+const RRF_K: f64 = 60.0;
+
+/// Reciprocal-rank fusion of two rankings: (hash, semantic rank, keyword rank), best
+/// first. Ties keep the semantic order.
+fn fuse_rankings(
+    semantic: &[ScoredMemory],
+    keyword: &[Memory],
+) -> Vec<(String, Option<usize>, Option<usize>)> {
+    let mut ranks: Vec<(String, Option<usize>, Option<usize>)> = semantic
+        .iter()
+        .enumerate()
+        .map(|(i, hit)| (hit.memory.content_hash.clone(), Some(i + 1), None))
+        .collect();
+    for (i, memory) in keyword.iter().enumerate() {
+        match ranks
+            .iter_mut()
+            .find(|(hash, _, _)| *hash == memory.content_hash)
+        {
+            Some(entry) => entry.2 = Some(i + 1),
+            None => ranks.push((memory.content_hash.clone(), None, Some(i + 1))),
+        }
+    }
+    let score = |r: &Option<usize>| r.map_or(0.0, |rank| 1.0 / (RRF_K + rank as f64));
+    ranks.sort_by(|a, b| (score(&b.1) + score(&b.2)).total_cmp(&(score(&a.1) + score(&a.2))));
+    ranks
 }

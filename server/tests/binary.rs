@@ -17,7 +17,19 @@ struct ServerProcess {
 
 impl ServerProcess {
     fn spawn(data_dir: &Path, extra_env: &[(&str, &Path)]) -> Self {
+        Self::start(data_dir, extra_env, Some("binary-test-key"))
+    }
+
+    fn spawn_without_key(data_dir: &Path) -> Self {
+        Self::start(data_dir, &[], None)
+    }
+
+    fn start(data_dir: &Path, extra_env: &[(&str, &Path)], key: Option<&str>) -> Self {
         let mut command = Command::new(env!("CARGO_BIN_EXE_mnemo-server"));
+        match key {
+            Some(key) => command.env("MCP_API_KEY", key),
+            None => command.env_remove("MCP_API_KEY"),
+        };
         command
             .env("MNEMO_DATA_DIR", data_dir)
             .env("MCP_HTTP_HOST", "127.0.0.1")
@@ -103,6 +115,81 @@ async fn server_becomes_healthy_with_the_real_model() {
     let body: serde_json::Value = response.json().await.unwrap();
     assert_eq!(body["status"], "healthy");
     assert!(dir.path().join("memories.db").is_file());
+}
+
+/// Without MCP_API_KEY the first start writes a key to <data dir>/api_key (mode 0600),
+/// logs the path but never the key, and the key works; a `keys add` key works too.
+#[tokio::test]
+async fn generated_and_managed_keys_work() {
+    use std::os::unix::fs::PermissionsExt;
+
+    let dir = tempfile::tempdir().unwrap();
+    let added = Command::new(env!("CARGO_BIN_EXE_mnemo-server"))
+        .args(["keys", "add", "--name", "laptop", "--scope", "read"])
+        .env("MNEMO_DATA_DIR", dir.path())
+        .output()
+        .unwrap();
+    assert!(
+        added.status.success(),
+        "{}",
+        String::from_utf8_lossy(&added.stderr)
+    );
+    let added = String::from_utf8(added.stdout).unwrap();
+    let reader_key = added
+        .split_whitespace()
+        .find(|word| word.starts_with("mnemo_"))
+        .unwrap_or_else(|| panic!("no key in {added}"))
+        .to_owned();
+
+    let mut server = ServerProcess::spawn_without_key(dir.path());
+    let addr = listening_addr(&server.wait_for_log("listening"));
+    let key_line = server
+        .log
+        .iter()
+        .find(|l| l.contains("api_key"))
+        .cloned()
+        .unwrap();
+    let key_file = dir.path().join("api_key");
+    let master = std::fs::read_to_string(&key_file).unwrap();
+    assert!(!master.trim().is_empty());
+    assert!(
+        key_line.contains(&key_file.display().to_string()),
+        "{key_line}"
+    );
+    assert_eq!(
+        std::fs::metadata(&key_file).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    server.wait_for_log("healthy");
+    assert!(
+        server.log.iter().all(|line| !line.contains(master.trim())),
+        "the key was logged"
+    );
+
+    let client = reqwest::Client::new();
+    let url = format!("http://{addr}/api/memories");
+    let as_master = client
+        .get(&url)
+        .bearer_auth(master.trim())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(as_master.status(), 200);
+    let as_reader = client
+        .get(&url)
+        .header("X-API-Key", &reader_key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(as_reader.status(), 200);
+    let write = client
+        .post(&url)
+        .header("X-API-Key", &reader_key)
+        .json(&serde_json::json!({"content": "x"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(write.status(), 403);
 }
 
 /// Starts the server with one setting overridden and returns its failure message.

@@ -215,6 +215,53 @@ impl Store {
         read::search(&*self.readers.get()?, vector, k, filter)
     }
 
+    /// Memories matching any word of `query` by full-text search (BM25), best first.
+    pub fn keyword_search(
+        &self,
+        query: &str,
+        k: usize,
+        filter: &Filter,
+    ) -> Result<Vec<Memory>, StoreError> {
+        read::keyword_search(&*self.readers.get()?, query, k, filter)
+    }
+
+    /// Memories containing `text` (ASCII case ignored), newest first.
+    pub fn substring_search(
+        &self,
+        text: &str,
+        k: usize,
+        filter: &Filter,
+    ) -> Result<Vec<Memory>, StoreError> {
+        read::substring_search(&*self.readers.get()?, text, k, filter)
+    }
+
+    /// Cosine similarity of `vector` to a stored memory's vector.
+    pub fn similarity(&self, vector: &[f32], content_hash: &str) -> Result<f64, StoreError> {
+        read::similarity(&*self.readers.get()?, vector, content_hash)
+    }
+
+    /// Up to `limit` tags with their memory counts, most used first.
+    pub fn tag_counts(&self, limit: u32) -> Result<Vec<(String, u64)>, StoreError> {
+        read::tag_counts(&*self.readers.get()?, limit)
+    }
+
+    /// Up to `limit` memory types with their counts, most used first.
+    pub fn type_counts(&self, limit: u32) -> Result<Vec<(String, u64)>, StoreError> {
+        read::type_counts(&*self.readers.get()?, limit)
+    }
+
+    /// Bytes on disk: the database file plus its write-ahead log.
+    pub fn size_on_disk(&self) -> u64 {
+        let mut wal = self.path.clone().into_os_string();
+        wal.push("-wal");
+        let wal = PathBuf::from(wal);
+        [self.path.as_path(), wal.as_path()]
+            .iter()
+            .filter_map(|p| std::fs::metadata(p).ok())
+            .map(|m| m.len())
+            .sum()
+    }
+
     /// Number of stored memories.
     pub fn count(&self) -> Result<u64, StoreError> {
         read::count(&*self.readers.get()?)

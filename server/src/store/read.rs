@@ -183,3 +183,113 @@ pub(super) fn events_after(
         .collect::<rusqlite::Result<Vec<_>>>()?;
     Ok(rows)
 }
+
+/// Memories whose content matches the words of `query` (any of them), best BM25 first.
+pub(super) fn keyword_search(
+    conn: &Connection,
+    query: &str,
+    k: usize,
+    filter: &Filter,
+) -> Result<Vec<Memory>, StoreError> {
+    let Some(fts_query) = fts_query(query) else {
+        return Ok(Vec::new());
+    };
+    let sql = SqlFilter::new(filter);
+    let mut params = vec![Value::Text(fts_query)];
+    params.extend(sql.params);
+    params.push(Value::Integer(k as i64));
+    let memories = conn
+        .prepare_cached(&format!(
+            "SELECT {MEMORY_COLUMNS} FROM memories_fts f JOIN memories m ON m.id = f.rowid \
+             WHERE memories_fts MATCH ?{} ORDER BY bm25(memories_fts) LIMIT ?",
+            sql.conditions
+        ))?
+        .query_map(params_from_iter(&params), memory_from_row)?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    Ok(memories)
+}
+
+/// FTS5 query text: each whitespace-separated word becomes a quoted phrase (so
+/// punctuation such as `E1234-XK` cannot be read as FTS syntax), any of which matches.
+fn fts_query(query: &str) -> Option<String> {
+    let terms: Vec<String> = query
+        .split_whitespace()
+        .map(|word| word.replace('"', ""))
+        .filter(|word| word.chars().any(char::is_alphanumeric))
+        .map(|word| format!("\"{word}\""))
+        .collect();
+    (!terms.is_empty()).then(|| terms.join(" OR "))
+}
+
+/// Memories whose content contains `text`, ignoring ASCII case, newest first.
+pub(super) fn substring_search(
+    conn: &Connection,
+    text: &str,
+    k: usize,
+    filter: &Filter,
+) -> Result<Vec<Memory>, StoreError> {
+    let sql = SqlFilter::new(filter);
+    let mut params = vec![Value::Text(text.to_lowercase())];
+    params.extend(sql.params);
+    params.push(Value::Integer(k as i64));
+    let memories = conn
+        .prepare_cached(&format!(
+            "SELECT {MEMORY_COLUMNS} FROM memories m \
+             WHERE instr(lower(m.content), ?) > 0{} \
+             ORDER BY m.created_at DESC, m.id DESC LIMIT ?",
+            sql.conditions
+        ))?
+        .query_map(params_from_iter(&params), memory_from_row)?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    Ok(memories)
+}
+
+/// Cosine similarity between `vector` and the stored vector of one memory.
+pub(super) fn similarity(
+    conn: &Connection,
+    vector: &[f32],
+    content_hash: &str,
+) -> Result<f64, StoreError> {
+    let distance: f64 = conn
+        .prepare_cached(&format!(
+            "SELECT vec_distance_l2(v.embedding, ?) FROM {VECTOR_TABLE} v \
+             JOIN memories m ON m.id = v.rowid WHERE m.content_hash = ?"
+        ))?
+        .query_row(rusqlite::params![vector_bytes(vector), content_hash], |r| {
+            r.get(0)
+        })
+        .optional()?
+        .ok_or_else(|| StoreError::NotFound {
+            content_hash: content_hash.to_owned(),
+        })?;
+    Ok(1.0 - distance * distance / 2.0)
+}
+
+/// The most used tags with their counts, most used first.
+pub(super) fn tag_counts(conn: &Connection, limit: u32) -> Result<Vec<(String, u64)>, StoreError> {
+    counts(
+        conn,
+        "SELECT tag, count(*) AS n FROM memory_tags GROUP BY tag ORDER BY n DESC, tag LIMIT ?",
+        limit,
+    )
+}
+
+/// The memory types in use with their counts, most used first.
+pub(super) fn type_counts(conn: &Connection, limit: u32) -> Result<Vec<(String, u64)>, StoreError> {
+    counts(
+        conn,
+        "SELECT memory_type, count(*) AS n FROM memories WHERE memory_type IS NOT NULL \
+         GROUP BY memory_type ORDER BY n DESC, memory_type LIMIT ?",
+        limit,
+    )
+}
+
+fn counts(conn: &Connection, sql: &str, limit: u32) -> Result<Vec<(String, u64)>, StoreError> {
+    let rows = conn
+        .prepare_cached(sql)?
+        .query_map([limit], |row| {
+            Ok((row.get(0)?, row.get::<_, i64>(1)? as u64))
+        })?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    Ok(rows)
+}

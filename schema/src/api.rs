@@ -1,0 +1,311 @@
+//! The REST API's request and response bodies (DESIGN §5).
+//!
+//! Field names and shapes follow the Python `mcp-memory-service`, so its clients work
+//! against Mnemo unchanged. Optional request fields default when absent, and unknown
+//! fields are ignored, as the anchor does.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+/// Largest `page_size`, `n_results` and `limit` any endpoint accepts.
+pub const MAX_RESULTS: u32 = 100;
+
+/// A memory as the API shows it: float epoch timestamps plus RFC 3339 (UTC, `Z`) copies.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Memory {
+    pub content: String,
+    pub content_hash: String,
+    pub tags: Vec<String>,
+    pub memory_type: Option<String>,
+    pub metadata: Map<String, Value>,
+    pub created_at: f64,
+    pub created_at_iso: String,
+    pub updated_at: f64,
+    pub updated_at_iso: String,
+}
+
+/// RFC 3339 in UTC with microseconds and a `Z`, as the anchor writes `*_iso` fields.
+pub fn iso8601(epoch_seconds: f64) -> String {
+    let micros = (epoch_seconds * 1e6).round() as i64;
+    match jiff::Timestamp::from_microsecond(micros) {
+        Ok(ts) => ts.strftime("%Y-%m-%dT%H:%M:%S%.6fZ").to_string(),
+        Err(_) => String::new(),
+    }
+}
+
+/// `POST /api/memories`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct StoreRequest {
+    pub content: String,
+    #[serde(default)]
+    pub tags: Vec<String>,
+    #[serde(default)]
+    pub memory_type: Option<String>,
+    #[serde(default)]
+    pub metadata: Map<String, Value>,
+    /// Recorded in metadata, as the anchor does.
+    #[serde(default)]
+    pub conversation_id: Option<String>,
+}
+
+/// The answer to a store, update or delete: the anchor's envelope.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MutationResponse {
+    pub success: bool,
+    pub message: String,
+    pub content_hash: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory: Option<Memory>,
+}
+
+/// Whether a tag filter needs any or all of its tags.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TagMatch {
+    #[default]
+    Any,
+    All,
+}
+
+/// `GET /api/memories` query string.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ListQuery {
+    pub page: Option<u32>,
+    pub page_size: Option<u32>,
+    /// Comma-separated.
+    pub tag: Option<String>,
+    pub tag_match: Option<TagMatch>,
+    pub memory_type: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ListResponse {
+    pub memories: Vec<Memory>,
+    pub total: u64,
+    pub page: u32,
+    pub page_size: u32,
+    pub has_more: bool,
+}
+
+/// `PUT /api/memories/{hash}`. Tags replace, metadata merges (a `null` value removes
+/// its key), `memory_type: null` clears the type.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct UpdateRequest {
+    #[serde(default)]
+    pub tags: Option<Vec<String>>,
+    #[serde(default, deserialize_with = "present")]
+    pub memory_type: Option<Option<String>>,
+    #[serde(default)]
+    pub metadata: Option<Map<String, Value>>,
+}
+
+/// Tells "absent" (outer `None`) from "null" (`Some(None)`).
+fn present<'de, D, T>(deserializer: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(deserializer).map(Some)
+}
+
+/// How `POST /api/search` matches.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SearchMode {
+    /// Nearest vectors.
+    #[default]
+    Semantic,
+    /// Vector and full-text (BM25) rankings fused by reciprocal rank.
+    Hybrid,
+    /// Case-insensitive substring, newest first.
+    Exact,
+}
+
+impl SearchMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Semantic => "semantic",
+            Self::Hybrid => "hybrid",
+            Self::Exact => "exact",
+        }
+    }
+}
+
+/// An instant in a request: float epoch seconds or an RFC 3339 string.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Instant {
+    Epoch(f64),
+    Text(String),
+}
+
+fn default_n_results() -> u32 {
+    10
+}
+
+/// `POST /api/search`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SearchRequest {
+    pub query: String,
+    #[serde(default = "default_n_results")]
+    pub n_results: u32,
+    /// On the `similarity_score` scale (0..1).
+    #[serde(default)]
+    pub similarity_threshold: Option<f64>,
+    #[serde(default)]
+    pub tags: Vec<String>,
+    #[serde(default)]
+    pub tag_match: TagMatch,
+    #[serde(default)]
+    pub memory_type: Option<String>,
+    #[serde(default)]
+    pub after: Option<Instant>,
+    #[serde(default)]
+    pub before: Option<Instant>,
+    #[serde(default)]
+    pub mode: SearchMode,
+}
+
+/// One hit of any search.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SearchResult {
+    pub memory: Memory,
+    /// `1 - cosine_distance / 2`, the anchor's scale.
+    pub similarity_score: f64,
+    pub cosine_similarity: f64,
+    pub relevance_reason: String,
+}
+
+/// The envelope every search endpoint answers with.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SearchResponse {
+    pub results: Vec<SearchResult>,
+    pub total_found: usize,
+    pub query: String,
+    pub search_type: String,
+    pub processing_time_ms: f64,
+}
+
+/// `POST /api/search/by-tag`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TagSearchRequest {
+    pub tags: Vec<String>,
+    #[serde(default)]
+    pub match_all: bool,
+    #[serde(default = "default_n_results")]
+    pub limit: u32,
+}
+
+/// `POST /api/search/by-time`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TimeSearchRequest {
+    /// "yesterday", "last week", "last 7 days", …
+    pub query: String,
+    #[serde(default = "default_n_results")]
+    pub n_results: u32,
+    /// Ranks the memories of the period by meaning; without it, newest first.
+    #[serde(default)]
+    pub semantic_query: Option<String>,
+    /// IANA zone or offset for calendar boundaries; UTC by default.
+    #[serde(default)]
+    pub tz: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TagCount {
+    pub tag: String,
+    pub count: u64,
+}
+
+/// `GET /api/tags`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TagsResponse {
+    pub tags: Vec<TagCount>,
+}
+
+/// An element of `GET /api/types`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TypeCount {
+    pub memory_type: String,
+    pub count: u64,
+}
+
+/// One turn of a conversation in `POST /api/sessions`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Turn {
+    pub role: String,
+    pub content: String,
+}
+
+/// `POST /api/sessions`: a conversation stored as one memory of type `session`, tagged
+/// `session:<id>`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SessionRequest {
+    pub session_id: String,
+    pub turns: Vec<Turn>,
+    #[serde(default)]
+    pub tags: Vec<String>,
+    #[serde(default)]
+    pub metadata: Map<String, Value>,
+}
+
+/// One memory of `POST /api/memories/import` (admin): keeps its original times.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ImportedMemory {
+    pub content: String,
+    #[serde(default)]
+    pub tags: Vec<String>,
+    #[serde(default)]
+    pub memory_type: Option<String>,
+    #[serde(default)]
+    pub metadata: Map<String, Value>,
+    pub created_at: Instant,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ImportRequest {
+    pub memories: Vec<ImportedMemory>,
+}
+
+/// Per-memory outcome of an import; duplicates do not fail the batch.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ImportResponse {
+    pub results: Vec<MutationResponse>,
+    pub stored: usize,
+}
+
+/// `GET /api/health/detailed`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DetailedHealth {
+    pub status: crate::health::HealthStatus,
+    pub version: String,
+    pub uptime_seconds: f64,
+    pub model: String,
+    pub dimension: usize,
+    pub memories: u64,
+    pub database_path: String,
+    pub database_bytes: u64,
+    /// SHA-256 of the served certificate, when TLS is on.
+    pub tls_fingerprint: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `*_iso` strings are UTC with microseconds and `Z`.
+    #[test]
+    fn iso_format() {
+        assert_eq!(iso8601(0.0), "1970-01-01T00:00:00.000000Z");
+        assert_eq!(iso8601(1_700_000_000.25), "2023-11-14T22:13:20.250000Z");
+    }
+
+    /// An update tells an absent memory_type from an explicit null.
+    #[test]
+    fn update_distinguishes_null_from_absent() {
+        let absent: UpdateRequest = serde_json::from_str("{}").unwrap();
+        assert_eq!(absent.memory_type, None);
+        let null: UpdateRequest = serde_json::from_str(r#"{"memory_type":null}"#).unwrap();
+        assert_eq!(null.memory_type, Some(None));
+    }
+}

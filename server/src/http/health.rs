@@ -1,0 +1,82 @@
+//! `GET /api/health` (public) and `GET /api/health/detailed` (read scope).
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use mnemo_schema::api::DetailedHealth;
+use mnemo_schema::health::{Health, HealthStatus};
+
+use super::AppState;
+use super::error::ApiError;
+
+/// `GET /api/health`: no key needed, and nothing about the data in the answer.
+pub async fn health(State(state): State<Arc<AppState>>) -> (StatusCode, Json<Health>) {
+    let (code, status) = match state.service.get() {
+        Some(_) => (StatusCode::OK, HealthStatus::Healthy),
+        None => (StatusCode::SERVICE_UNAVAILABLE, HealthStatus::Loading),
+    };
+    let body = Health {
+        status,
+        version: env!("CARGO_PKG_VERSION").to_owned(),
+    };
+    (code, Json(body))
+}
+
+/// `GET /api/health/detailed`: model, counts and database size.
+pub async fn detailed(
+    State(state): State<Arc<AppState>>,
+) -> Result<Json<DetailedHealth>, ApiError> {
+    let service = state.service()?;
+    let spec = service.embedder().spec().clone();
+    let store = service.store_handle();
+    Ok(Json(DetailedHealth {
+        status: HealthStatus::Healthy,
+        version: env!("CARGO_PKG_VERSION").to_owned(),
+        uptime_seconds: state.started.elapsed().as_secs_f64(),
+        model: spec.model_id,
+        dimension: spec.dimension,
+        memories: service.count().await?,
+        database_path: store.path().display().to_string(),
+        database_bytes: store.size_on_disk(),
+        tls_fingerprint: None,
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::body::Body;
+    use axum::http::Request;
+    use tower::ServiceExt;
+
+    use super::*;
+    use crate::auth::Auth;
+    use crate::auth::keys::{KeyFile, KeyRing};
+    use crate::config::Config;
+
+    /// Before the service exists, health answers 503 with status "loading".
+    #[tokio::test]
+    async fn health_is_loading_until_the_service_exists() {
+        let dir = tempfile::tempdir().unwrap();
+        let auth = Auth::new(
+            KeyRing::new(Some("k".into()), KeyFile::new(dir.path())),
+            false,
+            10,
+        );
+        let app = super::super::router(
+            Arc::new(AppState::new(auth)),
+            &Config::for_data_dir(dir.path()),
+        );
+        let response = app
+            .oneshot(Request::get("/api/health").body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        let body = axum::body::to_bytes(response.into_body(), 1024)
+            .await
+            .unwrap();
+        let health: Health = serde_json::from_slice(&body).unwrap();
+        assert_eq!(health.status, HealthStatus::Loading);
+    }
+}

@@ -1,0 +1,213 @@
+//! `/api/memories`: store, list, get, update, delete; plus sessions and the admin
+//! import, which are stores of a particular shape.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use mnemo_schema::api::{
+    ImportRequest, ImportResponse, ListQuery, ListResponse, MAX_RESULTS, Memory, MutationResponse,
+    SessionRequest, StoreRequest, UpdateRequest,
+};
+use serde_json::Value;
+
+use super::AppState;
+use super::error::{ApiError, ApiJson, ApiQuery};
+use crate::memory::{Filter, MemoryPatch, NewMemory};
+use crate::service::ServiceError;
+
+/// Largest import batch.
+const MAX_IMPORT: usize = 100;
+
+/// `POST /api/memories`. `X-Agent-ID` adds the tag `agent:<id>`; `conversation_id`
+/// goes into metadata, as the anchor does.
+pub async fn create(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    ApiJson(request): ApiJson<StoreRequest>,
+) -> Result<(StatusCode, Json<MutationResponse>), ApiError> {
+    let mut tags = request.tags;
+    let agent = headers
+        .get("x-agent-id")
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim);
+    if let Some(agent) = agent.filter(|a| !a.is_empty()) {
+        tags.push(format!("agent:{agent}"));
+    }
+    let mut metadata = request.metadata;
+    if let Some(conversation) = request.conversation_id {
+        metadata.insert("conversation_id".into(), Value::String(conversation));
+    }
+    let new = NewMemory {
+        content: request.content,
+        tags,
+        memory_type: request.memory_type,
+        metadata,
+        created_at: None,
+    };
+    let memory = state.service()?.store(new).await?;
+    Ok((StatusCode::OK, Json(stored(memory.into()))))
+}
+
+fn stored(memory: Memory) -> MutationResponse {
+    MutationResponse {
+        success: true,
+        message: "memory stored".into(),
+        content_hash: memory.content_hash.clone(),
+        memory: Some(memory),
+    }
+}
+
+/// `GET /api/memories`: newest first, `page_size` capped at 100.
+pub async fn list(
+    State(state): State<Arc<AppState>>,
+    ApiQuery(query): ApiQuery<ListQuery>,
+) -> Result<Json<ListResponse>, ApiError> {
+    let page = query.page.unwrap_or(1).max(1);
+    let page_size = query.page_size.unwrap_or(10).clamp(1, MAX_RESULTS);
+    let filter = Filter {
+        tags: query
+            .tag
+            .map(|t| t.split(',').map(str::to_owned).collect())
+            .unwrap_or_default(),
+        tag_match: query.tag_match.unwrap_or_default(),
+        memory_type: query.memory_type,
+        ..Filter::default()
+    };
+    let result = state.service()?.list(filter, page, page_size).await?;
+    let shown = u64::from(page - 1) * u64::from(page_size) + result.memories.len() as u64;
+    Ok(Json(ListResponse {
+        memories: result.memories.into_iter().map(Into::into).collect(),
+        total: result.total,
+        page,
+        page_size,
+        has_more: shown < result.total,
+    }))
+}
+
+/// `GET /api/memories/{hash}`.
+pub async fn get(
+    State(state): State<Arc<AppState>>,
+    Path(hash): Path<String>,
+) -> Result<Json<Memory>, ApiError> {
+    Ok(Json(state.service()?.get(&hash).await?.into()))
+}
+
+/// `PUT /api/memories/{hash}`: tags replace, metadata merges.
+pub async fn update(
+    State(state): State<Arc<AppState>>,
+    Path(hash): Path<String>,
+    ApiJson(request): ApiJson<UpdateRequest>,
+) -> Result<Json<MutationResponse>, ApiError> {
+    let patch = MemoryPatch {
+        tags: request.tags,
+        memory_type: request.memory_type,
+        metadata: request.metadata,
+    };
+    let memory: Memory = state.service()?.update(&hash, patch).await?.into();
+    Ok(Json(MutationResponse {
+        success: true,
+        message: "memory updated".into(),
+        content_hash: memory.content_hash.clone(),
+        memory: Some(memory),
+    }))
+}
+
+/// `DELETE /api/memories/{hash}`.
+pub async fn delete(
+    State(state): State<Arc<AppState>>,
+    Path(hash): Path<String>,
+) -> Result<Json<MutationResponse>, ApiError> {
+    let memory = state.service()?.delete(&hash).await?;
+    Ok(Json(MutationResponse {
+        success: true,
+        message: "memory deleted".into(),
+        content_hash: memory.content_hash,
+        memory: None,
+    }))
+}
+
+/// `POST /api/sessions`: the turns as one memory, `role: content` per line, of type
+/// `session` and tagged `session:<id>`.
+pub async fn create_session(
+    State(state): State<Arc<AppState>>,
+    ApiJson(request): ApiJson<SessionRequest>,
+) -> Result<Json<MutationResponse>, ApiError> {
+    let session_id = request.session_id.trim();
+    if session_id.is_empty() || request.turns.is_empty() {
+        return Err(ApiError::bad_request(
+            "a session needs a session_id and at least one turn",
+        ));
+    }
+    let content = request
+        .turns
+        .iter()
+        .map(|turn| format!("{}: {}", turn.role.trim(), turn.content.trim()))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let mut tags = request.tags;
+    tags.push(format!("session:{session_id}"));
+    let mut metadata = request.metadata;
+    metadata.insert("session_id".into(), Value::String(session_id.to_owned()));
+    metadata.insert("turns".into(), Value::from(request.turns.len()));
+    let new = NewMemory {
+        content,
+        tags,
+        memory_type: Some("session".into()),
+        metadata,
+        created_at: None,
+    };
+    let memory = state.service()?.store(new).await?;
+    Ok(Json(stored(memory.into())))
+}
+
+/// `POST /api/memories/import` (admin): stores memories with their original creation
+/// times. Each result is reported on its own; duplicates do not fail the batch.
+pub async fn import(
+    State(state): State<Arc<AppState>>,
+    ApiJson(request): ApiJson<ImportRequest>,
+) -> Result<Json<ImportResponse>, ApiError> {
+    if request.memories.len() > MAX_IMPORT {
+        return Err(ApiError::bad_request(format!(
+            "{} memories in one import; the limit is {MAX_IMPORT}",
+            request.memories.len()
+        )));
+    }
+    let service = state.service()?;
+    let utc = jiff::tz::TimeZone::UTC;
+    let mut results = Vec::with_capacity(request.memories.len());
+    for item in request.memories {
+        let created_at = super::search::instant(&item.created_at, &utc)?;
+        let new = NewMemory {
+            content: item.content,
+            tags: item.tags,
+            memory_type: item.memory_type,
+            metadata: item.metadata,
+            created_at: Some(created_at),
+        };
+        results.push(match service.store(new).await {
+            Ok(memory) => stored(memory.into()),
+            Err(ServiceError::Invalid(e)) => MutationResponse {
+                success: false,
+                message: e.to_string(),
+                content_hash: String::new(),
+                memory: None,
+            },
+            Err(ServiceError::Store(crate::store::StoreError::Duplicate { content_hash })) => {
+                MutationResponse {
+                    success: false,
+                    message: "a memory with the same content already exists".into(),
+                    content_hash,
+                    memory: None,
+                }
+            }
+            Err(other) => return Err(other.into()),
+        });
+    }
+    let stored_count = results.iter().filter(|r| r.success).count();
+    Ok(Json(ImportResponse {
+        results,
+        stored: stored_count,
+    }))
+}

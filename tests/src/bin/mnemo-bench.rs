@@ -1,0 +1,227 @@
+//! `mnemo-bench`: REST latency and throughput of a running server with Mnemo's REST
+//! contract (so also the Python anchor).
+//!
+//! ```text
+//! cargo run --release -p mnemo-tests --bin mnemo-bench -- --url http://127.0.0.1:8000 --api-key KEY --seed 10000
+//! ```
+//!
+//! It seeds the server up to `--seed` memories of generated sentences, then measures
+//! single-client store and search latency and the search throughput of `--clients`
+//! concurrent clients. A first version: the full harness (corpus from real text,
+//! SSE fan-out, recall, JSON output) is the performance issue's.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use clap::Parser;
+use serde_json::{Value, json};
+
+#[derive(Parser)]
+struct Args {
+    /// Base URL of the server.
+    #[arg(long, default_value = "http://127.0.0.1:8000")]
+    url: String,
+    /// API key with write scope.
+    #[arg(long, env = "MCP_API_KEY")]
+    api_key: String,
+    /// Memories the server should hold before measuring.
+    #[arg(long, default_value_t = 10_000)]
+    seed: usize,
+    /// Timed requests per latency scenario.
+    #[arg(long, default_value_t = 300)]
+    samples: usize,
+    /// Concurrent clients for the throughput scenario.
+    #[arg(long, default_value_t = 16)]
+    clients: usize,
+    /// Searches per client in the throughput scenario.
+    #[arg(long, default_value_t = 100)]
+    per_client: usize,
+}
+
+const SUBJECTS: [&str; 16] = [
+    "The deploy script",
+    "My sister's cat",
+    "The quarterly report",
+    "Our staging database",
+    "The espresso machine",
+    "A flaky integration test",
+    "The garden irrigation timer",
+    "The conference keynote",
+    "The new hire's laptop",
+    "Our backup rotation",
+    "The kitchen renovation",
+    "The team offsite",
+    "The billing export",
+    "My running shoes",
+    "The VPN certificate",
+    "The dentist appointment",
+];
+const PREDICATES: [&str; 16] = [
+    "needs to be checked before Friday",
+    "stopped working after the last update",
+    "was moved to the shared drive",
+    "should be reviewed with the whole team",
+    "keeps running out of disk space",
+    "reminds me of the trip to Lisbon",
+    "is documented in the onboarding wiki",
+    "costs more than we planned",
+    "was rescheduled to next month",
+    "broke again during the night",
+    "has a new owner since March",
+    "needs a second opinion",
+    "is waiting for approval",
+    "was cheaper than expected",
+    "got a five star review",
+    "is blocked on legal",
+];
+
+fn sentence(i: usize) -> String {
+    let s = SUBJECTS[i % 16];
+    let p = PREDICATES[(i / 16) % 16];
+    format!("{s} {p} (note {i}).")
+}
+
+struct Client {
+    http: reqwest::Client,
+    url: String,
+    key: String,
+}
+
+impl Client {
+    async fn post(&self, path: &str, body: &Value) -> anyhow::Result<(u16, Duration)> {
+        let started = Instant::now();
+        let response = self
+            .http
+            .post(format!("{}{path}", self.url))
+            .bearer_auth(&self.key)
+            .json(body)
+            .send()
+            .await?;
+        let status = response.status().as_u16();
+        response.bytes().await?;
+        Ok((status, started.elapsed()))
+    }
+
+    async fn count(&self) -> anyhow::Result<usize> {
+        let body: Value = self
+            .http
+            .get(format!("{}/api/memories?page_size=1", self.url))
+            .bearer_auth(&self.key)
+            .send()
+            .await?
+            .json()
+            .await?;
+        body["total"]
+            .as_u64()
+            .map(|n| n as usize)
+            .context("no total in list answer")
+    }
+}
+
+fn summary(name: &str, mut samples: Vec<Duration>) {
+    samples.sort();
+    let pick =
+        |p: f64| samples[((samples.len() - 1) as f64 * p).round() as usize].as_secs_f64() * 1000.0;
+    println!(
+        "{name:<28} n={:<5} p50 {:>7.2} ms  p90 {:>7.2} ms  p99 {:>7.2} ms",
+        samples.len(),
+        pick(0.5),
+        pick(0.9),
+        pick(0.99)
+    );
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let client = Arc::new(Client {
+        http: reqwest::Client::new(),
+        url: args.url.trim_end_matches('/').to_owned(),
+        key: args.api_key.clone(),
+    });
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    println!("server {} · bench machine cores {cores}", client.url);
+
+    let mut have = client.count().await?;
+    let started = Instant::now();
+    let mut next = have;
+    while have < args.seed {
+        let seeders: Vec<_> = (0..8)
+            .map(|w| {
+                let client = client.clone();
+                let i = next + w;
+                tokio::spawn(async move {
+                    client
+                        .post("/api/memories", &json!({"content": sentence(i)}))
+                        .await
+                })
+            })
+            .collect();
+        for seeder in seeders {
+            let (status, _) = seeder.await??;
+            if status == 200 {
+                have += 1;
+            }
+        }
+        next += 8;
+    }
+    if started.elapsed() > Duration::from_secs(1) {
+        println!(
+            "seeded to {have} memories in {:.1} s",
+            started.elapsed().as_secs_f64()
+        );
+    }
+
+    let mut errors = 0;
+    let mut stores = Vec::with_capacity(args.samples);
+    for i in 0..args.samples {
+        let body =
+            json!({"content": format!("Bench store {i} at {:?}: {}", Instant::now(), sentence(i))});
+        let (status, took) = client.post("/api/memories", &body).await?;
+        errors += usize::from(status != 200);
+        stores.push(took);
+    }
+    summary("POST /api/memories", stores);
+
+    let mut searches = Vec::with_capacity(args.samples);
+    for i in 0..args.samples {
+        let body = json!({"query": format!("what {} the {}", PREDICATES[i % 16], SUBJECTS[(i * 7) % 16]), "n_results": 10});
+        let (status, took) = client.post("/api/search", &body).await?;
+        errors += usize::from(status != 200);
+        searches.push(took);
+    }
+    summary("POST /api/search", searches);
+
+    let started = Instant::now();
+    let workers: Vec<_> = (0..args.clients)
+        .map(|w| {
+            let client = client.clone();
+            let n = args.per_client;
+            tokio::spawn(async move {
+                let mut failed = 0;
+                for i in 0..n {
+                    let body = json!({"query": sentence(w * 1000 + i), "n_results": 10});
+                    let (status, _) = client.post("/api/search", &body).await?;
+                    failed += usize::from(status != 200);
+                }
+                anyhow::Ok(failed)
+            })
+        })
+        .collect();
+    for worker in workers {
+        errors += worker.await??;
+    }
+    let total = args.clients * args.per_client;
+    let elapsed = started.elapsed().as_secs_f64();
+    println!(
+        "search, {} clients            {total} requests in {elapsed:.2} s = {:.0} req/s",
+        args.clients,
+        total as f64 / elapsed
+    );
+    println!("errors: {errors}");
+    if errors > 0 {
+        bail!("{errors} requests failed");
+    }
+    Ok(())
+}
