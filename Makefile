@@ -25,4 +25,4 @@ lint:
 
 ## Embedding latency and batch throughput on this machine.
 bench-embed: provision
-	$(CARGO) run --release --locked -p mnemo-server --example embed_bench
+	$(CARGO) run --release --locked -p mnemo-tests --bin embed-bench

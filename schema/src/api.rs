@@ -249,16 +249,12 @@ pub struct SessionRequest {
     pub metadata: Map<String, Value>,
 }
 
-/// One memory of `POST /api/memories/import` (admin): keeps its original times.
+/// One memory of `POST /api/memories/import` (admin): a store request that keeps its
+/// original creation time.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ImportedMemory {
-    pub content: String,
-    #[serde(default)]
-    pub tags: Vec<String>,
-    #[serde(default)]
-    pub memory_type: Option<String>,
-    #[serde(default)]
-    pub metadata: Map<String, Value>,
+    #[serde(flatten)]
+    pub memory: StoreRequest,
     pub created_at: Instant,
 }
 

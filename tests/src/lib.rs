@@ -1,4 +1,9 @@
-//! End-to-end tests that cross process boundaries: the provisioning script today; the
-//! server with the bridge, real MCP clients and a browser as those arrive.
+//! End-to-end tests that cross process boundaries, and the benchmark tools.
 //!
-//! The tests live in `tests/tests/`. This library will hold the fixtures they share.
+//! * `tests/`: the provisioning script end to end; the server with the bridge, real MCP
+//!   clients and a browser as those arrive.
+//! * `src/bin/mnemo-bench.rs`: REST latency and throughput of a running server.
+//! * `src/bin/embed-bench.rs`: embedding latency and batch throughput in-process.
+//! * [`corpus`]: the deterministic sentences both benches use.
+
+pub mod corpus;

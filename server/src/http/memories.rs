@@ -180,10 +180,10 @@ pub async fn import(
     for item in request.memories {
         let created_at = super::search::instant(&item.created_at, &utc)?;
         let new = NewMemory {
-            content: item.content,
-            tags: item.tags,
-            memory_type: item.memory_type,
-            metadata: item.metadata,
+            content: item.memory.content,
+            tags: item.memory.tags,
+            memory_type: item.memory.memory_type,
+            metadata: item.memory.metadata,
             created_at: Some(created_at),
         };
         results.push(match service.store(new).await {

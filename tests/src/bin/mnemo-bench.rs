@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use clap::Parser;
+use mnemo_tests::corpus::{question, sentence};
 use serde_json::{Value, json};
 
 #[derive(Parser)]
@@ -37,49 +38,6 @@ struct Args {
     /// Searches per client in the throughput scenario.
     #[arg(long, default_value_t = 100)]
     per_client: usize,
-}
-
-const SUBJECTS: [&str; 16] = [
-    "The deploy script",
-    "My sister's cat",
-    "The quarterly report",
-    "Our staging database",
-    "The espresso machine",
-    "A flaky integration test",
-    "The garden irrigation timer",
-    "The conference keynote",
-    "The new hire's laptop",
-    "Our backup rotation",
-    "The kitchen renovation",
-    "The team offsite",
-    "The billing export",
-    "My running shoes",
-    "The VPN certificate",
-    "The dentist appointment",
-];
-const PREDICATES: [&str; 16] = [
-    "needs to be checked before Friday",
-    "stopped working after the last update",
-    "was moved to the shared drive",
-    "should be reviewed with the whole team",
-    "keeps running out of disk space",
-    "reminds me of the trip to Lisbon",
-    "is documented in the onboarding wiki",
-    "costs more than we planned",
-    "was rescheduled to next month",
-    "broke again during the night",
-    "has a new owner since March",
-    "needs a second opinion",
-    "is waiting for approval",
-    "was cheaper than expected",
-    "got a five star review",
-    "is blocked on legal",
-];
-
-fn sentence(i: usize) -> String {
-    let s = SUBJECTS[i % 16];
-    let p = PREDICATES[(i / 16) % 16];
-    format!("{s} {p} (note {i}).")
 }
 
 struct Client {
@@ -186,7 +144,7 @@ async fn main() -> anyhow::Result<()> {
 
     let mut searches = Vec::with_capacity(args.samples);
     for i in 0..args.samples {
-        let body = json!({"query": format!("what {} the {}", PREDICATES[i % 16], SUBJECTS[(i * 7) % 16]), "n_results": 10});
+        let body = json!({"query": question(i), "n_results": 10});
         let (status, took) = client.post("/api/search", &body).await?;
         errors += usize::from(status != 200);
         searches.push(took);

@@ -2,7 +2,7 @@
 //! throughput, through the same [`Embedder`] the server uses.
 //!
 //! ```text
-//! cargo run --release -p mnemo-server --example embed_bench [-- SINGLE_RUNS BATCH_RUNS]
+//! cargo run --release -p mnemo-tests --bin embed-bench [-- SINGLE_RUNS BATCH_RUNS]
 //! ```
 //!
 //! Uses the provisioned model (or MNEMO_MODEL_DIR / ORT_DYLIB_PATH), like the server.
@@ -11,36 +11,7 @@ use std::time::{Duration, Instant};
 
 use mnemo_server::Config;
 use mnemo_server::embed::{Embedder, FastEmbedModel};
-
-const SUBJECTS: [&str; 8] = [
-    "The deploy script",
-    "My sister's cat",
-    "The quarterly report",
-    "Our staging database",
-    "The espresso machine",
-    "A flaky integration test",
-    "The garden irrigation timer",
-    "The conference keynote",
-];
-const PREDICATES: [&str; 8] = [
-    "needs to be checked before Friday",
-    "stopped working after the last update",
-    "was moved to the shared drive",
-    "should be reviewed with the whole team",
-    "keeps running out of disk space on weekends",
-    "reminds me of the trip to Lisbon",
-    "is documented in the onboarding wiki",
-    "costs more than we planned for this year",
-];
-
-/// Deterministic, varied short sentences, so no two texts hit a cache.
-fn sentence(i: usize) -> String {
-    format!(
-        "{} {} (note {i}).",
-        SUBJECTS[i % SUBJECTS.len()],
-        PREDICATES[(i / SUBJECTS.len()) % PREDICATES.len()]
-    )
-}
+use mnemo_tests::corpus::sentence;
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[((sorted.len() - 1) as f64 * p).round() as usize]
