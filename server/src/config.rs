@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand};
 
 use crate::auth::keys::KeysCommand;
 use crate::embed::ModelFiles;
+use crate::store::{Retention, StoreOptions};
 
 /// The command line: serve (no subcommand) or manage keys.
 #[derive(Parser, Debug)]
@@ -126,6 +127,18 @@ pub struct Config {
     #[arg(long, env = "MNEMO_AUTH_FAILURES_PER_MINUTE", default_value_t = 30)]
     pub auth_failures_per_minute: u32,
 
+    /// Seconds between SSE heartbeat events.
+    #[arg(long, env = "MCP_SSE_HEARTBEAT", default_value_t = 30, value_parser = clap::value_parser!(u64).range(5..=300))]
+    pub sse_heartbeat: u64,
+
+    /// Days the change feed keeps events for reconnecting clients.
+    #[arg(long, env = "MNEMO_EVENT_RETENTION_DAYS", default_value_t = 7)]
+    pub event_retention_days: u64,
+
+    /// Most events the change feed keeps for reconnecting clients.
+    #[arg(long, env = "MNEMO_EVENT_RETENTION_ROWS", default_value_t = 100_000)]
+    pub event_retention_rows: u64,
+
     /// Largest memory content accepted, in bytes.
     #[arg(long, env = "MNEMO_MAX_CONTENT_BYTES", default_value_t = crate::service::DEFAULT_MAX_CONTENT_BYTES)]
     pub max_content_bytes: usize,
@@ -166,6 +179,18 @@ impl Config {
                 .ort_dylib_path
                 .clone()
                 .unwrap_or_else(|| cache.join("onnxruntime/1.31.1/libonnxruntime.so.1.31.1")),
+        }
+    }
+
+    /// The store settings this configuration asks for.
+    pub fn store_options(&self) -> StoreOptions {
+        StoreOptions {
+            readers: self.read_pool,
+            retention: Retention {
+                max_age: std::time::Duration::from_secs(self.event_retention_days * 24 * 3600),
+                max_rows: self.event_retention_rows,
+            },
+            ..StoreOptions::default()
         }
     }
 

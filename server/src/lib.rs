@@ -10,6 +10,8 @@
 //!   read-only connections, sqlite-vec vectors, FTS5 and the change-feed table.
 //! * [`embed`]: turning text into vectors. Finds the model files and ONNX Runtime,
 //!   loads the model with fastembed, and batches concurrent requests on one thread.
+//! * [`feed`]: the change feed behind `GET /api/events`: a bounded in-memory ring for
+//!   subscribers that keep up, the events table for those that do not.
 //! * [`service`]: the async memory operations the HTTP layer calls; it embeds, then
 //!   stores or searches, on blocking threads.
 //! * [`http`]: the router and [`serve`], which answers health checks while the model
@@ -18,6 +20,7 @@
 pub mod auth;
 pub mod config;
 pub mod embed;
+pub mod feed;
 pub mod http;
 pub mod memory;
 pub mod service;

@@ -84,7 +84,7 @@ pub fn required_scope(method: &Method, path: &str) -> Option<Scope> {
     if path == "/api/health" {
         return None;
     }
-    if path == "/api/memories/import" {
+    if path == "/api/memories/import" || path == "/api/events/stats" {
         return Some(Scope::Admin);
     }
     let reads = method == Method::GET

@@ -8,13 +8,14 @@
 
 mod catalog;
 pub mod error;
+mod events;
 mod health;
 mod memories;
 mod search;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::extract::{DefaultBodyLimit, Request};
 use axum::http::{HeaderValue, StatusCode};
@@ -31,14 +32,17 @@ use crate::auth::keys::{KeyError, KeyFile, KeyRing, load_or_create_default_key};
 use crate::auth::{self, Auth};
 use crate::config::Config;
 use crate::embed::{Embedder, FastEmbedModel, LoadError};
+use crate::feed::ChangeFeed;
 use crate::service::MemoryService;
-use crate::store::{Store, StoreError, StoreOptions};
+use crate::store::{Store, StoreError};
 use error::ApiError;
 
 /// State shared by every handler.
 pub struct AppState {
     /// Set once, when the model and database are ready.
     pub service: OnceLock<MemoryService>,
+    /// Set with the service: the change feed over its store.
+    pub feed: OnceLock<Arc<ChangeFeed>>,
     pub auth: Auth,
     pub started: Instant,
 }
@@ -47,6 +51,7 @@ impl AppState {
     pub fn new(auth: Auth) -> Self {
         Self {
             service: OnceLock::new(),
+            feed: OnceLock::new(),
             auth,
             started: Instant::now(),
         }
@@ -55,6 +60,19 @@ impl AppState {
     /// The memory service, or 503 while it is loading.
     pub fn service(&self) -> Result<&MemoryService, ApiError> {
         self.service.get().ok_or_else(ApiError::loading)
+    }
+
+    /// The change feed, or 503 while loading.
+    pub fn feed(&self) -> Result<&Arc<ChangeFeed>, ApiError> {
+        self.feed.get().ok_or_else(ApiError::loading)
+    }
+
+    /// Publishes a loaded service and the change feed over its store.
+    fn publish(&self, service: MemoryService, config: &Config, shutdown: CancellationToken) {
+        let heartbeat = Duration::from_secs(config.sse_heartbeat.max(1));
+        let feed = ChangeFeed::new(Arc::clone(service.store_handle()), heartbeat, shutdown);
+        let _ = self.feed.set(feed);
+        let _ = self.service.set(service);
     }
 }
 
@@ -88,6 +106,8 @@ pub fn router(state: Arc<AppState>, config: &Config) -> Router {
         .route("/api/search", post(search::search))
         .route("/api/search/by-tag", post(search::by_tag))
         .route("/api/search/by-time", post(search::by_time))
+        .route("/api/events", get(events::stream))
+        .route("/api/events/stats", get(events::stats))
         .route("/api/tags", get(catalog::tags))
         .route("/api/types", get(catalog::types))
         .fallback(not_found)
@@ -167,16 +187,16 @@ pub async fn serve(
         warn!(%addr, "serving plain HTTP on a non-loopback address: memories and API keys cross the network unencrypted");
     }
     info!(%addr, "listening");
-    let app =
-        router(Arc::clone(&state), &config).into_make_service_with_connect_info::<SocketAddr>();
-    let server = axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown.clone().cancelled_owned())
-        .into_future();
+    let server = run(
+        listener,
+        router(Arc::clone(&state), &config),
+        shutdown.clone(),
+    );
     tokio::pin!(server);
 
-    let loader = load(config, Arc::clone(&state));
+    let loader = load(config, Arc::clone(&state), shutdown.clone());
     tokio::select! {
-        served = &mut server => return Ok(served?),
+        served = &mut server => return served,
         loaded = loader => {
             if let Err(e) = loaded {
                 shutdown.cancel();
@@ -184,7 +204,36 @@ pub async fn serve(
             }
         }
     }
-    Ok(server.await?)
+    server.await
+}
+
+/// How long shutdown waits for open connections before dropping them. Streams end
+/// on their own when `shutdown` fires; this bounds a client that stopped reading.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(1);
+
+/// Serves `app` on `listener` until `shutdown`, then gives open connections
+/// [`SHUTDOWN_GRACE`] to finish.
+async fn run(
+    listener: TcpListener,
+    app: Router,
+    shutdown: CancellationToken,
+) -> Result<(), ServeError> {
+    let app = app.into_make_service_with_connect_info::<SocketAddr>();
+    let server = axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown.clone().cancelled_owned())
+        .into_future();
+    tokio::pin!(server);
+    tokio::select! {
+        served = &mut server => return Ok(served?),
+        _ = shutdown.cancelled() => {}
+    }
+    match tokio::time::timeout(SHUTDOWN_GRACE, server).await {
+        Ok(served) => Ok(served?),
+        Err(_) => {
+            warn!("connections still open {SHUTDOWN_GRACE:?} after shutdown; closing them");
+            Ok(())
+        }
+    }
 }
 
 /// Serves an already loaded `service` on `listener` until `shutdown` is cancelled. For
@@ -196,17 +245,16 @@ pub async fn serve_ready(
     shutdown: CancellationToken,
 ) -> Result<(), ServeError> {
     let state = Arc::new(AppState::new(auth_for(&config)?));
-    let _ = state.service.set(service);
-    let app =
-        router(Arc::clone(&state), &config).into_make_service_with_connect_info::<SocketAddr>();
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown.cancelled_owned())
-        .await?;
-    Ok(())
+    state.publish(service, &config, shutdown.clone());
+    run(listener, router(Arc::clone(&state), &config), shutdown).await
 }
 
 /// Loads the model, opens the database and publishes the service.
-async fn load(config: Config, state: Arc<AppState>) -> Result<(), ServeError> {
+async fn load(
+    config: Config,
+    state: Arc<AppState>,
+    shutdown: CancellationToken,
+) -> Result<(), ServeError> {
     let files = config.model_files();
     let database = config.database_path();
     info!(
@@ -218,13 +266,11 @@ async fn load(config: Config, state: Arc<AppState>) -> Result<(), ServeError> {
         "loading",
     );
     let started = Instant::now();
+    let feed_config = config.clone();
     let service = tokio::task::spawn_blocking(move || -> Result<MemoryService, ServeError> {
         let model = FastEmbedModel::load(&files, &config.model_id, config.embed_threads())?;
         let embedder = Embedder::start(Box::new(model), config.embed_batch);
-        let options = StoreOptions {
-            readers: config.read_pool,
-            ..StoreOptions::default()
-        };
+        let options = config.store_options();
         let store = Store::open(&database, embedder.spec(), options)?;
         Ok(MemoryService::new(
             store,
@@ -242,6 +288,6 @@ async fn load(config: Config, state: Arc<AppState>) -> Result<(), ServeError> {
         elapsed_ms = started.elapsed().as_millis() as u64,
         "healthy",
     );
-    let _ = state.service.set(service);
+    state.publish(service, &feed_config, shutdown);
     Ok(())
 }

@@ -33,6 +33,7 @@ use thiserror::Error;
 use crate::memory::{Filter, Memory, MemoryPatch, ScoredMemory};
 pub use read::{EventRow, Page};
 pub use write::NewRecord;
+pub use writer::Retention;
 use writer::{Command, Writer};
 
 /// Address space each read connection maps of the database file (virtual, not RSS):
@@ -57,6 +58,11 @@ pub struct StoreOptions {
     pub readers: u32,
     /// Most write commands committed in one transaction.
     pub max_group_commit: usize,
+    /// How long, and how many, events the change feed keeps for replay.
+    pub retention: Retention,
+    /// Committed events kept in memory for live subscribers; one that falls further
+    /// behind catches up from the events table.
+    pub feed_capacity: usize,
 }
 
 impl Default for StoreOptions {
@@ -64,6 +70,11 @@ impl Default for StoreOptions {
         Self {
             readers: 4,
             max_group_commit: 64,
+            retention: Retention {
+                max_age: Duration::from_secs(7 * 24 * 3600),
+                max_rows: 100_000,
+            },
+            feed_capacity: 1024,
         }
     }
 }
@@ -120,6 +131,9 @@ pub struct Store {
     writer: Writer,
     /// Read-only connections, handed out one query at a time.
     readers: r2d2::Pool<SqliteConnectionManager>,
+    /// Every committed event, in order, for live subscribers. A bounded ring: a
+    /// subscriber that lags past it is told so and re-reads the events table.
+    feed: tokio::sync::broadcast::Sender<std::sync::Arc<EventRow>>,
     path: PathBuf,
     dimension: usize,
 }
@@ -160,9 +174,16 @@ impl Store {
             .max_size(options.readers.max(1))
             .build(manager)?;
 
+        let (feed, _) = tokio::sync::broadcast::channel(options.feed_capacity.max(1));
         Ok(Self {
-            writer: Writer::spawn(conn, options.max_group_commit.max(1)),
+            writer: Writer::spawn(
+                conn,
+                options.max_group_commit.max(1),
+                options.retention,
+                feed.clone(),
+            ),
             readers,
+            feed,
             path: path.to_path_buf(),
             dimension: spec.dimension,
         })
@@ -275,6 +296,22 @@ impl Store {
     /// Number of stored memories.
     pub fn count(&self) -> Result<u64, StoreError> {
         read::count(&*self.readers.get()?)
+    }
+
+    /// Live committed events from now on. Subscribe before reading the table, then
+    /// skip what was already read: no event falls between the two.
+    pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<std::sync::Arc<EventRow>> {
+        self.feed.subscribe()
+    }
+
+    /// The last event sequence number ever assigned (0 before the first).
+    pub fn head_seq(&self) -> Result<i64, StoreError> {
+        read::head_seq(&*self.readers.get()?)
+    }
+
+    /// The oldest event still kept, if any.
+    pub fn oldest_seq(&self) -> Result<Option<i64>, StoreError> {
+        read::oldest_seq(&*self.readers.get()?)
     }
 
     /// Up to `limit` change-feed events with a sequence number above `after`, in order.

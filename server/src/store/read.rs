@@ -293,3 +293,19 @@ fn counts(conn: &Connection, sql: &str, limit: u32) -> Result<Vec<(String, u64)>
         .collect::<rusqlite::Result<Vec<_>>>()?;
     Ok(rows)
 }
+
+/// The last sequence number ever assigned (0 before the first event), pruned or not.
+pub(super) fn head_seq(conn: &Connection) -> Result<i64, StoreError> {
+    Ok(conn
+        .prepare_cached("SELECT seq FROM sqlite_sequence WHERE name = 'events'")?
+        .query_row([], |r| r.get(0))
+        .optional()?
+        .unwrap_or(0))
+}
+
+/// The oldest event still in the table, if any.
+pub(super) fn oldest_seq(conn: &Connection) -> Result<Option<i64>, StoreError> {
+    Ok(conn
+        .prepare_cached("SELECT min(seq) FROM events")?
+        .query_row([], |r| r.get(0))?)
+}

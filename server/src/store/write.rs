@@ -8,7 +8,7 @@ use rusqlite::{OptionalExtension, Transaction, params};
 use serde_json::{Map, Value, json};
 
 use super::StoreError;
-use super::read;
+use super::read::{self, EventRow};
 use crate::memory::{Memory, MemoryPatch, merge_metadata};
 
 /// A memory ready to store: validated, normalised, hashed and embedded.
@@ -28,11 +28,14 @@ pub struct NewRecord {
 /// Characters of content carried in an event, as the anchor's feed does.
 const PREVIEW_CHARS: usize = 100;
 
+/// A write's outcome: the memory as it now is (or was, for a delete) and its event.
+pub(super) type Written = (Memory, EventRow);
+
 pub(super) fn insert(
     tx: &Transaction<'_>,
     record: &NewRecord,
     now: f64,
-) -> Result<Memory, StoreError> {
+) -> Result<Written, StoreError> {
     let existing: Option<i64> = tx
         .prepare_cached("SELECT id FROM memories WHERE content_hash = ?")?
         .query_row([&record.content_hash], |r| r.get(0))
@@ -64,8 +67,8 @@ pub(super) fn insert(
     .execute(params![id, vector_bytes(&record.vector)])?;
 
     let memory = read::get(tx, &record.content_hash)?;
-    append_event(tx, EventKind::MemoryStored, &memory, summary(&memory), now)?;
-    Ok(memory)
+    let event = append_event(tx, EventKind::MemoryStored, &memory, summary(&memory), now)?;
+    Ok((memory, event))
 }
 
 pub(super) fn update(
@@ -73,7 +76,7 @@ pub(super) fn update(
     content_hash: &str,
     patch: MemoryPatch,
     now: f64,
-) -> Result<Memory, StoreError> {
+) -> Result<Written, StoreError> {
     let id = id_of(tx, content_hash)?;
     let mut memory = read::get(tx, content_hash)?;
     let mut changed = Map::new();
@@ -102,15 +105,15 @@ pub(super) fn update(
     memory.updated_at = now;
 
     changed.insert("content_hash".into(), json!(content_hash));
-    append_event(tx, EventKind::MemoryUpdated, &memory, changed, now)?;
-    Ok(memory)
+    let event = append_event(tx, EventKind::MemoryUpdated, &memory, changed, now)?;
+    Ok((memory, event))
 }
 
 pub(super) fn delete(
     tx: &Transaction<'_>,
     content_hash: &str,
     now: f64,
-) -> Result<Memory, StoreError> {
+) -> Result<Written, StoreError> {
     let id = id_of(tx, content_hash)?;
     let memory = read::get(tx, content_hash)?;
     tx.prepare_cached(&format!("DELETE FROM {VECTOR_TABLE} WHERE rowid = ?"))?
@@ -118,8 +121,8 @@ pub(super) fn delete(
     // memory_tags rows go by ON DELETE CASCADE, the FTS row by trigger.
     tx.prepare_cached("DELETE FROM memories WHERE id = ?")?
         .execute([id])?;
-    append_event(tx, EventKind::MemoryDeleted, &memory, summary(&memory), now)?;
-    Ok(memory)
+    let event = append_event(tx, EventKind::MemoryDeleted, &memory, summary(&memory), now)?;
+    Ok((memory, event))
 }
 
 fn id_of(tx: &Transaction<'_>, content_hash: &str) -> Result<i64, StoreError> {
@@ -162,19 +165,40 @@ fn append_event(
     memory: &Memory,
     mut payload: Map<String, Value>,
     now: f64,
-) -> Result<(), StoreError> {
+) -> Result<EventRow, StoreError> {
     payload.insert("timestamp".into(), json!(now));
+    let payload = Value::Object(payload);
     tx.prepare_cached("INSERT INTO events (at, kind, content_hash, payload) VALUES (?, ?, ?, ?)")?
         .execute(params![
             now,
             kind.as_str(),
             memory.content_hash,
-            Value::Object(payload).to_string()
+            payload.to_string()
         ])?;
-    Ok(())
+    Ok(EventRow {
+        seq: tx.last_insert_rowid(),
+        at: now,
+        kind: kind.as_str().to_owned(),
+        content_hash: memory.content_hash.clone(),
+        payload,
+    })
 }
 
 /// sqlite-vec reads a float vector as its little-endian bytes.
 pub(super) fn vector_bytes(vector: &[f32]) -> Vec<u8> {
     vector.iter().flat_map(|x| x.to_le_bytes()).collect()
+}
+
+/// Deletes events older than the retention age and beyond the newest `max_rows`.
+/// Both deletes are index range scans, cheap when there is nothing to delete.
+pub(super) fn prune_events(
+    tx: &Transaction<'_>,
+    retention: &super::writer::Retention,
+    now: f64,
+) -> Result<(), StoreError> {
+    tx.prepare_cached("DELETE FROM events WHERE at < ?")?
+        .execute([now - retention.max_age.as_secs_f64()])?;
+    tx.prepare_cached("DELETE FROM events WHERE seq <= (SELECT max(seq) FROM events) - ?")?
+        .execute([retention.max_rows as i64])?;
+    Ok(())
 }

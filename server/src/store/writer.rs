@@ -1,13 +1,14 @@
 //! The writer thread: the only owner of the read-write connection, committing the
 //! commands it receives in groups.
 
-use std::sync::mpsc;
+use std::sync::{Arc, mpsc};
 use std::thread::JoinHandle;
 
 use rusqlite::{Connection, TransactionBehavior};
 
 use super::StoreError;
-use super::write::{self, NewRecord};
+use super::read::EventRow;
+use super::write::{self, NewRecord, Written};
 use crate::memory::{Memory, MemoryPatch};
 
 /// Commands waiting beyond this block their senders, which bounds the queue's memory.
@@ -38,11 +39,14 @@ pub(super) struct Writer {
 }
 
 impl Writer {
-    pub fn spawn(conn: Connection, max_group: usize) -> Self {
+    /// Starts the thread. Each committed event is sent on `feed` after its group
+    /// commits, never before, so a subscriber never sees a change that could still
+    /// roll back.
+    pub fn spawn(conn: Connection, max_group: usize, retention: Retention, feed: Feed) -> Self {
         let (jobs, queue) = mpsc::sync_channel(QUEUE_DEPTH);
         let thread = std::thread::Builder::new()
             .name("mnemo-writer".into())
-            .spawn(move || run(conn, queue, max_group))
+            .spawn(move || run(conn, queue, max_group, retention, feed))
             .expect("the OS can start the writer thread");
         Self {
             jobs: Some(jobs),
@@ -69,7 +73,23 @@ impl Drop for Writer {
     }
 }
 
-fn run(mut conn: Connection, queue: mpsc::Receiver<Job>, max_group: usize) {
+/// How long the change feed keeps events for clients to replay.
+#[derive(Debug, Clone, Copy)]
+pub struct Retention {
+    pub max_age: std::time::Duration,
+    pub max_rows: u64,
+}
+
+/// Where committed events go: every live subscriber of the change feed.
+pub(super) type Feed = tokio::sync::broadcast::Sender<Arc<EventRow>>;
+
+fn run(
+    mut conn: Connection,
+    queue: mpsc::Receiver<Job>,
+    max_group: usize,
+    retention: Retention,
+    feed: Feed,
+) {
     while let Ok(first) = queue.recv() {
         let mut group = vec![first];
         while group.len() < max_group {
@@ -78,8 +98,17 @@ fn run(mut conn: Connection, queue: mpsc::Receiver<Job>, max_group: usize) {
                 Err(_) => break,
             }
         }
-        let results = commit_group(&mut conn, group.iter_mut().map(|j| &mut j.command));
+        let results = commit_group(
+            &mut conn,
+            group.iter_mut().map(|j| &mut j.command),
+            &retention,
+        );
         for (job, result) in group.into_iter().zip(results) {
+            let result = result.map(|(memory, event)| {
+                // No subscriber is not an error.
+                let _ = feed.send(Arc::new(event));
+                memory
+            });
             // A caller that gave up waiting is not an error of the store.
             let _ = job.reply.send(result);
         }
@@ -91,7 +120,8 @@ fn run(mut conn: Connection, queue: mpsc::Receiver<Job>, max_group: usize) {
 fn commit_group<'a>(
     conn: &mut Connection,
     commands: impl ExactSizeIterator<Item = &'a mut Command>,
-) -> Vec<Result<Memory, StoreError>> {
+    retention: &Retention,
+) -> Vec<Result<Written, StoreError>> {
     let count = commands.len();
     let tx = match conn.transaction_with_behavior(TransactionBehavior::Immediate) {
         Ok(tx) => tx,
@@ -107,6 +137,11 @@ fn commit_group<'a>(
     for command in commands {
         results.push(apply_in_savepoint(&tx, command, now));
     }
+    // Pruning rides along with the group, so retention costs no extra commit and a
+    // busy feed never outgrows its bounds between two writes.
+    if let Err(e) = write::prune_events(&tx, retention, now) {
+        tracing::warn!(error = %e, "pruning the events table failed; will retry with the next write");
+    }
     if let Err(e) = tx.commit() {
         let message = e.to_string();
         return results
@@ -121,7 +156,7 @@ fn apply_in_savepoint(
     tx: &rusqlite::Transaction<'_>,
     command: &mut Command,
     now: f64,
-) -> Result<Memory, StoreError> {
+) -> Result<Written, StoreError> {
     // Savepoints nest inside the open transaction; dropping one unreleased rolls it back.
     tx.execute_batch("SAVEPOINT command")?;
     let result = match command {

@@ -45,14 +45,37 @@ impl TestService {
 
 /// Opens (or reopens) the service whose database lives in `dir`.
 pub fn open_service(dir: &TempDir) -> MemoryService {
+    open_service_with(dir, StoreOptions::default())
+}
+
+/// Opens the service in `dir` with the given store settings.
+pub fn open_service_with(dir: &TempDir, options: StoreOptions) -> MemoryService {
     let embedder = embedder();
-    let store = Store::open(
-        &dir.path().join("memories.db"),
-        embedder.spec(),
-        StoreOptions::default(),
-    )
-    .unwrap();
+    let store = Store::open(&dir.path().join("memories.db"), embedder.spec(), options).unwrap();
     MemoryService::new(store, embedder, DEFAULT_MAX_CONTENT_BYTES)
+}
+
+/// A parsed SSE stream.
+pub type SseStream = std::pin::Pin<
+    Box<
+        dyn futures::Stream<
+                Item = Result<
+                    eventsource_stream::Event,
+                    eventsource_stream::EventStreamError<reqwest::Error>,
+                >,
+            > + Send,
+    >,
+>;
+
+/// The next SSE event, or a panic after 20 s: a missing event fails the test instead
+/// of hanging it.
+pub async fn next_event(stream: &mut SseStream) -> eventsource_stream::Event {
+    use futures::StreamExt;
+    tokio::time::timeout(std::time::Duration::from_secs(20), stream.next())
+        .await
+        .expect("no SSE event within 20 s")
+        .expect("the stream ended")
+        .expect("a well-formed SSE event")
 }
 
 /// The all-scopes key every [`TestServer`] is configured with.
@@ -63,7 +86,8 @@ pub struct TestServer {
     pub url: String,
     pub dir: TempDir,
     pub http: reqwest::Client,
-    shutdown: CancellationToken,
+    pub shutdown: CancellationToken,
+    task: Option<tokio::task::JoinHandle<Result<(), mnemo_server::http::ServeError>>>,
 }
 
 impl TestServer {
@@ -81,9 +105,9 @@ impl TestServer {
         // Bound before the server task starts, so requests never race its startup.
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
-        let service = open_service(&dir);
+        let service = open_service_with(&dir, config.store_options());
         let shutdown = CancellationToken::new();
-        tokio::spawn(mnemo_server::http::serve_ready(
+        let task = tokio::spawn(mnemo_server::http::serve_ready(
             config,
             listener,
             service,
@@ -94,7 +118,31 @@ impl TestServer {
             dir,
             http: reqwest::Client::new(),
             shutdown,
+            task: Some(task),
         }
+    }
+
+    /// Cancels the server and waits until it has stopped; returns how long that took.
+    pub async fn stop(mut self) -> std::time::Duration {
+        let started = std::time::Instant::now();
+        self.shutdown.cancel();
+        if let Some(task) = self.task.take() {
+            task.await.unwrap().unwrap();
+        }
+        started.elapsed()
+    }
+
+    /// Opens `GET /api/events` (with `Last-Event-ID` if given) as a stream of SSE events.
+    pub async fn events(&self, last_event_id: Option<i64>) -> SseStream {
+        let mut request = self.request(Method::GET, "/api/events");
+        if let Some(id) = last_event_id {
+            request = request.header("Last-Event-ID", id.to_string());
+        }
+        let response = request.send().await.unwrap();
+        assert_eq!(response.status(), 200);
+        Box::pin(eventsource_stream::EventStream::new(
+            response.bytes_stream(),
+        ))
     }
 
     /// A request with the master key as a Bearer token.

@@ -1,0 +1,224 @@
+//! The change feed: every committed write, in order, to every subscriber, without
+//! loss (DESIGN §6).
+//!
+//! The events table is the source of truth; memory only speeds up the common case.
+//! The writer thread publishes each committed event on a bounded broadcast ring. A
+//! subscriber delivers from the ring while it keeps up. When it falls behind (the ring
+//! overwrote events it had not read) or sees a gap in sequence numbers, it reads the
+//! missing events from the table, then goes back to the ring, skipping what it has
+//! already sent. So memory is bounded by the ring, whatever the number of subscribers
+//! or how slow they are, and a slow subscriber still gets every event.
+//!
+//! A reconnecting client names the last sequence number it saw and is replayed from
+//! the table the same way. If retention has already pruned what it missed, it gets a
+//! `resync` and continues live.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use futures::Stream;
+use tokio::sync::broadcast::error::RecvError;
+use tokio_util::sync::CancellationToken;
+
+use crate::store::{EventRow, Store, StoreError};
+
+/// Events read from the table per query while catching up.
+const CATCH_UP_PAGE: u32 = 500;
+
+/// What a subscriber's stream yields.
+#[derive(Debug, Clone, PartialEq)]
+pub enum FeedItem {
+    /// First item of every stream; `head` is the newest sequence number at that moment.
+    Connected {
+        head: i64,
+    },
+    /// A committed change.
+    Change(Arc<EventRow>),
+    /// Events the client asked for are gone; it continues live from `head`.
+    Resync {
+        head: i64,
+    },
+    Heartbeat,
+}
+
+/// One connected subscriber, as `GET /api/events/stats` shows it.
+#[derive(Debug)]
+pub struct Subscriber {
+    pub id: u64,
+    pub client: String,
+    pub connected: Instant,
+    /// The last sequence number sent to it.
+    pub delivered: AtomicI64,
+}
+
+/// The feed shared by every subscriber.
+pub struct ChangeFeed {
+    store: Arc<Store>,
+    heartbeat: Duration,
+    /// Ends every stream on shutdown, so open streams never hold the process up.
+    shutdown: CancellationToken,
+    subscribers: Mutex<HashMap<u64, Arc<Subscriber>>>,
+    next_id: AtomicU64,
+}
+
+/// Removes a subscriber from the registry when its stream is dropped.
+struct Registration {
+    feed: Arc<ChangeFeed>,
+    subscriber: Arc<Subscriber>,
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        self.feed
+            .subscribers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&self.subscriber.id);
+    }
+}
+
+impl ChangeFeed {
+    pub fn new(store: Arc<Store>, heartbeat: Duration, shutdown: CancellationToken) -> Arc<Self> {
+        Arc::new(Self {
+            store,
+            heartbeat,
+            shutdown,
+            subscribers: Mutex::default(),
+            next_id: AtomicU64::new(1),
+        })
+    }
+
+    /// The connected subscribers.
+    pub fn subscribers(&self) -> Vec<Arc<Subscriber>> {
+        let mut list: Vec<_> = self
+            .subscribers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .values()
+            .cloned()
+            .collect();
+        list.sort_by_key(|s| s.id);
+        list
+    }
+
+    /// The newest sequence number.
+    pub async fn head(&self) -> Result<i64, StoreError> {
+        let store = Arc::clone(&self.store);
+        blocking(move || store.head_seq()).await
+    }
+
+    /// A stream of every event after `last_event_id` (or from now on, when `None`),
+    /// with heartbeats, until shutdown or the stream is dropped.
+    pub fn subscribe(
+        self: &Arc<Self>,
+        last_event_id: Option<i64>,
+        client: String,
+    ) -> impl Stream<Item = Result<FeedItem, StoreError>> + Send + 'static {
+        let feed = Arc::clone(self);
+        async_stream::try_stream! {
+            // Subscribe before reading the head: every event committed from here on
+            // arrives on the ring, and the ones up to the head are read from the table.
+            let mut live = feed.store.subscribe();
+            let head = feed.head().await?;
+            let subscriber = feed.register(client, head);
+            let _registration = Registration { feed: Arc::clone(&feed), subscriber: Arc::clone(&subscriber) };
+            yield FeedItem::Connected { head };
+
+            let mut last = match last_event_id {
+                None => head,
+                Some(id) if id >= 0 && id <= head && feed.replayable_from(id).await? => id,
+                Some(_) => {
+                    yield FeedItem::Resync { head };
+                    head
+                }
+            };
+            subscriber.delivered.store(last, Ordering::Relaxed);
+            // The newest sequence number known to exist; behind it, read the table.
+            let mut known = head;
+            let mut heartbeat = tokio::time::interval_at(
+                tokio::time::Instant::now() + feed.heartbeat,
+                feed.heartbeat,
+            );
+            loop {
+                if last < known {
+                    let rows = feed.page_after(last).await?;
+                    if rows.first().is_some_and(|first| first.seq != last + 1) && !feed.replayable_from(last).await? {
+                        // Pruned while this subscriber lagged: say so, go on live.
+                        known = feed.head().await?;
+                        last = known;
+                        yield FeedItem::Resync { head: last };
+                        continue;
+                    }
+                    if rows.len() < CATCH_UP_PAGE as usize {
+                        known = rows.last().map_or(last, |r| r.seq).max(last);
+                    }
+                    for row in rows {
+                        last = row.seq;
+                        subscriber.delivered.store(last, Ordering::Relaxed);
+                        yield FeedItem::Change(Arc::new(row));
+                    }
+                    continue;
+                }
+                let received = tokio::select! {
+                    biased;
+                    _ = feed.shutdown.cancelled() => break,
+                    received = live.recv() => received,
+                    _ = heartbeat.tick() => {
+                        yield FeedItem::Heartbeat;
+                        continue;
+                    }
+                };
+                match received {
+                    Ok(event) if event.seq <= last => {}
+                    Ok(event) if event.seq == last + 1 => {
+                        last = event.seq;
+                        known = last;
+                        subscriber.delivered.store(last, Ordering::Relaxed);
+                        yield FeedItem::Change(event);
+                    }
+                    // A gap: the table has what came between.
+                    Ok(event) => known = event.seq,
+                    Err(RecvError::Lagged(_)) => known = feed.head().await?,
+                    Err(RecvError::Closed) => break,
+                }
+            }
+        }
+    }
+
+    fn register(&self, client: String, head: i64) -> Arc<Subscriber> {
+        let subscriber = Arc::new(Subscriber {
+            id: self.next_id.fetch_add(1, Ordering::Relaxed),
+            client,
+            connected: Instant::now(),
+            delivered: AtomicI64::new(head),
+        });
+        self.subscribers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(subscriber.id, Arc::clone(&subscriber));
+        subscriber
+    }
+
+    /// Whether every event after `id` is still in the table.
+    async fn replayable_from(&self, id: i64) -> Result<bool, StoreError> {
+        let store = Arc::clone(&self.store);
+        let oldest = blocking(move || store.oldest_seq()).await?;
+        let head = self.head().await?;
+        Ok(id >= head || oldest.is_some_and(|oldest| oldest <= id + 1))
+    }
+
+    async fn page_after(&self, last: i64) -> Result<Vec<EventRow>, StoreError> {
+        let store = Arc::clone(&self.store);
+        blocking(move || store.events_after(last, CATCH_UP_PAGE)).await
+    }
+}
+
+async fn blocking<T: Send + 'static>(
+    call: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, StoreError> {
+    tokio::task::spawn_blocking(call)
+        .await
+        .unwrap_or_else(|e| Err(StoreError::CommitFailed(format!("a feed task failed: {e}"))))
+}
