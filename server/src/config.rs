@@ -131,6 +131,11 @@ pub struct Config {
     #[arg(long, env = "MCP_SSE_HEARTBEAT", default_value_t = 30, value_parser = clap::value_parser!(u64).range(5..=300))]
     pub sse_heartbeat: u64,
 
+    /// Seconds a subscriber may lag without being sent anything before it is disconnected
+    /// (it can reconnect with its last id and lose nothing).
+    #[arg(long, env = "MNEMO_SSE_STALL_TIMEOUT", default_value_t = 60.0)]
+    pub sse_stall_timeout: f64,
+
     /// Days the change feed keeps events for reconnecting clients.
     #[arg(long, env = "MNEMO_EVENT_RETENTION_DAYS", default_value_t = 7)]
     pub event_retention_days: u64,

@@ -14,6 +14,7 @@
 //! `resync` and continues live.
 
 use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
@@ -47,10 +48,32 @@ pub enum FeedItem {
 #[derive(Debug)]
 pub struct Subscriber {
     pub id: u64,
-    pub client: String,
+    /// Its connection's peer address, by which a stalled subscriber is disconnected.
+    pub peer: Option<SocketAddr>,
     pub connected: Instant,
     /// The last sequence number sent to it.
     pub delivered: AtomicI64,
+    /// When `delivered` last moved, in milliseconds since `connected`.
+    progressed_ms: AtomicU64,
+}
+
+impl Subscriber {
+    fn delivered(&self, seq: i64) {
+        self.delivered.store(seq, Ordering::Relaxed);
+        self.progressed_ms.store(
+            self.connected.elapsed().as_millis() as u64,
+            Ordering::Relaxed,
+        );
+    }
+
+    /// How long since it was last sent an event.
+    fn idle(&self) -> Duration {
+        self.connected
+            .elapsed()
+            .saturating_sub(Duration::from_millis(
+                self.progressed_ms.load(Ordering::Relaxed),
+            ))
+    }
 }
 
 /// The feed shared by every subscriber.
@@ -61,6 +84,8 @@ pub struct ChangeFeed {
     shutdown: CancellationToken,
     subscribers: Mutex<HashMap<u64, Arc<Subscriber>>>,
     next_id: AtomicU64,
+    /// Counts subscribers disconnected for making no progress.
+    stalled: tokio::sync::watch::Sender<u64>,
 }
 
 /// Removes a subscriber from the registry when its stream is dropped.
@@ -87,7 +112,48 @@ impl ChangeFeed {
             shutdown,
             subscribers: Mutex::default(),
             next_id: AtomicU64::new(1),
+            stalled: tokio::sync::watch::Sender::new(0),
         })
+    }
+
+    /// The number of stalled subscribers disconnected so far, as a watch.
+    pub fn stalled_disconnects(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.stalled.subscribe()
+    }
+
+    /// Starts the task that disconnects subscribers which are behind and have been
+    /// sent nothing for `stall`, by calling `close` with their peer address. They can
+    /// reconnect with their last id and lose nothing. The task ends on shutdown.
+    pub fn spawn_reaper(
+        self: &Arc<Self>,
+        stall: Duration,
+        close: impl Fn(SocketAddr) + Send + 'static,
+    ) {
+        let feed = Arc::clone(self);
+        let period = (stall / 4).max(Duration::from_millis(100));
+        tokio::spawn(async move {
+            let mut ticks = tokio::time::interval(period);
+            loop {
+                tokio::select! {
+                    _ = feed.shutdown.cancelled() => return,
+                    _ = ticks.tick() => {}
+                }
+                let Ok(head) = feed.head().await else {
+                    continue;
+                };
+                for subscriber in feed.subscribers() {
+                    let behind = subscriber.delivered.load(Ordering::Relaxed) < head;
+                    let Some(peer) = subscriber.peer else {
+                        continue;
+                    };
+                    if behind && subscriber.idle() >= stall {
+                        tracing::warn!(%peer, id = subscriber.id, "disconnecting a subscriber that stopped reading");
+                        close(peer);
+                        feed.stalled.send_modify(|n| *n += 1);
+                    }
+                }
+            }
+        });
     }
 
     /// The connected subscribers.
@@ -114,7 +180,7 @@ impl ChangeFeed {
     pub fn subscribe(
         self: &Arc<Self>,
         last_event_id: Option<i64>,
-        client: String,
+        peer: Option<SocketAddr>,
     ) -> impl Stream<Item = Result<FeedItem, StoreError>> + Send + 'static {
         let feed = Arc::clone(self);
         async_stream::try_stream! {
@@ -122,7 +188,7 @@ impl ChangeFeed {
             // arrives on the ring, and the ones up to the head are read from the table.
             let mut live = feed.store.subscribe();
             let head = feed.head().await?;
-            let subscriber = feed.register(client, head);
+            let subscriber = feed.register(peer, head);
             let _registration = Registration { feed: Arc::clone(&feed), subscriber: Arc::clone(&subscriber) };
             yield FeedItem::Connected { head };
 
@@ -134,7 +200,7 @@ impl ChangeFeed {
                     head
                 }
             };
-            subscriber.delivered.store(last, Ordering::Relaxed);
+            subscriber.delivered(last);
             // The newest sequence number known to exist; behind it, read the table.
             let mut known = head;
             let mut heartbeat = tokio::time::interval_at(
@@ -156,7 +222,7 @@ impl ChangeFeed {
                     }
                     for row in rows {
                         last = row.seq;
-                        subscriber.delivered.store(last, Ordering::Relaxed);
+                        subscriber.delivered(last);
                         yield FeedItem::Change(Arc::new(row));
                     }
                     continue;
@@ -175,7 +241,7 @@ impl ChangeFeed {
                     Ok(event) if event.seq == last + 1 => {
                         last = event.seq;
                         known = last;
-                        subscriber.delivered.store(last, Ordering::Relaxed);
+                        subscriber.delivered(last);
                         yield FeedItem::Change(event);
                     }
                     // A gap: the table has what came between.
@@ -187,12 +253,13 @@ impl ChangeFeed {
         }
     }
 
-    fn register(&self, client: String, head: i64) -> Arc<Subscriber> {
+    fn register(&self, peer: Option<SocketAddr>, head: i64) -> Arc<Subscriber> {
         let subscriber = Arc::new(Subscriber {
             id: self.next_id.fetch_add(1, Ordering::Relaxed),
-            client,
+            peer,
             connected: Instant::now(),
             delivered: AtomicI64::new(head),
+            progressed_ms: AtomicU64::new(0),
         });
         self.subscribers
             .lock()

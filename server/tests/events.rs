@@ -223,17 +223,10 @@ async fn burst(server: &std::sync::Arc<TestServer>, label: &str, count: usize) {
     }
 }
 
-/// A subscriber that never reads (with a 4 KiB receive buffer, so the kernel stops
-/// taking bytes for it) does not make the server buffer without bound, and a reading
-/// subscriber still gets every event. Measured after a warm-up burst, so that the
-/// embedding runtime's own arena growth is not counted.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_stalled_subscriber_costs_bounded_memory() {
+/// Opens `GET /api/events?last_event_id=0` on a raw socket with a 4 KiB receive
+/// buffer and never reads it: once the kernel buffers fill, the server cannot send.
+async fn stalled_subscriber(server: &TestServer) -> tokio::net::TcpStream {
     use tokio::io::AsyncWriteExt;
-    const WRITES: usize = 1200;
-    let server = std::sync::Arc::new(TestServer::spawn().await);
-    burst(&server, "warm-up", 200).await;
-
     let address: std::net::SocketAddr = server.url.trim_start_matches("http://").parse().unwrap();
     let socket = tokio::net::TcpSocket::new_v4().unwrap();
     socket.set_recv_buffer_size(4096).unwrap();
@@ -243,6 +236,18 @@ async fn a_stalled_subscriber_costs_bounded_memory() {
         common::MASTER_KEY
     );
     stalled.write_all(request.as_bytes()).await.unwrap();
+    stalled
+}
+
+/// A subscriber that never reads does not make the server buffer without bound, and a
+/// reading subscriber still gets every event. Memory is measured after a warm-up
+/// burst, so that the embedding runtime's own arena growth is not counted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_subscriber_costs_bounded_memory() {
+    const WRITES: usize = 1200;
+    let server = std::sync::Arc::new(TestServer::spawn().await);
+    burst(&server, "warm-up", 200).await;
+    let stalled = stalled_subscriber(&server).await;
 
     let mut stream = server.events(None).await;
     connected(&mut stream).await;
@@ -265,7 +270,7 @@ async fn a_stalled_subscriber_costs_bounded_memory() {
         after / 1024
     );
     // The ring holds at most 1024 events whoever lags; the bound leaves room for the
-    // allocator, SQLite's caches and the 1200 new rows.
+    // allocator, SQLite's caches and the new rows.
     assert!(
         growth_mib < 48,
         "RSS grew by {growth_mib} MiB during the burst"
@@ -278,12 +283,49 @@ async fn a_stalled_subscriber_costs_bounded_memory() {
         .iter()
         .map(|c| c["lag"].as_i64().unwrap())
         .collect();
-    // The stalled client stopped somewhere in the burst: it was never sent the rest.
+    // The stalled client stopped somewhere in the burst and was sent nothing since.
     assert!(
         lags.iter().any(|&lag| lag > 200),
         "the stalled client should lag: {lags:?}"
     );
     drop(stalled);
+}
+
+/// A subscriber that makes no progress for the stall timeout is disconnected; it
+/// reconnects with the last id it received and loses nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_subscriber_is_disconnected_and_resumes() {
+    use tokio::io::AsyncReadExt;
+    let server = std::sync::Arc::new(TestServer::spawn_with(|c| c.sse_stall_timeout = 1.0).await);
+    let mut disconnects = server.state.feed().unwrap().stalled_disconnects();
+    let mut stalled = stalled_subscriber(&server).await;
+    burst(&server, "stall", 800).await;
+
+    tokio::time::timeout(Duration::from_secs(20), disconnects.changed())
+        .await
+        .expect("the stalled subscriber was not disconnected")
+        .unwrap();
+    let mut received = Vec::new();
+    tokio::time::timeout(Duration::from_secs(20), stalled.read_to_end(&mut received))
+        .await
+        .expect("the server did not close the stalled connection")
+        .unwrap();
+    let last: i64 = String::from_utf8_lossy(&received)
+        .lines()
+        .rev()
+        .find_map(|line| line.strip_prefix("id: "))
+        .and_then(|id| id.trim().parse().ok())
+        .unwrap_or(0);
+    assert!(last < 800, "it had received everything: {last}");
+
+    let mut resumed = server.events(Some(last)).await;
+    connected(&mut resumed).await;
+    for expected in last + 1..=800 {
+        assert_eq!(
+            next_change(&mut resumed).await.id.parse::<i64>().unwrap(),
+            expected
+        );
+    }
 }
 
 /// A client whose position was pruned by retention gets `resync`, then live events.

@@ -47,8 +47,7 @@ pub async fn stream(
             ApiError::bad_request(format!("last event id {text:?} is not a sequence number"))
         })?),
     };
-    let client = connect.map_or_else(|| "unknown".to_owned(), |c| c.0.0.to_string());
-    let events = frames(feed.subscribe(last, client));
+    let events = frames(feed.subscribe(last, connect.map(|c| c.0.0)));
     let mut response = Sse::new(events).into_response();
     let headers = response.headers_mut();
     // Proxies must neither cache nor buffer a live stream.
@@ -110,7 +109,7 @@ pub async fn stats(State(state): State<Arc<AppState>>) -> Result<Json<Value>, Ap
             let delivered = s.delivered.load(std::sync::atomic::Ordering::Relaxed);
             json!({
                 "id": s.id,
-                "client": s.client,
+                "client": s.peer.map(|p| p.to_string()),
                 "connected_seconds": s.connected.elapsed().as_secs_f64(),
                 "last_event_id": delivered,
                 "lag": (head - delivered).max(0),
@@ -119,6 +118,7 @@ pub async fn stats(State(state): State<Arc<AppState>>) -> Result<Json<Value>, Ap
         .collect();
     Ok(Json(json!({
         "subscribers": subscribers.len(),
+        "stalled_disconnects": *feed.stalled_disconnects().borrow(),
         "head_seq": head,
         "clients": clients,
     })))

@@ -7,13 +7,13 @@
 //! JSON error body until then.
 
 mod catalog;
+mod connections;
 pub mod error;
 mod events;
 mod health;
 mod memories;
 mod search;
 
-use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -35,6 +35,7 @@ use crate::embed::{Embedder, FastEmbedModel, LoadError};
 use crate::feed::ChangeFeed;
 use crate::service::MemoryService;
 use crate::store::{Store, StoreError};
+use connections::Connections;
 use error::ApiError;
 
 /// State shared by every handler.
@@ -45,6 +46,8 @@ pub struct AppState {
     pub feed: OnceLock<Arc<ChangeFeed>>,
     pub auth: Auth,
     pub started: Instant,
+    /// Every open connection, so the feed can close a stalled subscriber's.
+    connections: Arc<Connections>,
 }
 
 impl AppState {
@@ -54,6 +57,7 @@ impl AppState {
             feed: OnceLock::new(),
             auth,
             started: Instant::now(),
+            connections: Arc::default(),
         }
     }
 
@@ -68,9 +72,14 @@ impl AppState {
     }
 
     /// Publishes a loaded service and the change feed over its store.
-    fn publish(&self, service: MemoryService, config: &Config, shutdown: CancellationToken) {
+    pub fn publish(&self, service: MemoryService, config: &Config, shutdown: CancellationToken) {
         let heartbeat = Duration::from_secs(config.sse_heartbeat.max(1));
         let feed = ChangeFeed::new(Arc::clone(service.store_handle()), heartbeat, shutdown);
+        let connections = Arc::clone(&self.connections);
+        feed.spawn_reaper(
+            Duration::from_secs_f64(config.sse_stall_timeout),
+            move |peer| connections.close(peer),
+        );
         let _ = self.feed.set(feed);
         let _ = self.service.set(service);
     }
@@ -187,11 +196,8 @@ pub async fn serve(
         warn!(%addr, "serving plain HTTP on a non-loopback address: memories and API keys cross the network unencrypted");
     }
     info!(%addr, "listening");
-    let server = run(
-        listener,
-        router(Arc::clone(&state), &config),
-        shutdown.clone(),
-    );
+    let app = router(Arc::clone(&state), &config);
+    let server = run(listener, app, Arc::clone(&state), shutdown.clone());
     tokio::pin!(server);
 
     let loader = load(config, Arc::clone(&state), shutdown.clone());
@@ -216,37 +222,24 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(1);
 async fn run(
     listener: TcpListener,
     app: Router,
+    state: Arc<AppState>,
     shutdown: CancellationToken,
 ) -> Result<(), ServeError> {
-    let app = app.into_make_service_with_connect_info::<SocketAddr>();
-    let server = axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown.clone().cancelled_owned())
-        .into_future();
-    tokio::pin!(server);
-    tokio::select! {
-        served = &mut server => return Ok(served?),
-        _ = shutdown.cancelled() => {}
-    }
-    match tokio::time::timeout(SHUTDOWN_GRACE, server).await {
-        Ok(served) => Ok(served?),
-        Err(_) => {
-            warn!("connections still open {SHUTDOWN_GRACE:?} after shutdown; closing them");
-            Ok(())
-        }
-    }
+    let connections = Arc::clone(&state.connections);
+    Ok(connections::serve(listener, app, connections, shutdown, SHUTDOWN_GRACE).await?)
 }
 
-/// Serves an already loaded `service` on `listener` until `shutdown` is cancelled. For
-/// tests and tools that share one model across several servers.
+/// Serves a state whose service is already published (see [`AppState::publish`]) on
+/// `listener` until `shutdown`. For tests and tools that share one model across
+/// several servers.
 pub async fn serve_ready(
     config: Config,
     listener: TcpListener,
-    service: MemoryService,
+    state: Arc<AppState>,
     shutdown: CancellationToken,
 ) -> Result<(), ServeError> {
-    let state = Arc::new(AppState::new(auth_for(&config)?));
-    state.publish(service, &config, shutdown.clone());
-    run(listener, router(Arc::clone(&state), &config), shutdown).await
+    let app = router(Arc::clone(&state), &config);
+    run(listener, app, state, shutdown).await
 }
 
 /// Loads the model, opens the database and publishes the service.

@@ -4,10 +4,11 @@
 
 #![allow(dead_code)]
 
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 use mnemo_server::Config;
 use mnemo_server::embed::{Embedder, FastEmbedModel};
+use mnemo_server::http::{AppState, auth_for};
 use mnemo_server::service::{DEFAULT_MAX_CONTENT_BYTES, MemoryService};
 use mnemo_server::store::{Store, StoreOptions};
 use reqwest::{Method, RequestBuilder};
@@ -87,6 +88,8 @@ pub struct TestServer {
     pub dir: TempDir,
     pub http: reqwest::Client,
     pub shutdown: CancellationToken,
+    /// The server's state, for tests that watch its internals (the change feed).
+    pub state: Arc<AppState>,
     task: Option<tokio::task::JoinHandle<Result<(), mnemo_server::http::ServeError>>>,
 }
 
@@ -107,10 +110,12 @@ impl TestServer {
         let url = format!("http://{}", listener.local_addr().unwrap());
         let service = open_service_with(&dir, config.store_options());
         let shutdown = CancellationToken::new();
+        let state = Arc::new(AppState::new(auth_for(&config).unwrap()));
+        state.publish(service, &config, shutdown.clone());
         let task = tokio::spawn(mnemo_server::http::serve_ready(
             config,
             listener,
-            service,
+            Arc::clone(&state),
             shutdown.clone(),
         ));
         Self {
@@ -118,6 +123,7 @@ impl TestServer {
             dir,
             http: reqwest::Client::new(),
             shutdown,
+            state,
             task: Some(task),
         }
     }
