@@ -38,6 +38,15 @@ struct Args {
     /// Searches per client in the throughput scenario.
     #[arg(long, default_value_t = 100)]
     per_client: usize,
+    /// SSE subscribers for the fan-out scenario (0 skips it).
+    #[arg(long, default_value_t = 0)]
+    sse_subscribers: usize,
+    /// Writes whose delivery the fan-out scenario times.
+    #[arg(long, default_value_t = 50)]
+    sse_writes: usize,
+    /// The server's process id, to report its RSS after the fan-out scenario.
+    #[arg(long)]
+    server_pid: Option<u32>,
 }
 
 struct Client {
@@ -75,6 +84,70 @@ impl Client {
             .map(|n| n as usize)
             .context("no total in list answer")
     }
+}
+
+/// Opens `subscribers` SSE streams, makes `sse_writes` writes one at a time, and
+/// times each event from its commit timestamp to its arrival at every subscriber.
+async fn fan_out(client: &Arc<Client>, args: &Args) -> anyhow::Result<usize> {
+    use futures::StreamExt;
+    let (ready_tx, mut ready_rx) = tokio::sync::mpsc::channel(args.sse_subscribers);
+    let mut readers = Vec::new();
+    for _ in 0..args.sse_subscribers {
+        let response = client
+            .http
+            .get(format!("{}/api/events", client.url))
+            .bearer_auth(&client.key)
+            .send()
+            .await?;
+        let mut events = eventsource_stream::EventStream::new(response.bytes_stream());
+        let ready = ready_tx.clone();
+        let writes = args.sse_writes;
+        readers.push(tokio::spawn(async move {
+            let mut delays = Vec::with_capacity(writes);
+            while let Some(event) = events.next().await {
+                let event = event?;
+                match event.event.as_str() {
+                    "connection_established" => {
+                        let _ = ready.send(()).await;
+                    }
+                    "memory_stored" => {
+                        let now = std::time::SystemTime::now()
+                            .duration_since(std::time::UNIX_EPOCH)?
+                            .as_secs_f64();
+                        let data: Value = serde_json::from_str(&event.data)?;
+                        let committed = data["timestamp"].as_f64().context("event without timestamp")?;
+                        delays.push(Duration::from_secs_f64((now - committed).max(0.0)));
+                        if delays.len() == writes {
+                            break;
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            anyhow::Ok(delays)
+        }));
+    }
+    for _ in 0..args.sse_subscribers {
+        ready_rx.recv().await.context("a subscriber failed to connect")?;
+    }
+    let mut errors = 0;
+    for i in 0..args.sse_writes {
+        let body = json!({"content": format!("fan-out {i} at {:?}: {}", Instant::now(), sentence(i))});
+        let (status, _) = client.post("/api/memories", &body).await?;
+        errors += usize::from(status != 200);
+    }
+    let mut all = Vec::new();
+    for reader in readers {
+        all.extend(reader.await??);
+    }
+    summary(&format!("SSE fan-out, {} subscribers", args.sse_subscribers), all);
+    if let Some(pid) = args.server_pid {
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+        if let Some(rss) = status.lines().find(|l| l.starts_with("VmRSS:")) {
+            println!("server {rss}");
+        }
+    }
+    Ok(errors)
 }
 
 fn summary(name: &str, mut samples: Vec<Duration>) {
@@ -177,6 +250,9 @@ async fn main() -> anyhow::Result<()> {
         args.clients,
         total as f64 / elapsed
     );
+    if args.sse_subscribers > 0 {
+        errors += fan_out(&client, &args).await?;
+    }
     println!("errors: {errors}");
     if errors > 0 {
         bail!("{errors} requests failed");
