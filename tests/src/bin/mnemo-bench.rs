@@ -115,7 +115,9 @@ async fn fan_out(client: &Arc<Client>, args: &Args) -> anyhow::Result<usize> {
                             .duration_since(std::time::UNIX_EPOCH)?
                             .as_secs_f64();
                         let data: Value = serde_json::from_str(&event.data)?;
-                        let committed = data["timestamp"].as_f64().context("event without timestamp")?;
+                        let committed = data["timestamp"]
+                            .as_f64()
+                            .context("event without timestamp")?;
                         delays.push(Duration::from_secs_f64((now - committed).max(0.0)));
                         if delays.len() == writes {
                             break;
@@ -128,11 +130,15 @@ async fn fan_out(client: &Arc<Client>, args: &Args) -> anyhow::Result<usize> {
         }));
     }
     for _ in 0..args.sse_subscribers {
-        ready_rx.recv().await.context("a subscriber failed to connect")?;
+        ready_rx
+            .recv()
+            .await
+            .context("a subscriber failed to connect")?;
     }
     let mut errors = 0;
     for i in 0..args.sse_writes {
-        let body = json!({"content": format!("fan-out {i} at {:?}: {}", Instant::now(), sentence(i))});
+        let body =
+            json!({"content": format!("fan-out {i} at {:?}: {}", Instant::now(), sentence(i))});
         let (status, _) = client.post("/api/memories", &body).await?;
         errors += usize::from(status != 200);
     }
@@ -140,7 +146,10 @@ async fn fan_out(client: &Arc<Client>, args: &Args) -> anyhow::Result<usize> {
     for reader in readers {
         all.extend(reader.await??);
     }
-    summary(&format!("SSE fan-out, {} subscribers", args.sse_subscribers), all);
+    summary(
+        &format!("SSE fan-out, {} subscribers", args.sse_subscribers),
+        all,
+    );
     if let Some(pid) = args.server_pid {
         let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
         if let Some(rss) = status.lines().find(|l| l.starts_with("VmRSS:")) {
