@@ -1,5 +1,86 @@
-//! Self-signed certificate generation, PEM persistence, SHA-256 fingerprints and a
-//! rustls verifier that pins one fingerprint.
+//! TLS identity for Mnemo: the certificate the server presents and the pin the bridge checks.
 //!
-//! Empty for now: HTTPS and pinning arrive with the TLS issue. The crate exists so the
-//! workspace already shows where that code will live.
+//! The server either loads a certificate the user supplied or keeps a self-signed one in its
+//! data directory; clients that cannot trust a self-signed certificate through a CA pin its
+//! SHA-256 fingerprint instead. Everything here is synchronous, because it runs once at
+//! start-up, before the listener exists.
+//!
+//! # Layout
+//!
+//! `fingerprint`: [`Fingerprint`], the SHA-256 of a certificate in the colon-separated form
+//! that `openssl x509 -fingerprint -sha256` prints, which is what users compare by eye.
+//!
+//! `spec`: [`CertSpec`], the host names and addresses a generated certificate must cover.
+//!
+//! `generate`: [`load_or_generate`], which keeps `cert.pem` and `key.pem` in a directory and
+//! regenerates them only when they expire soon, no longer cover the host, or are damaged.
+//!
+//! `user`: [`load_user_supplied`], for `MCP_SSL_CERT_FILE` and `MCP_SSL_KEY_FILE`.
+//!
+//! `rustls_config`: [`server_config`], [`PinnedVerifier`] and [`pinned_client_config`].
+//!
+//! `error`: [`CertError`], whose messages name the files involved and say what to do.
+//!
+//! `pem` and `x509` are private: reading PEM files, and the facts about a certificate
+//! (validity, names) that both loaders check.
+
+mod error;
+mod fingerprint;
+mod generate;
+mod pem;
+mod rustls_config;
+mod spec;
+mod user;
+mod x509;
+
+use std::path::PathBuf;
+use std::time::SystemTime;
+
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+
+pub use error::CertError;
+pub use fingerprint::{Fingerprint, FingerprintMismatch, ParseFingerprintError};
+pub use generate::{RENEW_BEFORE, VALIDITY, load_or_generate};
+pub use rustls_config::{PinnedVerifier, pinned_client_config, server_config};
+pub use spec::CertSpec;
+pub use user::load_user_supplied;
+
+/// How the identity was obtained (the server logs it).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Origin {
+    /// No certificate existed in the directory; a new one was made.
+    Generated,
+    /// The certificate in the directory still covers this host and is not close to expiry.
+    Reused,
+    /// A certificate existed but was replaced; the reason was logged.
+    Regenerated,
+    /// Loaded from the files the user named.
+    UserSupplied,
+}
+
+/// A certificate chain and its key, ready for rustls.
+pub struct ServerIdentity {
+    /// End-entity certificate first, then any intermediates in file order.
+    pub chain: Vec<CertificateDer<'static>>,
+    pub key: PrivateKeyDer<'static>,
+    /// Of `chain[0]`: what clients pin and what mDNS and health publish.
+    pub fingerprint: Fingerprint,
+    pub origin: Origin,
+    pub cert_path: PathBuf,
+    pub key_path: PathBuf,
+    pub not_after: SystemTime,
+}
+
+/// Leaves the key out, so that logging an identity never logs the secret.
+impl std::fmt::Debug for ServerIdentity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerIdentity")
+            .field("chain_len", &self.chain.len())
+            .field("fingerprint", &format_args!("{}", self.fingerprint))
+            .field("origin", &self.origin)
+            .field("cert_path", &self.cert_path)
+            .field("key_path", &self.key_path)
+            .field("not_after", &self.not_after)
+            .finish_non_exhaustive()
+    }
+}

@@ -4,6 +4,7 @@
 use std::net::IpAddr;
 use std::path::PathBuf;
 
+use clap::builder::BoolishValueParser;
 use clap::{Parser, Subcommand};
 
 use crate::auth::keys::KeysCommand;
@@ -112,7 +113,7 @@ pub struct Config {
     pub api_key: Option<Secret>,
 
     /// Let requests without any key read and write (a wrong key is still refused).
-    #[arg(long, env = "MCP_ALLOW_ANONYMOUS_ACCESS", default_value_t = false, action = clap::ArgAction::Set)]
+    #[arg(long, env = "MCP_ALLOW_ANONYMOUS_ACCESS", default_value_t = false, action = clap::ArgAction::Set, value_parser = BoolishValueParser::new())]
     pub allow_anonymous: bool,
 
     /// Origins allowed by CORS, comma-separated; `*` for any [default: none].
@@ -126,6 +127,42 @@ pub struct Config {
     /// Failed authentications allowed per client address per minute before 429.
     #[arg(long, env = "MNEMO_AUTH_FAILURES_PER_MINUTE", default_value_t = 30)]
     pub auth_failures_per_minute: u32,
+
+    /// Serve HTTPS on the same port.
+    #[arg(long = "https", env = "MCP_HTTPS_ENABLED", default_value_t = false, action = clap::ArgAction::Set, value_parser = BoolishValueParser::new())]
+    pub https_enabled: bool,
+
+    /// PEM certificate (chain) to serve [default: a self-signed one generated into <data dir>/certs].
+    #[arg(long, env = "MCP_SSL_CERT_FILE", requires = "ssl_key_file")]
+    pub ssl_cert_file: Option<PathBuf>,
+
+    /// PEM private key of --ssl-cert-file.
+    #[arg(long, env = "MCP_SSL_KEY_FILE", requires = "ssl_cert_file")]
+    pub ssl_key_file: Option<PathBuf>,
+
+    /// Extra host names for the generated certificate, comma-separated.
+    #[arg(long, env = "MCP_SSL_ADDITIONAL_HOSTNAMES", value_delimiter = ',')]
+    pub ssl_additional_hostnames: Vec<String>,
+
+    /// Extra IP addresses for the generated certificate, comma-separated.
+    #[arg(long, env = "MCP_SSL_ADDITIONAL_IPS", value_delimiter = ',')]
+    pub ssl_additional_ips: Vec<IpAddr>,
+
+    /// Advertise the server over mDNS (never when bound to loopback only).
+    #[arg(long = "mdns", env = "MCP_MDNS_ENABLED", default_value_t = true, action = clap::ArgAction::Set, value_parser = BoolishValueParser::new())]
+    pub mdns_enabled: bool,
+
+    /// mDNS instance name; the host name is appended in parentheses.
+    #[arg(
+        long,
+        env = "MCP_MDNS_SERVICE_NAME",
+        default_value = "MCP Memory Service"
+    )]
+    pub mdns_service_name: String,
+
+    /// Home-network preset: listen on 0.0.0.0, serve HTTPS and advertise over mDNS.
+    #[arg(long, env = "MNEMO_LAN", default_value_t = false)]
+    pub lan: bool,
 
     /// Seconds between SSE heartbeat events.
     #[arg(long, env = "MCP_SSE_HEARTBEAT", default_value_t = 30, value_parser = clap::value_parser!(u64).range(5..=300))]
@@ -187,6 +224,15 @@ impl Config {
         }
     }
 
+    /// Applies `--lan`: all interfaces, HTTPS, mDNS.
+    pub fn apply_presets(&mut self) {
+        if self.lan {
+            self.host = IpAddr::from([0, 0, 0, 0]);
+            self.https_enabled = true;
+            self.mdns_enabled = true;
+        }
+    }
+
     /// The store settings this configuration asks for.
     pub fn store_options(&self) -> StoreOptions {
         StoreOptions {
@@ -212,6 +258,8 @@ impl Config {
         config.port = 0;
         config.data_dir = Some(data_dir.into());
         config.sqlite_path = None;
+        // Tests never multicast on the machine's real interfaces.
+        config.mdns_enabled = false;
         config
     }
 }

@@ -14,6 +14,10 @@
 //!   subscribers that keep up, the events table for those that do not.
 //! * [`service`]: the async memory operations the HTTP layer calls; it embeds, then
 //!   stores or searches, on blocking threads.
+//! * [`lan`]: what the server shows the network: its TLS certificate (made with
+//!   `mnemo-certs`, fingerprint published) and its mDNS advertisement.
+//! * [`mdns`]: the mDNS advertisement (`_mcp-memory._tcp`), only on the addresses the
+//!   server listens on, withdrawn with a goodbye on shutdown.
 //! * [`http`]: the router and [`serve`], which answers health checks while the model
 //!   loads and stops on a cancellation token.
 
@@ -22,6 +26,8 @@ pub mod config;
 pub mod embed;
 pub mod feed;
 pub mod http;
+pub mod lan;
+pub mod mdns;
 pub mod memory;
 pub mod service;
 pub mod store;

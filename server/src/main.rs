@@ -10,7 +10,11 @@ use tracing_subscriber::EnvFilter;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let Cli { config, command } = Cli::parse();
+    let Cli {
+        mut config,
+        command,
+    } = Cli::parse();
+    config.apply_presets();
     if let Some(Command::Keys(keys)) = command {
         let data_dir = config.data_dir();
         mnemo_server::auth::keys::run_keys_command(&data_dir, keys, &mut std::io::stdout())?;

@@ -2,90 +2,14 @@
 //! real model, and it refuses to start, with an error naming the file, when the model
 //! or ONNX Runtime is missing or broken.
 
-use std::io::{BufRead, BufReader};
+mod common;
+
+use common::{ServerProcess, listening_addr};
+
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 
 use mnemo_server::Config;
-
-/// A running server process, killed on drop.
-struct ServerProcess {
-    child: Child,
-    lines: std::io::Lines<BufReader<std::process::ChildStdout>>,
-    log: Vec<String>,
-}
-
-impl ServerProcess {
-    fn spawn(data_dir: &Path, extra_env: &[(&str, &Path)]) -> Self {
-        Self::start(data_dir, extra_env, Some("binary-test-key"))
-    }
-
-    fn spawn_without_key(data_dir: &Path) -> Self {
-        Self::start(data_dir, &[], None)
-    }
-
-    fn start(data_dir: &Path, extra_env: &[(&str, &Path)], key: Option<&str>) -> Self {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_mnemo-server"));
-        match key {
-            Some(key) => command.env("MCP_API_KEY", key),
-            None => command.env_remove("MCP_API_KEY"),
-        };
-        command
-            .env("MNEMO_DATA_DIR", data_dir)
-            .env("MCP_HTTP_HOST", "127.0.0.1")
-            .env("MCP_HTTP_PORT", "0")
-            .env("RUST_LOG", "info")
-            .env("NO_COLOR", "1")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        for (key, value) in extra_env {
-            command.env(key, value);
-        }
-        let mut child = command.spawn().expect("spawn mnemo-server");
-        let lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        Self {
-            child,
-            lines,
-            log: Vec::new(),
-        }
-    }
-
-    /// Reads log lines until one contains `needle`; returns it.
-    fn wait_for_log(&mut self, needle: &str) -> String {
-        for line in self.lines.by_ref() {
-            let line = line.unwrap();
-            self.log.push(line.clone());
-            if line.contains(needle) {
-                return line;
-            }
-        }
-        panic!(
-            "server exited before logging {needle:?}; log: {:#?}",
-            self.log
-        );
-    }
-
-    /// Waits for the process to end and returns its exit status and stderr.
-    fn finish(mut self) -> (std::process::ExitStatus, String) {
-        let status = self.child.wait().unwrap();
-        let mut stderr = String::new();
-        std::io::Read::read_to_string(self.child.stderr.as_mut().unwrap(), &mut stderr).unwrap();
-        (status, stderr)
-    }
-}
-
-impl Drop for ServerProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// The address from the `listening addr=...` log line.
-fn listening_addr(line: &str) -> String {
-    let start = line.find("addr=").expect("addr field") + "addr=".len();
-    line[start..].split_whitespace().next().unwrap().to_owned()
-}
 
 /// Starts with the real model, logs where data, cache and model are, and turns
 /// healthy.
@@ -108,7 +32,9 @@ async fn server_becomes_healthy_with_the_real_model() {
     let healthy = server.wait_for_log("healthy");
     assert!(healthy.contains("dimension=384"), "{healthy}");
 
-    let response = reqwest::get(format!("http://{addr}/api/health"))
+    let response = common::http_client()
+        .get(format!("http://{addr}/api/health"))
+        .send()
         .await
         .unwrap();
     assert_eq!(response.status(), 200);
@@ -166,7 +92,7 @@ async fn generated_and_managed_keys_work() {
         "the key was logged"
     );
 
-    let client = reqwest::Client::new();
+    let client = common::http_client();
     let url = format!("http://{addr}/api/memories");
     let as_master = client
         .get(&url)

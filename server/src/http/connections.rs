@@ -19,6 +19,7 @@ use hyper_util::server::conn::auto::Builder;
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 use tracing::{debug, warn};
@@ -53,10 +54,12 @@ impl Connections {
 }
 
 /// Serves `app` until `shutdown`, then gives open connections `grace` to finish
-/// before dropping them.
+/// before dropping them. With `tls`, every connection is TLS on the same port; the
+/// handshake runs in the connection's own task, so a slow client never stalls accept.
 pub async fn serve(
     listener: TcpListener,
     app: Router,
+    tls: Option<TlsAcceptor>,
     connections: Arc<Connections>,
     shutdown: CancellationToken,
     grace: Duration,
@@ -82,15 +85,35 @@ pub async fn serve(
                 request.extensions_mut().insert(ConnectInfo(peer));
                 request
             });
-        let connection = builder
-            .serve_connection_with_upgrades(TokioIo::new(stream), TowerToHyperService::new(service))
-            .into_owned();
-        let connection = graceful.watch(connection);
+        let service = TowerToHyperService::new(service);
         let closed = connections.open(peer);
         let connections = Arc::clone(&connections);
+        let builder = builder.clone();
+        let watcher = graceful.watcher();
+        let tls = tls.clone();
         tokio::spawn(async move {
+            let served = async {
+                match tls {
+                    None => {
+                        let connection =
+                            builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+                        watcher.watch(connection.into_owned()).await
+                    }
+                    Some(acceptor) => match acceptor.accept(stream).await {
+                        Ok(stream) => {
+                            let connection = builder
+                                .serve_connection_with_upgrades(TokioIo::new(stream), service);
+                            watcher.watch(connection.into_owned()).await
+                        }
+                        Err(e) => {
+                            debug!(%peer, error = %e, "TLS handshake failed");
+                            Ok(())
+                        }
+                    },
+                }
+            };
             tokio::select! {
-                result = connection => {
+                result = served => {
                     if let Err(e) = result {
                         debug!(%peer, error = %e, "connection ended with an error");
                     }

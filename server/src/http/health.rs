@@ -40,7 +40,7 @@ pub async fn detailed(
         memories: service.count().await?,
         database_path: store.path().display().to_string(),
         database_bytes: store.size_on_disk(),
-        tls_fingerprint: None,
+        tls_fingerprint: state.tls_fingerprint.clone(),
     }))
 }
 

@@ -48,6 +48,10 @@ pub struct AppState {
     pub started: Instant,
     /// Every open connection, so the feed can close a stalled subscriber's.
     connections: Arc<Connections>,
+    /// Set when serving HTTPS.
+    pub tls: Option<tokio_rustls::TlsAcceptor>,
+    /// SHA-256 of the served certificate, for detailed health and mDNS.
+    pub tls_fingerprint: Option<String>,
 }
 
 impl AppState {
@@ -58,6 +62,8 @@ impl AppState {
             auth,
             started: Instant::now(),
             connections: Arc::default(),
+            tls: None,
+            tls_fingerprint: None,
         }
     }
 
@@ -90,6 +96,8 @@ impl AppState {
 pub enum ServeError {
     #[error("cannot set up API keys")]
     Keys(#[from] KeyError),
+    #[error("cannot set up TLS")]
+    Tls(#[from] mnemo_certs::CertError),
     #[error("cannot load the embedding model")]
     Model(#[from] LoadError),
     #[error("cannot open the database")]
@@ -182,6 +190,18 @@ pub fn auth_for(config: &Config) -> Result<Auth, ServeError> {
     ))
 }
 
+/// The state for `config` before the service loads: API keys and, with HTTPS on, the
+/// certificate.
+pub fn prepare_state(config: &Config) -> Result<AppState, ServeError> {
+    let mut state = AppState::new(auth_for(config)?);
+    if config.https_enabled {
+        let identity = crate::lan::load_identity(config)?;
+        state.tls = Some(crate::lan::acceptor(&identity)?);
+        state.tls_fingerprint = Some(identity.fingerprint.to_string());
+    }
+    Ok(state)
+}
+
 /// Serves on `listener` until `shutdown` is cancelled. Loads the model and opens the
 /// database while already answering health checks; if either fails, stops and
 /// returns the error.
@@ -190,16 +210,23 @@ pub async fn serve(
     listener: TcpListener,
     shutdown: CancellationToken,
 ) -> Result<(), ServeError> {
-    let state = Arc::new(AppState::new(auth_for(&config)?));
+    let state = Arc::new(prepare_state(&config)?);
     let addr = listener.local_addr()?;
-    if !addr.ip().is_loopback() {
+    if !addr.ip().is_loopback() && state.tls.is_none() {
         warn!(%addr, "serving plain HTTP on a non-loopback address: memories and API keys cross the network unencrypted");
     }
-    info!(%addr, "listening");
+    info!(%addr, tls = state.tls.is_some(), "listening");
+    if config.lan {
+        let line =
+            crate::lan::bridge_line(addr, state.tls.is_some(), state.tls_fingerprint.as_deref());
+        info!("bridge configuration: {line}");
+        println!("{line}");
+    }
     let app = router(Arc::clone(&state), &config);
     let server = run(listener, app, Arc::clone(&state), shutdown.clone());
     tokio::pin!(server);
 
+    let advertised = config.clone();
     let loader = load(config, Arc::clone(&state), shutdown.clone());
     tokio::select! {
         served = &mut server => return served,
@@ -210,6 +237,9 @@ pub async fn serve(
             }
         }
     }
+    // Advertised once healthy, so a client that finds the server can use it. Dropped
+    // when serving ends, which sends the mDNS goodbye.
+    let _advertiser = crate::lan::advertise(&advertised, addr, state.tls_fingerprint.clone());
     server.await
 }
 
@@ -226,7 +256,8 @@ async fn run(
     shutdown: CancellationToken,
 ) -> Result<(), ServeError> {
     let connections = Arc::clone(&state.connections);
-    Ok(connections::serve(listener, app, connections, shutdown, SHUTDOWN_GRACE).await?)
+    let tls = state.tls.clone();
+    Ok(connections::serve(listener, app, tls, connections, shutdown, SHUTDOWN_GRACE).await?)
 }
 
 /// Serves a state whose service is already published (see [`AppState::publish`]) on

@@ -8,7 +8,7 @@ use std::sync::{Arc, OnceLock};
 
 use mnemo_server::Config;
 use mnemo_server::embed::{Embedder, FastEmbedModel};
-use mnemo_server::http::{AppState, auth_for};
+use mnemo_server::http::{AppState, prepare_state};
 use mnemo_server::service::{DEFAULT_MAX_CONTENT_BYTES, MemoryService};
 use mnemo_server::store::{Store, StoreOptions};
 use reqwest::{Method, RequestBuilder};
@@ -28,6 +28,25 @@ pub fn embedder() -> Embedder {
             Embedder::start(Box::new(model), 32)
         })
         .clone()
+}
+
+/// An HTTP client. reqwest is built without a default TLS provider (the project
+/// uses ring everywhere), so the first call installs ring process-wide.
+pub fn http_client() -> reqwest::Client {
+    static INSTALL: std::sync::Once = std::sync::Once::new();
+    INSTALL.call_once(|| {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    });
+    reqwest::Client::new()
+}
+
+/// An HTTPS client that trusts exactly the certificate with fingerprint `pin`.
+pub fn pinned_client(pin: mnemo_certs::Fingerprint) -> reqwest::Client {
+    http_client();
+    reqwest::Client::builder()
+        .use_preconfigured_tls(mnemo_certs::pinned_client_config(pin))
+        .build()
+        .unwrap()
 }
 
 /// A memory service over a new database in its own temporary folder.
@@ -107,10 +126,20 @@ impl TestServer {
         tweak(&mut config);
         // Bound before the server task starts, so requests never race its startup.
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
+        let scheme = if config.https_enabled {
+            "https"
+        } else {
+            "http"
+        };
+        let url = format!("{scheme}://{}", listener.local_addr().unwrap());
         let service = open_service_with(&dir, config.store_options());
         let shutdown = CancellationToken::new();
-        let state = Arc::new(AppState::new(auth_for(&config).unwrap()));
+        let state = Arc::new(prepare_state(&config).unwrap());
+        // Over HTTPS the test client pins the server's own certificate.
+        let http = match &state.tls_fingerprint {
+            Some(fp) => pinned_client(fp.parse().unwrap()),
+            None => http_client(),
+        };
         state.publish(service, &config, shutdown.clone());
         let task = tokio::spawn(mnemo_server::http::serve_ready(
             config,
@@ -121,7 +150,7 @@ impl TestServer {
         Self {
             url,
             dir,
-            http: reqwest::Client::new(),
+            http,
             shutdown,
             state,
             task: Some(task),
@@ -175,4 +204,88 @@ impl Drop for TestServer {
     fn drop(&mut self) {
         self.shutdown.cancel();
     }
+}
+
+/// A running server process, killed on drop.
+pub struct ServerProcess {
+    pub child: std::process::Child,
+    lines: std::io::Lines<std::io::BufReader<std::process::ChildStdout>>,
+    pub log: Vec<String>,
+}
+
+impl ServerProcess {
+    pub fn spawn(data_dir: &std::path::Path, extra_env: &[(&str, &std::path::Path)]) -> Self {
+        Self::start(data_dir, extra_env, Some("binary-test-key"))
+    }
+
+    pub fn spawn_without_key(data_dir: &std::path::Path) -> Self {
+        Self::start(data_dir, &[], None)
+    }
+
+    pub fn start(
+        data_dir: &std::path::Path,
+        extra_env: &[(&str, &std::path::Path)],
+        key: Option<&str>,
+    ) -> Self {
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_mnemo-server"));
+        match key {
+            Some(key) => command.env("MCP_API_KEY", key),
+            None => command.env_remove("MCP_API_KEY"),
+        };
+        command
+            .env("MNEMO_DATA_DIR", data_dir)
+            .env("MCP_HTTP_HOST", "127.0.0.1")
+            .env("MCP_HTTP_PORT", "0")
+            .env("MCP_MDNS_ENABLED", "false")
+            .env("RUST_LOG", "info")
+            .env("NO_COLOR", "1")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        for (key, value) in extra_env {
+            command.env(key, value);
+        }
+        let mut child = command.spawn().expect("spawn mnemo-server");
+        let lines = std::io::BufRead::lines(std::io::BufReader::new(child.stdout.take().unwrap()));
+        Self {
+            child,
+            lines,
+            log: Vec::new(),
+        }
+    }
+
+    /// Reads log lines until one contains `needle`; returns it.
+    pub fn wait_for_log(&mut self, needle: &str) -> String {
+        for line in self.lines.by_ref() {
+            let line = line.unwrap();
+            self.log.push(line.clone());
+            if line.contains(needle) {
+                return line;
+            }
+        }
+        panic!(
+            "server exited before logging {needle:?}; log: {:#?}",
+            self.log
+        );
+    }
+
+    /// Waits for the process to end and returns its exit status and stderr.
+    pub fn finish(mut self) -> (std::process::ExitStatus, String) {
+        let status = self.child.wait().unwrap();
+        let mut stderr = String::new();
+        std::io::Read::read_to_string(self.child.stderr.as_mut().unwrap(), &mut stderr).unwrap();
+        (status, stderr)
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The address from the `listening addr=...` log line.
+pub fn listening_addr(line: &str) -> String {
+    let start = line.find("addr=").expect("addr field") + "addr=".len();
+    line[start..].split_whitespace().next().unwrap().to_owned()
 }

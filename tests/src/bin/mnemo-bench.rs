@@ -175,6 +175,8 @@ fn summary(name: &str, mut samples: Vec<Duration>) {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    // reqwest is built without a default TLS provider; the project uses ring.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let client = Arc::new(Client {
         http: reqwest::Client::new(),
         url: args.url.trim_end_matches('/').to_owned(),

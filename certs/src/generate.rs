@@ -1,0 +1,394 @@
+//! The self-signed certificate kept in the server's data directory.
+//!
+//! Its fingerprint is what clients pin, so replacing it breaks every pin: the pair is reused
+//! across restarts and replaced only for a reason worth that cost (it expires within
+//! [`RENEW_BEFORE`], its names no longer match the host, or the files are damaged), and the
+//! reason is logged. Each file is written to a temporary name and renamed into place, key
+//! first; a crash between the two renames leaves a pair that fails the key check, which the
+//! next start treats as damaged and replaces.
+
+use std::fmt;
+use std::fs;
+use std::io::Write;
+use std::net::IpAddr;
+use std::path::Path;
+use std::time::{Duration, SystemTime};
+
+use rcgen::{
+    CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair,
+    KeyUsagePurpose, SanType,
+};
+use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+
+use crate::pem::{check_key_matches, read_chain, read_key};
+use crate::x509::{CertFacts, asn1_time, inspect};
+use crate::{CertError, CertSpec, Fingerprint, Origin, ServerIdentity};
+
+/// How long a generated certificate is valid: 825 days, the longest that Apple platforms
+/// accept for a TLS server certificate from a user-trusted root. Longer validity means fewer
+/// forced pin changes; the 398-day limit of public CAs does not apply to a self-signed
+/// certificate.
+pub const VALIDITY: Duration = Duration::from_secs(825 * 24 * 60 * 60);
+
+/// A generated certificate that expires within this long of `now` is replaced, so that the
+/// new pin appears in logs and mDNS while the old certificate still works.
+pub const RENEW_BEFORE: Duration = Duration::from_secs(30 * 24 * 60 * 60);
+
+/// Tolerance for clients whose clock is slightly behind the server's.
+const BACKDATE: Duration = Duration::from_secs(60 * 60);
+
+const CERT_FILE: &str = "cert.pem";
+const KEY_FILE: &str = "key.pem";
+
+/// Self-signed ECDSA P-256 certificate in `dir` (cert.pem, key.pem; key mode 0600; dir
+/// created; files written atomically). Reuses the existing pair unless it expires within
+/// [`RENEW_BEFORE`] of `now`, its SANs differ from `spec`, or it cannot be parsed; in those
+/// cases regenerates and logs why. A new certificate is valid from an hour before `now` for
+/// [`VALIDITY`].
+pub fn load_or_generate(
+    dir: &Path,
+    spec: &CertSpec,
+    now: SystemTime,
+) -> Result<ServerIdentity, CertError> {
+    let cert_path = dir.join(CERT_FILE);
+    let key_path = dir.join(KEY_FILE);
+    let origin = match examine(&cert_path, &key_path, spec, now) {
+        Verdict::Reuse(identity) => {
+            tighten_key_mode(&key_path);
+            tracing::debug!(path = %cert_path.display(), "reusing the self-signed certificate");
+            return Ok(*identity);
+        }
+        Verdict::Absent => Origin::Generated,
+        Verdict::Replace(reason) => {
+            match &reason {
+                Reason::Unreadable(_) | Reason::NotYetValid { .. } => tracing::warn!(
+                    path = %cert_path.display(),
+                    %reason,
+                    "replacing the self-signed certificate; clients that pinned it must re-pin"
+                ),
+                Reason::ExpiresSoon { .. } | Reason::NamesChanged { .. } => tracing::info!(
+                    path = %cert_path.display(),
+                    %reason,
+                    "replacing the self-signed certificate; clients that pinned it must re-pin"
+                ),
+            }
+            Origin::Regenerated
+        }
+    };
+    let identity = generate(dir, &cert_path, &key_path, spec, now, origin)?;
+    tracing::info!(
+        path = %cert_path.display(),
+        fingerprint = %identity.fingerprint,
+        "generated a self-signed certificate"
+    );
+    Ok(identity)
+}
+
+enum Verdict {
+    Absent,
+    Reuse(Box<ServerIdentity>),
+    Replace(Reason),
+}
+
+enum Reason {
+    Unreadable(CertError),
+    NotYetValid {
+        not_before: String,
+    },
+    ExpiresSoon {
+        not_after: String,
+    },
+    NamesChanged {
+        added: Vec<String>,
+        removed: Vec<String>,
+    },
+}
+
+impl fmt::Display for Reason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Unreadable(err) => write!(f, "unreadable: {}", problem(err)),
+            Self::NotYetValid { not_before } => write!(f, "not yet valid until {not_before}"),
+            Self::ExpiresSoon { not_after } => write!(f, "expires soon: {not_after}"),
+            Self::NamesChanged { added, removed } => write!(
+                f,
+                "names changed: added [{}] removed [{}]",
+                added.join(", "),
+                removed.join(", ")
+            ),
+        }
+    }
+}
+
+/// The problem alone: `CertError`'s advice is about user-supplied files, which would mislead
+/// in a log line about the generated pair.
+fn problem(err: &CertError) -> String {
+    match err {
+        CertError::Missing { path, .. } => format!("{} is missing", path.display()),
+        CertError::Unreadable { path, cause, .. } => format!("{}: {cause}", path.display()),
+        CertError::BadPem { path, cause, .. } => {
+            format!("{} is not valid PEM ({cause})", path.display())
+        }
+        CertError::NoCertificate { path } => format!("no certificate in {}", path.display()),
+        CertError::NoKey { path } => format!("no private key in {}", path.display()),
+        CertError::BadCertificate { path, reason } => format!("{}: {reason}", path.display()),
+        CertError::UnsupportedKey { path, cause } => format!("{}: {cause}", path.display()),
+        CertError::KeyMismatch { cert, key } => {
+            format!("{} does not belong to {}", key.display(), cert.display())
+        }
+        other => other.to_string(),
+    }
+}
+
+fn examine(cert_path: &Path, key_path: &Path, spec: &CertSpec, now: SystemTime) -> Verdict {
+    if !cert_path.exists() && !key_path.exists() {
+        return Verdict::Absent;
+    }
+    let (chain, key, facts) = match load(cert_path, key_path) {
+        Ok(loaded) => loaded,
+        Err(err) => return Verdict::Replace(Reason::Unreadable(err)),
+    };
+    if now < facts.not_before {
+        return Verdict::Replace(Reason::NotYetValid {
+            not_before: facts.not_before_text,
+        });
+    }
+    if facts.not_after < now + RENEW_BEFORE {
+        return Verdict::Replace(Reason::ExpiresSoon {
+            not_after: facts.not_after_text,
+        });
+    }
+    let (added, removed) = san_diff(spec, &facts);
+    if !added.is_empty() || !removed.is_empty() {
+        return Verdict::Replace(Reason::NamesChanged { added, removed });
+    }
+    Verdict::Reuse(Box::new(ServerIdentity {
+        fingerprint: Fingerprint::of(&chain[0]),
+        chain,
+        key,
+        origin: Origin::Reused,
+        cert_path: cert_path.to_owned(),
+        key_path: key_path.to_owned(),
+        not_after: facts.not_after,
+    }))
+}
+
+type Loaded = (
+    Vec<CertificateDer<'static>>,
+    PrivateKeyDer<'static>,
+    CertFacts,
+);
+
+fn load(cert_path: &Path, key_path: &Path) -> Result<Loaded, CertError> {
+    let chain = read_chain(cert_path)?;
+    let key = read_key(key_path)?;
+    let facts = inspect(&chain[0], cert_path)?;
+    check_key_matches(&chain, &key, cert_path, key_path)?;
+    Ok((chain, key, facts))
+}
+
+/// Names in `spec` but not in the certificate, then names in the certificate but not in
+/// `spec`; IPs are compared as addresses, not as text.
+fn san_diff(spec: &CertSpec, facts: &CertFacts) -> (Vec<String>, Vec<String>) {
+    let mut added: Vec<String> = spec
+        .hostnames
+        .iter()
+        .filter(|name| !facts.dns_names.contains(name))
+        .cloned()
+        .collect();
+    added.extend(
+        spec.ips
+            .iter()
+            .filter(|ip| !facts.ips.contains(ip))
+            .map(IpAddr::to_string),
+    );
+    let mut removed: Vec<String> = facts
+        .dns_names
+        .iter()
+        .filter(|name| !spec.hostnames.contains(name))
+        .cloned()
+        .collect();
+    removed.extend(
+        facts
+            .ips
+            .iter()
+            .filter(|ip| !spec.ips.contains(ip))
+            .map(IpAddr::to_string),
+    );
+    (added, removed)
+}
+
+fn generate(
+    dir: &Path,
+    cert_path: &Path,
+    key_path: &Path,
+    spec: &CertSpec,
+    now: SystemTime,
+    origin: Origin,
+) -> Result<ServerIdentity, CertError> {
+    let failed = |reason: String| CertError::Generate {
+        dir: dir.to_owned(),
+        reason,
+    };
+    let date = |t: SystemTime| {
+        asn1_time(t)
+            .map(|t| t.to_datetime())
+            .ok_or_else(|| failed(format!("{t:?} cannot be written as a certificate date")))
+    };
+
+    let mut params = CertificateParams::default();
+    params.distinguished_name = DistinguishedName::new();
+    params
+        .distinguished_name
+        .push(DnType::CommonName, "Mnemo self-signed certificate");
+    params
+        .distinguished_name
+        .push(DnType::OrganizationName, "Mnemo");
+    params.subject_alt_names = spec
+        .hostnames
+        .iter()
+        .map(|name| {
+            name.clone()
+                .try_into()
+                .map(SanType::DnsName)
+                .map_err(|e| failed(format!("host name {name:?}: {e}")))
+        })
+        .chain(spec.ips.iter().map(|ip| Ok(SanType::IpAddress(*ip))))
+        .collect::<Result<_, _>>()?;
+    params.not_before = date(now - BACKDATE)?;
+    params.not_after = date(now + VALIDITY)?;
+    // An end entity, not a CA: webpki-based clients refuse a CA certificate as the server's.
+    params.is_ca = IsCa::NoCa;
+    params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+
+    let key_pair =
+        KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).map_err(|e| failed(e.to_string()))?;
+    let cert = params
+        .self_signed(&key_pair)
+        .map_err(|e| failed(e.to_string()))?;
+
+    fs::create_dir_all(dir).map_err(|cause| CertError::Write {
+        path: dir.to_owned(),
+        cause,
+    })?;
+    write_atomically(key_path, key_pair.serialize_pem().as_bytes(), 0o600)?;
+    write_atomically(cert_path, cert.pem().as_bytes(), 0o644)?;
+    sync_dir(dir);
+
+    let der = cert.der().clone();
+    let facts = inspect(&der, cert_path)?;
+    Ok(ServerIdentity {
+        fingerprint: Fingerprint::of(&der),
+        chain: vec![der],
+        key: PrivatePkcs8KeyDer::from(key_pair.serialize_der()).into(),
+        origin,
+        cert_path: cert_path.to_owned(),
+        key_path: key_path.to_owned(),
+        not_after: facts.not_after,
+    })
+}
+
+/// Writes a sibling temporary file with its final mode from the start (so the key is never
+/// readable by others, not even briefly), syncs it and renames it over `path`.
+fn write_atomically(path: &Path, contents: &[u8], mode: u32) -> Result<(), CertError> {
+    let mut tmp_name = path.file_name().unwrap_or_default().to_owned();
+    tmp_name.push(format!(".tmp-{}", std::process::id()));
+    let tmp = path.with_file_name(tmp_name);
+
+    // A leftover from a crashed run with the same pid would make create_new fail.
+    let _ = fs::remove_file(&tmp);
+    let mut options = fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, mode);
+    #[cfg(not(unix))]
+    let _ = mode;
+    let written = options.open(&tmp).and_then(|mut file| {
+        file.write_all(contents)?;
+        file.sync_all()
+    });
+    if let Err(cause) = written {
+        let _ = fs::remove_file(&tmp);
+        return Err(CertError::Write { path: tmp, cause });
+    }
+    fs::rename(&tmp, path).map_err(|cause| {
+        let _ = fs::remove_file(&tmp);
+        CertError::Write {
+            path: path.to_owned(),
+            cause,
+        }
+    })
+}
+
+/// Makes the renames durable; failing to is not worth refusing to start over, because the
+/// worst case is regenerating on the next start.
+fn sync_dir(dir: &Path) {
+    #[cfg(unix)]
+    if let Err(error) = fs::File::open(dir).and_then(|d| d.sync_all()) {
+        tracing::debug!(%error, dir = %dir.display(), "cannot sync the certificate directory");
+    }
+    #[cfg(not(unix))]
+    let _ = dir;
+}
+
+/// A key that others can read was probably copied or restored by hand; it still works, so
+/// fix the mode and say so rather than replace the certificate.
+fn tighten_key_mode(key_path: &Path) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let Ok(meta) = fs::metadata(key_path) else {
+            return;
+        };
+        let mode = meta.permissions().mode() & 0o777;
+        if mode & 0o077 != 0 {
+            match fs::set_permissions(key_path, fs::Permissions::from_mode(0o600)) {
+                Ok(()) => tracing::warn!(
+                    path = %key_path.display(),
+                    old_mode = format_args!("{mode:o}"),
+                    "the private key was readable by other users; its mode is now 600"
+                ),
+                Err(error) => tracing::warn!(
+                    path = %key_path.display(),
+                    %error,
+                    "the private key is readable by other users and its mode cannot be changed; \
+                     run chmod 600 on it"
+                ),
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = key_path;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The logged reason lists what was added and removed, in the form operators search for.
+    #[test]
+    fn names_changed_reason_text() {
+        let reason = Reason::NamesChanged {
+            added: vec!["new.example".into(), "192.0.2.1".into()],
+            removed: vec!["old.example".into()],
+        };
+        assert_eq!(
+            reason.to_string(),
+            "names changed: added [new.example, 192.0.2.1] removed [old.example]"
+        );
+    }
+
+    /// A damaged pair is logged as "unreadable" with the problem, without user-file advice.
+    #[test]
+    fn unreadable_reason_text() {
+        let reason = Reason::Unreadable(CertError::KeyMismatch {
+            cert: "/d/cert.pem".into(),
+            key: "/d/key.pem".into(),
+        });
+        assert_eq!(
+            reason.to_string(),
+            "unreadable: /d/key.pem does not belong to /d/cert.pem"
+        );
+    }
+}

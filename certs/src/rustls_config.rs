@@ -1,0 +1,123 @@
+//! rustls configurations: the server's, and a client's that trusts one pinned certificate.
+//!
+//! Pinning replaces the whole of WebPKI path validation (CA, names, dates) with one equality
+//! check on the certificate's hash. The handshake signatures must still be verified, though:
+//! they are what proves the peer holds the pinned certificate's key, rather than having
+//! copied the (public) certificate.
+
+use std::sync::Arc;
+
+use rustls::DigitallySignedStruct;
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::{CryptoProvider, WebPkiSupportedAlgorithms};
+use rustls::crypto::{verify_tls12_signature, verify_tls13_signature};
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::{CertificateError, OtherError, SignatureScheme};
+
+use crate::{CertError, Fingerprint, FingerprintMismatch, ServerIdentity};
+
+const ALPN: [&[u8]; 2] = [b"h2", b"http/1.1"];
+
+fn provider() -> Arc<CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// A rustls server config for the identity: ring provider, TLS 1.2 and 1.3, ALPN
+/// ["h2", "http/1.1"].
+pub fn server_config(identity: &ServerIdentity) -> Result<rustls::ServerConfig, CertError> {
+    let tls_err = |cause| CertError::Tls {
+        cert: identity.cert_path.clone(),
+        key: identity.key_path.clone(),
+        cause,
+    };
+    let mut config = rustls::ServerConfig::builder_with_provider(provider())
+        .with_protocol_versions(rustls::ALL_VERSIONS)
+        .map_err(tls_err)?
+        .with_no_client_auth()
+        .with_single_cert(identity.chain.clone(), identity.key.clone_key())
+        .map_err(tls_err)?;
+    config.alpn_protocols = ALPN.iter().map(|p| p.to_vec()).collect();
+    Ok(config)
+}
+
+/// A client verifier that accepts exactly one pinned end-entity fingerprint, ignoring names,
+/// CAs and dates, and still verifies the handshake signatures (TLS 1.2 and 1.3) with the ring
+/// provider's algorithms.
+///
+/// Dates are ignored on purpose: the server replaces its generated certificate before it
+/// expires, which changes the fingerprint, so an expired certificate can only be presented
+/// by a server that was not restarted for months; refusing it would not make the pin safer.
+/// A mismatch fails with `rustls::Error::InvalidCertificate(CertificateError::Other(..))`
+/// wrapping a [`FingerprintMismatch`], whose text names both fingerprints.
+#[derive(Debug)]
+pub struct PinnedVerifier {
+    pin: Fingerprint,
+    algorithms: WebPkiSupportedAlgorithms,
+}
+
+impl PinnedVerifier {
+    pub fn new(pin: Fingerprint) -> Self {
+        Self {
+            pin,
+            algorithms: rustls::crypto::ring::default_provider().signature_verification_algorithms,
+        }
+    }
+}
+
+impl ServerCertVerifier for PinnedVerifier {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        let presented = Fingerprint::of(end_entity);
+        if presented == self.pin {
+            return Ok(ServerCertVerified::assertion());
+        }
+        let mismatch = FingerprintMismatch {
+            pinned: self.pin,
+            presented,
+        };
+        Err(rustls::Error::InvalidCertificate(CertificateError::Other(
+            OtherError(Arc::new(mismatch)),
+        )))
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        verify_tls12_signature(message, cert, dss, &self.algorithms)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        verify_tls13_signature(message, cert, dss, &self.algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.algorithms.supported_schemes()
+    }
+}
+
+/// A rustls client config that trusts only `pin` (ALPN h2 + http/1.1), for the bridge and
+/// tests. TLS 1.2 and 1.3, ring provider, no client certificate.
+pub fn pinned_client_config(pin: Fingerprint) -> rustls::ClientConfig {
+    let mut config = rustls::ClientConfig::builder_with_provider(provider())
+        .with_protocol_versions(rustls::ALL_VERSIONS)
+        .expect("the ring provider supports TLS 1.2 and 1.3")
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(PinnedVerifier::new(pin)))
+        .with_no_client_auth();
+    config.alpn_protocols = ALPN.iter().map(|p| p.to_vec()).collect();
+    config
+}

@@ -1,0 +1,531 @@
+//! mDNS across a real network: each test creates two network namespaces joined by a
+//! veth pair, runs the real `mnemo-server` in namespace `a`, and browses from the
+//! namespaces with the bridge's discovery library (`mnemo-discover`) and with
+//! python-zeroconf (`scripts/mdns_browse.py`), an independent reader of the packets.
+//!
+//! Multicast never reaches the machine's own interfaces: every process that speaks mDNS
+//! is started with `ip netns exec` into a namespace these tests created, which holds
+//! only its loopback and one end of the veth pair. Creating namespaces needs root and
+//! iproute2; without them these tests fail and say so rather than pass having checked
+//! nothing. The server binary is the one `cargo test --workspace --all-targets` builds.
+
+use std::collections::BTreeMap;
+use std::ffi::OsStr;
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+/// The server's port inside a fresh namespace, where nothing else listens.
+const PORT: u16 = 18443;
+
+/// How long a server may take to load the model and report `healthy`.
+const HEALTHY_WITHIN: Duration = Duration::from_secs(90);
+
+/// Two network namespaces joined by a veth pair, `a` at `10.203.<subnet>.1` and `b` at
+/// `.2`. Dropping it deletes both namespaces, and with them the veth pair.
+struct NetPair {
+    a: String,
+    b: String,
+    addr_a: String,
+}
+
+impl NetPair {
+    fn create(tag: &str, subnet: u8) -> NetPair {
+        let pid = std::process::id();
+        let (a, b) = (
+            format!("mnemo-{pid}-{tag}-a"),
+            format!("mnemo-{pid}-{tag}-b"),
+        );
+        for ns in [&a, &b] {
+            // A namespace left by a killed run with the same pid would make `add` fail.
+            let _ = quiet(Command::new("ip").args(["netns", "del", ns])).status();
+        }
+        if let Err(why) = ip(&["netns", "add", &a]) {
+            panic!(
+                "cannot create a network namespace ({why}). The mDNS tests need root and \
+                 iproute2 (`ip netns`): they run mDNS only inside namespaces they create"
+            );
+        }
+        let net = NetPair {
+            a,
+            b,
+            addr_a: format!("10.203.{subnet}.1"),
+        };
+        let (a, b) = (net.a.as_str(), net.b.as_str());
+        let addr_b = format!("10.203.{subnet}.2");
+        let steps: [&[&str]; 8] = [
+            &["netns", "add", b],
+            // Both ends are created directly inside their namespaces.
+            &[
+                "-n", a, "link", "add", "mnemo-a", "type", "veth", "peer", "name", "mnemo-b",
+                "netns", b,
+            ],
+            &[
+                "-n",
+                a,
+                "addr",
+                "add",
+                &format!("{}/24", net.addr_a),
+                "dev",
+                "mnemo-a",
+            ],
+            &[
+                "-n",
+                b,
+                "addr",
+                "add",
+                &format!("{addr_b}/24"),
+                "dev",
+                "mnemo-b",
+            ],
+            &["-n", a, "link", "set", "lo", "up"],
+            &["-n", b, "link", "set", "lo", "up"],
+            &[
+                "-n",
+                a,
+                "link",
+                "set",
+                "dev",
+                "mnemo-a",
+                "multicast",
+                "on",
+                "up",
+            ],
+            &[
+                "-n",
+                b,
+                "link",
+                "set",
+                "dev",
+                "mnemo-b",
+                "multicast",
+                "on",
+                "up",
+            ],
+        ];
+        for step in steps {
+            ip(step).unwrap_or_else(|why| panic!("setting up the namespaces: {why}"));
+        }
+        // mdns-sd and python-zeroconf list the interfaces once at start and skip those
+        // not yet operationally up, which a veth end is for up to a second.
+        wait_until_up(a, "mnemo-a");
+        wait_until_up(b, "mnemo-b");
+        net
+    }
+
+    /// `ip netns exec <ns> <program>`.
+    fn exec(&self, ns: &str, program: impl AsRef<OsStr>) -> Command {
+        let mut command = Command::new("ip");
+        command.args(["netns", "exec", ns]).arg(program);
+        command
+    }
+}
+
+impl Drop for NetPair {
+    fn drop(&mut self) {
+        for ns in [&self.a, &self.b] {
+            let _ = quiet(Command::new("ip").args(["netns", "del", ns])).status();
+        }
+    }
+}
+
+fn quiet(command: &mut Command) -> &mut Command {
+    command
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+}
+
+/// Runs `ip args`; the error says what failed and why.
+fn ip(args: &[&str]) -> Result<(), String> {
+    let output = Command::new("ip")
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| format!("cannot run `ip`: {e}"))?;
+    if output.status.success() {
+        Ok(())
+    } else {
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        Err(format!("`ip {}`: {}", args.join(" "), stderr.trim()))
+    }
+}
+
+/// Waits until `dev` in `ns` is operationally up, woken by `ip monitor` link events
+/// (and re-checking every 100 ms, in case the change raced the monitor's start).
+fn wait_until_up(ns: &str, dev: &str) {
+    let mut monitor = Process::spawn(
+        "ip monitor",
+        Command::new("ip").args(["-n", ns, "monitor", "link"]),
+    );
+    let events = monitor.lines();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let output = Command::new("ip")
+            .args(["-n", ns, "-o", "link", "show", "dev", dev])
+            .output()
+            .expect("ip runs");
+        if String::from_utf8_lossy(&output.stdout).contains("state UP") {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{dev} in {ns} never came up");
+        let _ = events.recv_timeout(Duration::from_millis(100));
+    }
+}
+
+/// A line a process printed, and when it was read.
+type Line = (Instant, String);
+
+/// A child process, killed on drop, whose stdout and stderr can be read as lines.
+struct Process {
+    what: String,
+    child: Child,
+}
+
+impl Process {
+    fn spawn(what: &str, command: &mut Command) -> Process {
+        let child = command
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {what}: {e}"));
+        Process {
+            what: what.to_owned(),
+            child,
+        }
+    }
+
+    /// Every line the process prints, stdout and stderr interleaved, in a channel that
+    /// disconnects when the process has closed both.
+    fn lines(&mut self) -> Receiver<Line> {
+        let (tx, rx) = mpsc::channel();
+        let out = self
+            .child
+            .stdout
+            .take()
+            .map(|s| Box::new(s) as Box<dyn Read + Send>);
+        let err = self
+            .child
+            .stderr
+            .take()
+            .map(|s| Box::new(s) as Box<dyn Read + Send>);
+        for stream in [out, err].into_iter().flatten() {
+            let tx = tx.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                    if tx.send((Instant::now(), line)).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+        rx
+    }
+
+    fn pid(&self) -> String {
+        self.child.id().to_string()
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Waits for a line containing `needle`; panics with everything seen on timeout or
+/// when the process closes its output first.
+fn wait_for_line(lines: &Receiver<Line>, needle: &str, within: Duration, what: &str) -> Line {
+    let deadline = Instant::now() + within;
+    let mut seen = Vec::new();
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match lines.recv_timeout(left) {
+            Ok((at, line)) if line.contains(needle) => return (at, line),
+            Ok((_, line)) => seen.push(line),
+            Err(RecvTimeoutError::Timeout) => {
+                panic!(
+                    "{what}: no line with {needle:?} within {within:?}; it printed:\n{}",
+                    seen.join("\n")
+                )
+            }
+            Err(RecvTimeoutError::Disconnected) => {
+                panic!(
+                    "{what} exited before printing {needle:?}; it printed:\n{}",
+                    seen.join("\n")
+                )
+            }
+        }
+    }
+}
+
+fn server_binary() -> PathBuf {
+    let server = Path::new(env!("CARGO_BIN_EXE_mnemo-discover")).with_file_name("mnemo-server");
+    assert!(
+        server.exists(),
+        "{} is missing: run the suite with `cargo test --workspace --all-targets`, which builds mnemo-server",
+        server.display()
+    );
+    server
+}
+
+fn browse_script() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/mdns_browse.py")
+}
+
+/// The host part of instance names: the host name up to its first dot. Namespaces
+/// share the host name, so the server inside one sees the same.
+fn host_label() -> String {
+    let name = gethostname::gethostname().to_string_lossy().into_owned();
+    name.split('.').next().unwrap_or_default().trim().to_owned()
+}
+
+/// A server running in a namespace, with mDNS on, and its log lines.
+struct Server {
+    process: Process,
+    lines: Receiver<Line>,
+    _data: tempfile::TempDir,
+}
+
+impl Server {
+    fn spawn(net: &NetPair, ns: &str, host: &str, port: u16, service_name: &str) -> Server {
+        let data = tempfile::tempdir().expect("temp dir");
+        let mut command = net.exec(ns, server_binary());
+        // Only what the server needs, so no MCP_* setting of the caller's changes the
+        // advertisement under test.
+        command.env_clear();
+        for key in [
+            "PATH",
+            "HOME",
+            "MNEMO_CACHE_DIR",
+            "MNEMO_MODEL_DIR",
+            "ORT_DYLIB_PATH",
+        ] {
+            if let Some(value) = std::env::var_os(key) {
+                command.env(key, value);
+            }
+        }
+        command
+            .env("MNEMO_DATA_DIR", data.path())
+            .env("MCP_HTTP_HOST", host)
+            .env("MCP_HTTP_PORT", port.to_string())
+            .env("MCP_API_KEY", "k")
+            .env("MCP_MDNS_ENABLED", "true")
+            .env("MCP_MDNS_SERVICE_NAME", service_name)
+            .env("RUST_LOG", "info")
+            .env("NO_COLOR", "1");
+        let mut process = Process::spawn(
+            &format!("mnemo-server on {host}:{port} in {ns}"),
+            &mut command,
+        );
+        let lines = process.lines();
+        Server {
+            process,
+            lines,
+            _data: data,
+        }
+    }
+
+    fn wait_healthy(&self) {
+        wait_for_line(&self.lines, "healthy", HEALTHY_WITHIN, &self.process.what);
+    }
+}
+
+/// Runs a command to completion; panics with its output unless it succeeded.
+fn run(what: &str, command: &mut Command) -> String {
+    let Output {
+        status,
+        stdout,
+        stderr,
+    } = command
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {what}: {e}"));
+    let stdout = String::from_utf8_lossy(&stdout).into_owned();
+    assert!(
+        status.success(),
+        "{what} failed ({status}):\n{stdout}\n{}",
+        String::from_utf8_lossy(&stderr)
+    );
+    stdout
+}
+
+/// `mnemo-discover --timeout-ms <ms>` inside `ns`: the candidates it found.
+fn discover(net: &NetPair, ns: &str, ms: u64) -> Vec<Value> {
+    let mut command = net.exec(ns, env!("CARGO_BIN_EXE_mnemo-discover"));
+    let stdout = run(
+        "mnemo-discover",
+        command.args(["--timeout-ms", &ms.to_string()]),
+    );
+    let list: Value = serde_json::from_str(&stdout).expect("mnemo-discover prints JSON");
+    list.as_array().expect("a JSON array").clone()
+}
+
+fn find<'a>(list: &'a [Value], key: &str, instance: &str) -> &'a Value {
+    list.iter()
+        .find(|c| c[key] == instance)
+        .unwrap_or_else(|| panic!("{instance:?} not among {list:#?}"))
+}
+
+/// The TXT records are exactly DESIGN §8's for a plain-HTTP server with a key.
+fn assert_txt(txt: &Value, who: &str) {
+    let mut txt: BTreeMap<String, String> =
+        serde_json::from_value(txt.clone()).unwrap_or_else(|e| panic!("{who}: TXT {txt}: {e}"));
+    let id = txt.remove("id").unwrap_or_default();
+    assert!(!id.is_empty(), "{who}: no `id` TXT record");
+    let expected: BTreeMap<String, String> = [
+        ("api_version", "1"),
+        ("https", "False"),
+        ("auth_required", "True"),
+        ("api_path", "/api"),
+        ("sse_path", "/api/events"),
+        ("docs_path", "/api/docs"),
+        ("mcp_path", "/mcp"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+    .collect();
+    assert_eq!(
+        txt, expected,
+        "{who}: TXT records (besides id; no fp without TLS)"
+    );
+}
+
+/// A server on 0.0.0.0 is found from the peer namespace by mdns-sd and by
+/// python-zeroconf with its instance name, port, veth address and every TXT record, the
+/// advertised URL answers, and its goodbye on SIGTERM reaches the peer.
+#[test]
+fn a_lan_server_is_discovered_from_the_peer_namespace_and_says_goodbye() {
+    let net = NetPair::create("adv", 1);
+    let name = format!("Mnemo Test {}", std::process::id());
+    let instance = format!("{name} ({})", host_label());
+
+    // The watcher browses before the server exists, which times the first answer, and
+    // stays to see the goodbye.
+    let mut watcher = Process::spawn(
+        "mnemo-discover --wait-gone",
+        net.exec(&net.b, env!("CARGO_BIN_EXE_mnemo-discover"))
+            .args([
+                "--timeout-ms",
+                "120000",
+                "--wait-gone",
+                &instance,
+                "--gone-timeout-ms",
+                "10000",
+            ]),
+    );
+    let watched = watcher.lines();
+    let started = Instant::now();
+    let server = Server::spawn(&net, &net.a, "0.0.0.0", PORT, &name);
+    server.wait_healthy();
+    let listed = format!("\"instance\":\"{instance}\"");
+    let (seen_at, _) = wait_for_line(
+        &watched,
+        &listed,
+        Duration::from_secs(30),
+        "mnemo-discover --wait-gone (does the server advertise when MCP_MDNS_ENABLED=true?)",
+    );
+    let first_answer = seen_at.duration_since(started);
+    eprintln!("first mDNS answer in the peer namespace {first_answer:?} after the server started");
+
+    let expected_url = format!("http://{}:{PORT}", net.addr_a);
+    let found = discover(&net, &net.b, 2000);
+    let candidate = find(&found, "instance", &instance);
+    assert_eq!(candidate["port"], PORT, "{candidate}");
+    assert_eq!(
+        candidate["addresses"],
+        serde_json::json!([net.addr_a]),
+        "{candidate}"
+    );
+    assert_eq!(candidate["url"], expected_url.as_str(), "{candidate}");
+    assert_txt(&candidate["txt"], "mdns-sd");
+
+    let mut python = net.exec(&net.b, "python3");
+    let stdout = run(
+        "scripts/mdns_browse.py (needs `pip install zeroconf`)",
+        python.arg(browse_script()).args(["--seconds", "2"]),
+    );
+    let browsed: Value = serde_json::from_str(&stdout).expect("mdns_browse.py prints JSON");
+    let seen = find(
+        browsed["instances"].as_array().expect("instances"),
+        "name",
+        &instance,
+    );
+    assert_eq!(seen["port"], PORT, "{seen}");
+    assert_eq!(seen["addresses"], serde_json::json!([net.addr_a]), "{seen}");
+    assert_txt(&seen["txt"], "python-zeroconf");
+
+    // What was advertised is where the server answers, seen from the peer.
+    let mut fetch = net.exec(&net.b, "python3");
+    let status = run(
+        "GET /api/health from the peer",
+        fetch.args([
+            "-c",
+            "import sys, urllib.request; print(urllib.request.urlopen(sys.argv[1], timeout=10).status)",
+            &format!("{expected_url}/api/health"),
+        ]),
+    );
+    assert_eq!(status.trim(), "200");
+
+    run(
+        "kill -TERM",
+        Command::new("kill").args(["-TERM", &server.process.pid()]),
+    );
+    // The watcher gives up by itself 10 s after finding the instance.
+    let status = watcher.child.wait().expect("wait for mnemo-discover");
+    let said: Vec<String> = watched.try_iter().map(|(_, line)| line).collect();
+    assert!(
+        status.success(),
+        "the peer saw no goodbye after SIGTERM ({status}):\n{}",
+        said.join("\n")
+    );
+}
+
+/// A server bound to 127.0.0.1 with mDNS on advertises nothing, seen from its own
+/// namespace and from the peer, while a server on 0.0.0.0 beside it is seen from both.
+#[test]
+fn a_loopback_server_advertises_nothing() {
+    let net = NetPair::create("lo", 2);
+    let pid = std::process::id();
+    let hidden = format!("Mnemo Loopback {pid}");
+    let control = format!("Mnemo Control {pid} ({})", host_label());
+    let loopback = Server::spawn(&net, &net.a, "127.0.0.1", PORT, &hidden);
+    let lan = Server::spawn(
+        &net,
+        &net.a,
+        "0.0.0.0",
+        PORT + 1,
+        &format!("Mnemo Control {pid}"),
+    );
+    loopback.wait_healthy();
+    lan.wait_healthy();
+
+    let (a, b) = std::thread::scope(|scope| {
+        let a = scope.spawn(|| discover(&net, &net.a, 3000));
+        let b = scope.spawn(|| discover(&net, &net.b, 3000));
+        (
+            a.join().expect("browse from a"),
+            b.join().expect("browse from b"),
+        )
+    });
+    for (ns, found) in [("its own namespace", a), ("the peer namespace", b)] {
+        let names: Vec<&str> = found
+            .iter()
+            .filter_map(|c| c["instance"].as_str())
+            .collect();
+        assert!(
+            names.contains(&control.as_str()),
+            "from {ns}: the 0.0.0.0 server is not seen, so this browse proves nothing: {names:?}"
+        );
+        assert!(
+            !names.iter().any(|n| n.starts_with(&hidden)),
+            "from {ns}: the loopback-only server was advertised: {names:?}"
+        );
+    }
+}
