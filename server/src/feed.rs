@@ -132,7 +132,7 @@ impl ChangeFeed {
         let feed = Arc::clone(self);
         let period = (stall / 4).max(Duration::from_millis(100));
         tokio::spawn(async move {
-            let mut ticks = tokio::time::interval(period);
+            let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
             loop {
                 tokio::select! {
                     _ = feed.shutdown.cancelled() => return,

@@ -172,6 +172,8 @@ impl Store {
             });
         let readers = r2d2::Pool::builder()
             .max_size(options.readers.max(1))
+            // r2d2's default is 30 s; a query should fail fast rather than hang.
+            .connection_timeout(BUSY_TIMEOUT)
             .build(manager)?;
 
         let (feed, _) = tokio::sync::broadcast::channel(options.feed_capacity.max(1));
