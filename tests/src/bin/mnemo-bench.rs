@@ -44,6 +44,12 @@ struct Args {
     /// Writes whose delivery the fan-out scenario times.
     #[arg(long, default_value_t = 50)]
     sse_writes: usize,
+    /// SHA-256 fingerprint to pin when the URL is https (as the server logs it).
+    #[arg(long)]
+    fingerprint: Option<String>,
+    /// Also time searches that each open a new connection (TCP, and TLS for https).
+    #[arg(long)]
+    fresh_connections: bool,
     /// The server's process id, to report its RSS after the fan-out scenario.
     #[arg(long)]
     server_pid: Option<u32>,
@@ -177,8 +183,20 @@ async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     // reqwest is built without a default TLS provider; the project uses ring.
     let _ = rustls::crypto::ring::default_provider().install_default();
+    let http = match &args.fingerprint {
+        Some(fp) => {
+            let pin = fp
+                .trim()
+                .parse()
+                .context("--fingerprint is not a SHA-256 fingerprint")?;
+            reqwest::Client::builder()
+                .use_preconfigured_tls(mnemo_certs::pinned_client_config(pin))
+                .build()?
+        }
+        None => reqwest::Client::new(),
+    };
     let client = Arc::new(Client {
-        http: reqwest::Client::new(),
+        http: http.clone(),
         url: args.url.trim_end_matches('/').to_owned(),
         key: args.api_key.clone(),
     });
@@ -234,6 +252,28 @@ async fn main() -> anyhow::Result<()> {
         searches.push(took);
     }
     summary("POST /api/search", searches);
+
+    if args.fresh_connections {
+        // No idle connections are kept, so every request pays the full handshake.
+        let mut builder = reqwest::Client::builder().pool_max_idle_per_host(0);
+        if let Some(fp) = &args.fingerprint {
+            builder = builder
+                .use_preconfigured_tls(mnemo_certs::pinned_client_config(fp.trim().parse()?));
+        }
+        let fresh = Client {
+            http: builder.build()?,
+            url: client.url.clone(),
+            key: client.key.clone(),
+        };
+        let mut samples = Vec::with_capacity(args.samples);
+        for i in 0..args.samples {
+            let body = json!({"query": question(i), "n_results": 10});
+            let (status, took) = fresh.post("/api/search", &body).await?;
+            errors += usize::from(status != 200);
+            samples.push(took);
+        }
+        summary("search, new connection each", samples);
+    }
 
     let started = Instant::now();
     let workers: Vec<_> = (0..args.clients)
