@@ -92,6 +92,19 @@ impl Client {
     }
 }
 
+/// `n` sequential searches: their latencies and how many failed.
+async fn timed_searches(client: &Client, n: usize) -> anyhow::Result<(Vec<Duration>, usize)> {
+    let mut latencies = Vec::with_capacity(n);
+    let mut failed = 0;
+    for i in 0..n {
+        let body = json!({"query": question(i), "n_results": 10});
+        let (status, took) = client.post("/api/search", &body).await?;
+        failed += usize::from(status != 200);
+        latencies.push(took);
+    }
+    Ok((latencies, failed))
+}
+
 /// Opens `subscribers` SSE streams, makes `sse_writes` writes one at a time, and
 /// times each event from its commit timestamp to its arrival at every subscriber.
 async fn fan_out(client: &Arc<Client>, args: &Args) -> anyhow::Result<usize> {
@@ -244,13 +257,8 @@ async fn main() -> anyhow::Result<()> {
     }
     summary("POST /api/memories", stores);
 
-    let mut searches = Vec::with_capacity(args.samples);
-    for i in 0..args.samples {
-        let body = json!({"query": question(i), "n_results": 10});
-        let (status, took) = client.post("/api/search", &body).await?;
-        errors += usize::from(status != 200);
-        searches.push(took);
-    }
+    let (searches, failed) = timed_searches(&client, args.samples).await?;
+    errors += failed;
     summary("POST /api/search", searches);
 
     if args.fresh_connections {
@@ -265,13 +273,8 @@ async fn main() -> anyhow::Result<()> {
             url: client.url.clone(),
             key: client.key.clone(),
         };
-        let mut samples = Vec::with_capacity(args.samples);
-        for i in 0..args.samples {
-            let body = json!({"query": question(i), "n_results": 10});
-            let (status, took) = fresh.post("/api/search", &body).await?;
-            errors += usize::from(status != 200);
-            samples.push(took);
-        }
+        let (samples, failed) = timed_searches(&fresh, args.samples).await?;
+        errors += failed;
         summary("search, new connection each", samples);
     }
 
