@@ -6,6 +6,8 @@
 //! * [`api`]: the REST request and response bodies, wire-compatible with the Python
 //!   `mcp-memory-service`.
 //! * [`error`]: the JSON error body of every failed request.
+//! * [`mdns`]: the mDNS service type and TXT keys, which the server advertises and
+//!   the bridge reads.
 //! * [`migrations`]: the SQL schema of the memory database, as numbered migrations.
 //!   The server applies them; tools that read a backup rely on the same shape.
 //! * [`events`]: the names of change-feed events, shared by the events table and the
@@ -17,4 +19,5 @@ pub mod api;
 pub mod error;
 pub mod events;
 pub mod health;
+pub mod mdns;
 pub mod migrations;

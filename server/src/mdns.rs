@@ -16,7 +16,8 @@ use mdns_sd::{IfKind, IfPredicate, ServiceDaemon, ServiceInfo, UnregisterStatus}
 use tracing::{debug, warn};
 
 /// The DNS-SD service type Mnemo advertises and the bridge browses for.
-pub const SERVICE_TYPE: &str = "_mcp-memory._tcp.local.";
+pub use mnemo_schema::mdns::SERVICE_TYPE;
+use mnemo_schema::mdns::txt;
 
 /// `MCP_MDNS_SERVICE_NAME` when it is not set; the instance name adds the host name.
 pub const DEFAULT_SERVICE_NAME: &str = "MCP Memory Service";
@@ -214,17 +215,17 @@ fn truncate(s: &str, max: usize) -> &str {
 fn txt_records(ad: &Advertisement) -> Vec<(&'static str, String)> {
     let flag = |on: bool| if on { "True" } else { "False" }.to_owned();
     let mut records = vec![
-        ("api_version", "1".to_owned()),
-        ("https", flag(ad.https)),
-        ("auth_required", flag(ad.auth_required)),
-        ("api_path", "/api".to_owned()),
-        ("sse_path", "/api/events".to_owned()),
-        ("docs_path", "/api/docs".to_owned()),
-        ("mcp_path", "/mcp".to_owned()),
-        ("id", ad.instance_id.clone()),
+        (txt::API_VERSION, "1".to_owned()),
+        (txt::HTTPS, flag(ad.https)),
+        (txt::AUTH_REQUIRED, flag(ad.auth_required)),
+        (txt::API_PATH, "/api".to_owned()),
+        (txt::SSE_PATH, "/api/events".to_owned()),
+        (txt::DOCS_PATH, "/api/docs".to_owned()),
+        (txt::MCP_PATH, "/mcp".to_owned()),
+        (txt::ID, ad.instance_id.clone()),
     ];
     if let Some(fp) = &ad.fingerprint {
-        records.push(("fp", fp.clone()));
+        records.push((txt::FINGERPRINT, fp.clone()));
     }
     records
 }
