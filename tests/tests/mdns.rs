@@ -295,6 +295,22 @@ struct Server {
 
 impl Server {
     fn spawn(net: &NetPair, ns: &str, host: &str, port: u16, service_name: &str) -> Server {
+        Self::start(net, ns, host, port, service_name, false)
+    }
+
+    /// The same, serving HTTPS with its generated certificate.
+    fn spawn_https(net: &NetPair, ns: &str, host: &str, port: u16, service_name: &str) -> Server {
+        Self::start(net, ns, host, port, service_name, true)
+    }
+
+    fn start(
+        net: &NetPair,
+        ns: &str,
+        host: &str,
+        port: u16,
+        service_name: &str,
+        https: bool,
+    ) -> Server {
         let data = tempfile::tempdir().expect("temp dir");
         let mut command = net.exec(ns, server_binary());
         // Only what the server needs, so no MCP_* setting of the caller's changes the
@@ -318,6 +334,7 @@ impl Server {
             .env("MCP_API_KEY", "k")
             .env("MCP_MDNS_ENABLED", "true")
             .env("MCP_MDNS_SERVICE_NAME", service_name)
+            .env("MCP_HTTPS_ENABLED", if https { "true" } else { "false" })
             .env("RUST_LOG", "info")
             .env("NO_COLOR", "1");
         let mut process = Process::spawn(
@@ -373,15 +390,23 @@ fn find<'a>(list: &'a [Value], key: &str, instance: &str) -> &'a Value {
         .unwrap_or_else(|| panic!("{instance:?} not among {list:#?}"))
 }
 
-/// The TXT records are exactly DESIGN §8's for a plain-HTTP server with a key.
-fn assert_txt(txt: &Value, who: &str) {
+/// The TXT records are exactly DESIGN §8's for a server with a key: plain HTTP when
+/// `fingerprint` is None, else HTTPS with that certificate fingerprint in `fp`.
+fn assert_txt(txt: &Value, who: &str, fingerprint: Option<&str>) {
     let mut txt: BTreeMap<String, String> =
         serde_json::from_value(txt.clone()).unwrap_or_else(|e| panic!("{who}: TXT {txt}: {e}"));
     let id = txt.remove("id").unwrap_or_default();
     assert!(!id.is_empty(), "{who}: no `id` TXT record");
-    let expected: BTreeMap<String, String> = [
+    let mut expected: BTreeMap<String, String> = [
         ("api_version", "1"),
-        ("https", "False"),
+        (
+            "https",
+            if fingerprint.is_some() {
+                "True"
+            } else {
+                "False"
+            },
+        ),
         ("auth_required", "True"),
         ("api_path", "/api"),
         ("sse_path", "/api/events"),
@@ -391,15 +416,19 @@ fn assert_txt(txt: &Value, who: &str) {
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v.to_owned()))
     .collect();
+    if let Some(fp) = fingerprint {
+        expected.insert("fp".to_owned(), fp.to_owned());
+    }
     assert_eq!(
         txt, expected,
-        "{who}: TXT records (besides id; no fp without TLS)"
+        "{who}: TXT records (besides id; fp only with TLS)"
     );
 }
 
-/// A server on 0.0.0.0 is found from the peer namespace by mdns-sd and by
-/// python-zeroconf with its instance name, port, veth address and every TXT record, the
-/// advertised URL answers, and its goodbye on SIGTERM reaches the peer.
+/// An HTTPS server on 0.0.0.0 is found from the peer namespace by mdns-sd and by
+/// python-zeroconf with its instance name, port, veth address and every TXT record
+/// (`fp` included), the certificate served at the advertised URL has that
+/// fingerprint, and the goodbye on SIGTERM reaches the peer.
 #[test]
 fn a_lan_server_is_discovered_from_the_peer_namespace_and_says_goodbye() {
     let net = NetPair::create("adv", 1);
@@ -422,7 +451,18 @@ fn a_lan_server_is_discovered_from_the_peer_namespace_and_says_goodbye() {
     );
     let watched = watcher.lines();
     let started = Instant::now();
-    let server = Server::spawn(&net, &net.a, "0.0.0.0", PORT, &name);
+    let server = Server::spawn_https(&net, &net.a, "0.0.0.0", PORT, &name);
+    let (_, tls) = wait_for_line(
+        &server.lines,
+        "TLS certificate",
+        HEALTHY_WITHIN,
+        &server.process.what,
+    );
+    let fingerprint = tls
+        .split_whitespace()
+        .find_map(|field| field.strip_prefix("fingerprint="))
+        .unwrap_or_else(|| panic!("no fingerprint in {tls}"))
+        .to_owned();
     server.wait_healthy();
     let listed = format!("\"instance\":\"{instance}\"");
     let (seen_at, _) = wait_for_line(
@@ -434,7 +474,7 @@ fn a_lan_server_is_discovered_from_the_peer_namespace_and_says_goodbye() {
     let first_answer = seen_at.duration_since(started);
     eprintln!("first mDNS answer in the peer namespace {first_answer:?} after the server started");
 
-    let expected_url = format!("http://{}:{PORT}", net.addr_a);
+    let expected_url = format!("https://{}:{PORT}", net.addr_a);
     let found = discover(&net, &net.b, 2000);
     let candidate = find(&found, "instance", &instance);
     assert_eq!(candidate["port"], PORT, "{candidate}");
@@ -444,7 +484,7 @@ fn a_lan_server_is_discovered_from_the_peer_namespace_and_says_goodbye() {
         "{candidate}"
     );
     assert_eq!(candidate["url"], expected_url.as_str(), "{candidate}");
-    assert_txt(&candidate["txt"], "mdns-sd");
+    assert_txt(&candidate["txt"], "mdns-sd", Some(&fingerprint));
 
     let mut python = net.exec(&net.b, "python3");
     let stdout = run(
@@ -459,19 +499,27 @@ fn a_lan_server_is_discovered_from_the_peer_namespace_and_says_goodbye() {
     );
     assert_eq!(seen["port"], PORT, "{seen}");
     assert_eq!(seen["addresses"], serde_json::json!([net.addr_a]), "{seen}");
-    assert_txt(&seen["txt"], "python-zeroconf");
+    assert_txt(&seen["txt"], "python-zeroconf", Some(&fingerprint));
 
-    // What was advertised is where the server answers, seen from the peer.
+    // What was advertised is where the server answers, with the advertised certificate,
+    // seen from the peer.
     let mut fetch = net.exec(&net.b, "python3");
-    let status = run(
-        "GET /api/health from the peer",
+    let served = run(
+        "fetch the served certificate from the peer",
         fetch.args([
             "-c",
-            "import sys, urllib.request; print(urllib.request.urlopen(sys.argv[1], timeout=10).status)",
-            &format!("{expected_url}/api/health"),
+            "import hashlib, ssl, sys\n\
+             der = ssl.PEM_cert_to_DER_cert(ssl.get_server_certificate((sys.argv[1], int(sys.argv[2]))))\n\
+             print(':'.join(f'{b:02X}' for b in hashlib.sha256(der).digest()))",
+            &net.addr_a.to_string(),
+            &PORT.to_string(),
         ]),
     );
-    assert_eq!(status.trim(), "200");
+    assert_eq!(
+        served.trim(),
+        fingerprint,
+        "the served certificate is not the advertised one"
+    );
 
     run(
         "kill -TERM",
