@@ -214,6 +214,8 @@ impl ChangeFeed {
                         // Pruned while this subscriber lagged: say so, go on live.
                         known = feed.head().await?;
                         last = known;
+                        // Caught up as far as the client can be: neither lag nor stall.
+                        subscriber.delivered(last);
                         yield FeedItem::Resync { head: last };
                         continue;
                     }
@@ -287,5 +289,5 @@ async fn blocking<T: Send + 'static>(
 ) -> Result<T, StoreError> {
     tokio::task::spawn_blocking(call)
         .await
-        .unwrap_or_else(|e| Err(StoreError::CommitFailed(format!("a feed task failed: {e}"))))
+        .unwrap_or_else(|e| Err(StoreError::Task(e.to_string())))
 }

@@ -119,6 +119,8 @@ pub enum StoreError {
     CommitFailed(String),
     #[error("the writer thread has stopped")]
     WriterGone,
+    #[error("a blocking database task failed: {0}")]
+    Task(String),
     #[error(transparent)]
     Sqlite(#[from] rusqlite::Error),
     #[error("no read connection available: {0}")]
