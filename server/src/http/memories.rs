@@ -16,6 +16,7 @@ use super::AppState;
 use super::error::{ApiError, ApiJson, ApiQuery};
 use crate::memory::{Filter, MemoryPatch, NewMemory};
 use crate::service::ServiceError;
+use crate::store::StoreError;
 
 /// Largest import batch.
 const MAX_IMPORT: usize = 100;
@@ -56,6 +57,21 @@ fn stored(memory: Memory) -> MutationResponse {
         message: "memory stored".into(),
         content_hash: memory.content_hash.clone(),
         memory: Some(memory),
+    }
+}
+
+/// One memory of a batch that was not stored, and why; a duplicate names the
+/// memory that already holds its content.
+fn refused(error: ServiceError) -> MutationResponse {
+    let content_hash = match &error {
+        ServiceError::Store(StoreError::Duplicate { content_hash }) => content_hash.clone(),
+        _ => String::new(),
+    };
+    MutationResponse {
+        success: false,
+        message: error.to_string(),
+        content_hash,
+        memory: None,
     }
 }
 
@@ -188,20 +204,9 @@ pub async fn import(
         };
         results.push(match service.store(new).await {
             Ok(memory) => stored(memory.into()),
-            Err(ServiceError::Invalid(e)) => MutationResponse {
-                success: false,
-                message: e.to_string(),
-                content_hash: String::new(),
-                memory: None,
-            },
-            Err(ServiceError::Store(crate::store::StoreError::Duplicate { content_hash })) => {
-                MutationResponse {
-                    success: false,
-                    message: "a memory with the same content already exists".into(),
-                    content_hash,
-                    memory: None,
-                }
-            }
+            Err(
+                e @ (ServiceError::Invalid(_) | ServiceError::Store(StoreError::Duplicate { .. })),
+            ) => refused(e),
             Err(other) => return Err(other.into()),
         });
     }

@@ -201,12 +201,7 @@ impl Store {
     /// Stores a new memory with its vector. Fails with [`StoreError::Duplicate`] if the
     /// content is already stored.
     pub fn insert(&self, record: NewRecord) -> Result<Memory, StoreError> {
-        if record.vector.len() != self.dimension {
-            return Err(StoreError::WrongDimension {
-                expected: self.dimension,
-                actual: record.vector.len(),
-            });
-        }
+        self.check_dimension(&record.vector)?;
         self.writer.submit(Command::Insert(record))
     }
 
@@ -241,12 +236,7 @@ impl Store {
         k: usize,
         filter: &Filter,
     ) -> Result<Vec<ScoredMemory>, StoreError> {
-        if vector.len() != self.dimension {
-            return Err(StoreError::WrongDimension {
-                expected: self.dimension,
-                actual: vector.len(),
-            });
-        }
+        self.check_dimension(vector)?;
         read::search(&*self.readers.get()?, vector, k, filter)
     }
 
@@ -295,6 +285,18 @@ impl Store {
             .filter_map(|p| std::fs::metadata(p).ok())
             .map(|m| m.len())
             .sum()
+    }
+
+    /// Refuses a vector of another width before it reaches SQLite.
+    fn check_dimension(&self, vector: &[f32]) -> Result<(), StoreError> {
+        if vector.len() == self.dimension {
+            Ok(())
+        } else {
+            Err(StoreError::WrongDimension {
+                expected: self.dimension,
+                actual: vector.len(),
+            })
+        }
     }
 
     /// Number of stored memories.
