@@ -142,29 +142,20 @@ pub async fn authorize(
 mod tests {
     use super::*;
 
-    /// Reads need read, writes need write, import needs admin, health nothing.
+    /// Reads need read, writes need write, import and feed stats need admin, health nothing.
     #[test]
     fn scopes_by_route() {
-        assert_eq!(required_scope(&Method::GET, "/api/health"), None);
-        assert_eq!(
-            required_scope(&Method::GET, "/api/health/detailed"),
-            Some(Scope::Read)
-        );
-        assert_eq!(
-            required_scope(&Method::POST, "/api/search/by-tag"),
-            Some(Scope::Read)
-        );
-        assert_eq!(
-            required_scope(&Method::POST, "/api/memories"),
-            Some(Scope::Write)
-        );
-        assert_eq!(
-            required_scope(&Method::DELETE, "/api/memories/x"),
-            Some(Scope::Write)
-        );
-        assert_eq!(
-            required_scope(&Method::POST, "/api/memories/import"),
-            Some(Scope::Admin)
-        );
+        let table = [
+            (Method::GET, "/api/health", None),
+            (Method::GET, "/api/health/detailed", Some(Scope::Read)),
+            (Method::POST, "/api/search/by-tag", Some(Scope::Read)),
+            (Method::POST, "/api/memories", Some(Scope::Write)),
+            (Method::DELETE, "/api/memories/x", Some(Scope::Write)),
+            (Method::POST, "/api/memories/import", Some(Scope::Admin)),
+            (Method::GET, "/api/events/stats", Some(Scope::Admin)),
+        ];
+        for (method, path, scope) in table {
+            assert_eq!(required_scope(&method, path), scope, "{method} {path}");
+        }
     }
 }
