@@ -556,22 +556,44 @@ async fn error_paths() {
     assert_eq!(status, 400);
 }
 
-/// Lists and searches never return more than 100 items, whatever is asked.
+/// Lists and searches never return more than 100 items, whatever is asked, even
+/// when more exist.
 #[tokio::test]
 async fn lists_are_capped_at_100() {
     let server = TestServer::spawn().await;
+    for batch in 0..2 {
+        let memories: Vec<Value> = (0..60)
+            .map(|i| json!({"content": format!("capped note {batch}-{i}"), "created_at": 1.7e9}))
+            .collect();
+        let (status, body) = server
+            .send(
+                Method::POST,
+                "/api/memories/import",
+                Some(json!({"memories": memories})),
+            )
+            .await;
+        assert_eq!((status, body["stored"].clone()), (200, json!(60)), "{body}");
+    }
     let (_, list) = server
         .send(Method::GET, "/api/memories?page_size=5000", None)
         .await;
     assert_eq!(list["page_size"], 100);
-    let (status, _) = server
-        .send(
-            Method::POST,
-            "/api/search",
-            Some(json!({"query": "x", "n_results": 5000})),
-        )
-        .await;
-    assert_eq!(status, 200);
+    assert_eq!(list["memories"].as_array().unwrap().len(), 100);
+    assert_eq!(
+        (list["total"].clone(), list["has_more"].clone()),
+        (json!(120), json!(true))
+    );
+    for mode in ["semantic", "hybrid", "exact"] {
+        let (status, found) = server
+            .send(
+                Method::POST,
+                "/api/search",
+                Some(json!({"query": "capped note", "n_results": 5000, "mode": mode})),
+            )
+            .await;
+        assert_eq!(status, 200, "{found}");
+        assert_eq!(found["total_found"], 100, "{mode}");
+    }
 }
 
 /// Failed authentications past the quota get 429 with Retry-After; a valid key still works.
