@@ -156,7 +156,7 @@ pub struct Config {
     #[arg(
         long,
         env = "MCP_MDNS_SERVICE_NAME",
-        default_value = "MCP Memory Service"
+        default_value = crate::mdns::DEFAULT_SERVICE_NAME
     )]
     pub mdns_service_name: String,
 
