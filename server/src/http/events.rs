@@ -77,7 +77,7 @@ fn frames(
                 FeedItem::Change(row) => Event::default()
                     .id(row.seq.to_string())
                     .event(row.kind.clone())
-                    .data(row.payload.to_string()),
+                    .data(&row.payload),
                 FeedItem::Resync { head } => Event::default().id(head.to_string()).event("resync").data(
                     json!({
                         "timestamp": now_epoch(),

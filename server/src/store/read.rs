@@ -24,7 +24,9 @@ pub struct EventRow {
     pub at: f64,
     pub kind: String,
     pub content_hash: String,
-    pub payload: serde_json::Value,
+    /// The payload's JSON text, as stored: sent to every subscriber as is, never
+    /// re-serialised per subscriber.
+    pub payload: String,
 }
 
 /// The columns [`memory_from_row`] reads, for a query over `memories m`. Tags come back
@@ -171,13 +173,12 @@ pub(super) fn events_after(
              WHERE seq > ? ORDER BY seq LIMIT ?",
         )?
         .query_map(rusqlite::params![after, limit], |row| {
-            let payload: String = row.get(4)?;
             Ok(EventRow {
                 seq: row.get(0)?,
                 at: row.get(1)?,
                 kind: row.get(2)?,
                 content_hash: row.get(3)?,
-                payload: serde_json::from_str(&payload).unwrap_or(serde_json::Value::Null),
+                payload: row.get(4)?,
             })
         })?
         .collect::<rusqlite::Result<Vec<_>>>()?;

@@ -167,14 +167,9 @@ fn append_event(
     now: f64,
 ) -> Result<EventRow, StoreError> {
     payload.insert("timestamp".into(), json!(now));
-    let payload = Value::Object(payload);
+    let payload = Value::Object(payload).to_string();
     tx.prepare_cached("INSERT INTO events (at, kind, content_hash, payload) VALUES (?, ?, ?, ?)")?
-        .execute(params![
-            now,
-            kind.as_str(),
-            memory.content_hash,
-            payload.to_string()
-        ])?;
+        .execute(params![now, kind.as_str(), memory.content_hash, payload])?;
     Ok(EventRow {
         seq: tx.last_insert_rowid(),
         at: now,
