@@ -32,7 +32,7 @@ async fn server_becomes_healthy_with_the_real_model() {
     let healthy = server.wait_for_log("healthy");
     assert!(healthy.contains("dimension=384"), "{healthy}");
 
-    let response = common::http_client()
+    let response = reqwest::Client::new()
         .get(format!("http://{addr}/api/health"))
         .send()
         .await
@@ -92,7 +92,7 @@ async fn generated_and_managed_keys_work() {
         "the key was logged"
     );
 
-    let client = common::http_client();
+    let client = reqwest::Client::new();
     let url = format!("http://{addr}/api/memories");
     let as_master = client
         .get(&url)

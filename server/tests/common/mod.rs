@@ -30,19 +30,8 @@ pub fn embedder() -> Embedder {
         .clone()
 }
 
-/// An HTTP client. reqwest is built without a default TLS provider (the project
-/// uses ring everywhere), so the first call installs ring process-wide.
-pub fn http_client() -> reqwest::Client {
-    static INSTALL: std::sync::Once = std::sync::Once::new();
-    INSTALL.call_once(|| {
-        let _ = rustls::crypto::ring::default_provider().install_default();
-    });
-    reqwest::Client::new()
-}
-
 /// An HTTPS client that trusts exactly the certificate with fingerprint `pin`.
 pub fn pinned_client(pin: mnemo_certs::Fingerprint) -> reqwest::Client {
-    http_client();
     reqwest::Client::builder()
         .use_preconfigured_tls(mnemo_certs::pinned_client_config(pin))
         .build()
@@ -138,7 +127,7 @@ impl TestServer {
         // Over HTTPS the test client pins the server's own certificate.
         let http = match &state.tls_fingerprint {
             Some(fp) => pinned_client(fp.parse().unwrap()),
-            None => http_client(),
+            None => reqwest::Client::new(),
         };
         state.publish(service, &config, shutdown.clone());
         let task = tokio::spawn(mnemo_server::http::serve_ready(

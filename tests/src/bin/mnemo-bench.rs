@@ -194,8 +194,6 @@ fn summary(name: &str, mut samples: Vec<Duration>) {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    // reqwest is built without a default TLS provider; the project uses ring.
-    let _ = rustls::crypto::ring::default_provider().install_default();
     let http = match &args.fingerprint {
         Some(fp) => {
             let pin = fp
