@@ -4,6 +4,7 @@
 //! against Mnemo unchanged. Optional request fields default when absent, and unknown
 //! fields are ignored, as the anchor does.
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
@@ -59,7 +60,7 @@ pub struct MutationResponse {
 }
 
 /// Whether a tag filter needs any or all of its tags.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum TagMatch {
     #[default]
@@ -109,7 +110,7 @@ where
 }
 
 /// How `POST /api/search` matches.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum SearchMode {
     /// Nearest vectors.
@@ -164,6 +165,33 @@ pub struct SearchRequest {
     pub before: Option<Instant>,
     #[serde(default)]
     pub mode: SearchMode,
+    /// Mnemo extension: a period in words ("last week", "since march"), combined
+    /// with `after`/`before`. A phrase inside longer text is found ("what did I
+    /// note yesterday" reads as yesterday), so a whole question can be passed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time: Option<String>,
+    /// IANA zone or offset for the calendar boundaries of `time`; UTC by default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tz: Option<String>,
+}
+
+impl SearchRequest {
+    /// A semantic search for `query` with every other field at its default.
+    pub fn new(query: impl Into<String>) -> Self {
+        Self {
+            query: query.into(),
+            n_results: default_n_results(),
+            similarity_threshold: None,
+            tags: Vec::new(),
+            tag_match: TagMatch::Any,
+            memory_type: None,
+            after: None,
+            before: None,
+            mode: SearchMode::Semantic,
+            time: None,
+            tz: None,
+        }
+    }
 }
 
 /// One hit of any search.
@@ -268,6 +296,46 @@ pub struct ImportRequest {
 pub struct ImportResponse {
     pub results: Vec<MutationResponse>,
     pub stored: usize,
+}
+
+/// `POST /api/memories/delete` (Mnemo extension): deletes the memories that match
+/// every given filter, newest first, at most `limit` per call. At least one filter
+/// is required, so an empty body cannot empty the store.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct DeleteMatchingRequest {
+    #[serde(default)]
+    pub tags: Vec<String>,
+    #[serde(default)]
+    pub tag_match: TagMatch,
+    #[serde(default)]
+    pub memory_type: Option<String>,
+    /// A period in words, as in [`SearchRequest::time`].
+    #[serde(default)]
+    pub time: Option<String>,
+    #[serde(default)]
+    pub tz: Option<String>,
+    #[serde(default)]
+    pub after: Option<Instant>,
+    #[serde(default)]
+    pub before: Option<Instant>,
+    /// Report what would be deleted, delete nothing.
+    #[serde(default)]
+    pub dry_run: bool,
+    /// At most this many per call (default and cap [`MAX_RESULTS`]).
+    #[serde(default)]
+    pub limit: Option<u32>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeleteMatchingResponse {
+    pub success: bool,
+    /// The memories deleted (or, in a dry run, that would be), newest first.
+    pub content_hashes: Vec<String>,
+    /// How many memories match in all, including those beyond `limit`.
+    pub matched: u64,
+    pub dry_run: bool,
+    /// More memories match than this call handled; call again.
+    pub has_more: bool,
 }
 
 /// `GET /api/health/detailed`.

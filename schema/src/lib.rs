@@ -14,6 +14,10 @@
 //!   SSE stream that web clients follow.
 //! * [`health`]: the body of `GET /api/health`, which the bridge and the test harness
 //!   poll before they send anything else.
+//! * [`ops`]: the memory operations as one trait, which the server implements over
+//!   its REST handlers and the bridge as a REST client.
+//! * [`tools`]: the MCP tool registry over those operations, served at `/mcp` and
+//!   by `mnemo-bridge`, so both offer the same tools, schemas and outputs.
 
 pub mod api;
 pub mod error;
@@ -21,3 +25,5 @@ pub mod events;
 pub mod health;
 pub mod mdns;
 pub mod migrations;
+pub mod ops;
+pub mod tools;

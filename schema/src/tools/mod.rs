@@ -1,0 +1,366 @@
+//! The MCP tool registry (DESIGN §9): one set of tools, served by the server at
+//! `/mcp` and by `mnemo-bridge` over stdio.
+//!
+//! [`Registry`] is generic over [`MemoryOps`], so both programs serve the same
+//! names, schemas and outputs; only the way an operation reaches the database
+//! differs. Tool failures are `isError` results whose text says what to do next,
+//! because clients show a protocol error to the model without its message.
+//!
+//! * [`args`]: the tools' arguments, whose doc comments the model reads.
+//! * [`output`]: structured results and their compact text.
+//! * [`legacy`]: the Python anchor's tool names, accepted but not listed.
+
+pub mod args;
+pub mod legacy;
+pub mod output;
+
+use std::sync::Arc;
+
+use rmcp::handler::server::router::tool::ToolRouter;
+use rmcp::handler::server::tool::{ToolCallContext, schema_for_output};
+use rmcp::handler::server::wrapper::Parameters;
+use rmcp::model::{
+    CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, Implementation,
+    ListToolsResult, PaginatedRequestParams, ServerCapabilities, ServerConfig, Tool,
+};
+use rmcp::service::RequestContext;
+use rmcp::{ErrorData, RoleServer, ServerHandler, tool, tool_router};
+
+use crate::api::{
+    DeleteMatchingRequest, Instant, ListQuery, SearchRequest, StoreRequest, TagMatch, UpdateRequest,
+};
+use crate::ops::{MemoryOps, OpsError, OpsErrorKind};
+use args::{DeleteArgs, GetArgs, HealthArgs, ListArgs, SearchArgs, StoreArgs, UpdateArgs};
+use output::{
+    DeleteOutput, HealthOutput, ListOutput, MemoryItem, SearchOutput, StoreOutput, ToolOutput,
+    UpdateOutput,
+};
+
+/// The name MCP clients see in `initialize` and `server/discover`.
+pub const SERVER_NAME: &str = "mnemo";
+
+const INSTRUCTIONS: &str = "Mnemo is a memory shared by several assistants and people. \
+    Store durable facts, decisions and preferences with memory_store; look them up by \
+    meaning with memory_search before asking the user again. Results name each memory's \
+    content_hash, which memory_get, memory_update and memory_delete take.";
+
+/// The tools over a [`MemoryOps`].
+pub struct Registry<M> {
+    ops: Arc<M>,
+    version: &'static str,
+    tools: ToolRouter<Self>,
+    legacy: ToolRouter<Self>,
+}
+
+// By hand: a derive would require `M: Clone`, and only the `Arc` is cloned.
+impl<M> Clone for Registry<M> {
+    fn clone(&self) -> Self {
+        Self {
+            ops: Arc::clone(&self.ops),
+            version: self.version,
+            tools: self.tools.clone(),
+            legacy: self.legacy.clone(),
+        }
+    }
+}
+
+#[tool_router(router = tool_router)]
+impl<M: MemoryOps> Registry<M> {
+    /// A registry over `ops` that reports `version` (the serving program's) to clients.
+    pub fn new(ops: Arc<M>, version: &'static str) -> Self {
+        Self {
+            ops,
+            version,
+            tools: Self::tool_router(),
+            legacy: Self::legacy_router(),
+        }
+    }
+
+    pub fn ops(&self) -> &Arc<M> {
+        &self.ops
+    }
+
+    /// Remember a piece of text (a fact, decision, preference or note) for later
+    /// searches by you, other assistants and people sharing this memory.
+    #[tool(
+        output_schema = schema_for_output::<StoreOutput>(),
+        annotations(read_only_hint = false, destructive_hint = false, idempotent_hint = true)
+    )]
+    pub async fn memory_store(&self, Parameters(args): Parameters<StoreArgs>) -> CallToolResult {
+        let request = StoreRequest {
+            content: args.content,
+            tags: args.tags,
+            memory_type: args.memory_type.filter(|t| !t.trim().is_empty()),
+            metadata: args.metadata.unwrap_or_default(),
+            conversation_id: None,
+        };
+        let stored = match self.ops.store(request).await {
+            Ok(r) => Ok(StoreOutput {
+                content_hash: r.content_hash,
+                duplicate: false,
+            }),
+            Err(e) if e.kind == OpsErrorKind::Duplicate && e.content_hash.is_some() => {
+                Ok(StoreOutput {
+                    content_hash: e.content_hash.unwrap_or_default(),
+                    duplicate: true,
+                })
+            }
+            Err(e) => Err(e),
+        };
+        answer(stored)
+    }
+
+    /// Find memories by meaning (default), by meaning and keywords (hybrid) or by
+    /// exact text, optionally only those with given tags, type or creation time.
+    #[tool(
+        output_schema = schema_for_output::<SearchOutput>(),
+        annotations(read_only_hint = true)
+    )]
+    pub async fn memory_search(&self, Parameters(args): Parameters<SearchArgs>) -> CallToolResult {
+        let request = SearchRequest {
+            n_results: args.limit.unwrap_or(10).clamp(1, args::MAX_LIMIT),
+            similarity_threshold: args.min_score,
+            tags: args.tags,
+            tag_match: args.tag_match.unwrap_or_default(),
+            memory_type: args.memory_type,
+            after: args.after.map(Instant::Text),
+            before: args.before.map(Instant::Text),
+            mode: args.mode.unwrap_or_default(),
+            time: args.time,
+            ..SearchRequest::new(args.query)
+        };
+        answer(self.ops.search(request).await.map(SearchOutput::from))
+    }
+
+    /// List memories newest first, a page at a time, optionally only those with given
+    /// tags or type.
+    #[tool(
+        output_schema = schema_for_output::<ListOutput>(),
+        annotations(read_only_hint = true)
+    )]
+    pub async fn memory_list(&self, Parameters(args): Parameters<ListArgs>) -> CallToolResult {
+        let tags: Vec<String> = args
+            .tags
+            .iter()
+            .map(|t| t.trim())
+            .filter(|t| !t.is_empty())
+            .map(str::to_owned)
+            .collect();
+        let query = ListQuery {
+            page: Some(args.page.unwrap_or(1).max(1)),
+            page_size: Some(args.page_size.unwrap_or(20).clamp(1, args::MAX_LIMIT)),
+            tag: (!tags.is_empty()).then(|| tags.join(",")),
+            tag_match: args.tag_match,
+            memory_type: args.memory_type,
+        };
+        answer(self.ops.list(query).await.map(ListOutput::from))
+    }
+
+    /// Read one memory in full, by its content_hash.
+    #[tool(
+        output_schema = schema_for_output::<MemoryItem>(),
+        annotations(read_only_hint = true)
+    )]
+    pub async fn memory_get(&self, Parameters(args): Parameters<GetArgs>) -> CallToolResult {
+        answer(self.ops.get(args.content_hash).await.map(MemoryItem::full))
+    }
+
+    /// Change a memory's tags, type or metadata. Its content stays as it is.
+    #[tool(
+        output_schema = schema_for_output::<UpdateOutput>(),
+        annotations(read_only_hint = false, destructive_hint = false, idempotent_hint = true)
+    )]
+    pub async fn memory_update(&self, Parameters(args): Parameters<UpdateArgs>) -> CallToolResult {
+        let request = UpdateRequest {
+            tags: args.tags,
+            memory_type: args
+                .memory_type
+                .map(|t| Some(t).filter(|t| !t.trim().is_empty())),
+            metadata: args.metadata,
+        };
+        let updated = self.ops.update(args.content_hash, request).await;
+        answer(updated.and_then(|r| match r.memory {
+            Some(memory) => Ok(UpdateOutput {
+                content_hash: r.content_hash,
+                memory: MemoryItem::preview(memory),
+            }),
+            None => Err(OpsError::new(
+                OpsErrorKind::Internal,
+                "the server did not return the updated memory",
+            )),
+        }))
+    }
+
+    /// Delete one memory by content_hash, or the memories matching tags, type or time
+    /// (up to 100 a call). Use dry_run first to see what a filter would delete.
+    #[tool(
+        output_schema = schema_for_output::<DeleteOutput>(),
+        annotations(read_only_hint = false, destructive_hint = true, idempotent_hint = true)
+    )]
+    pub async fn memory_delete(&self, Parameters(args): Parameters<DeleteArgs>) -> CallToolResult {
+        answer(self.delete(args).await)
+    }
+
+    /// Whether the memory server is up, how many memories it holds and which model
+    /// it uses.
+    #[tool(
+        output_schema = schema_for_output::<HealthOutput>(),
+        annotations(read_only_hint = true)
+    )]
+    pub async fn memory_health(&self, Parameters(_): Parameters<HealthArgs>) -> CallToolResult {
+        answer(self.ops.health().await.map(HealthOutput::from))
+    }
+}
+
+impl<M: MemoryOps> Registry<M> {
+    async fn delete(&self, args: DeleteArgs) -> Result<DeleteOutput, OpsError> {
+        let has_filter = !args.tags.is_empty()
+            || args.memory_type.is_some()
+            || args.time.is_some()
+            || args.after.is_some()
+            || args.before.is_some();
+        match args.content_hash {
+            Some(_) if has_filter => Err(OpsError::new(
+                OpsErrorKind::Invalid,
+                "give either content_hash or filters (tags, memory_type, time, after, before), not both",
+            )),
+            Some(hash) if args.dry_run => {
+                let memory = self.ops.get(hash).await?;
+                Ok(DeleteOutput {
+                    content_hashes: vec![memory.content_hash],
+                    matched: 1,
+                    dry_run: true,
+                    has_more: false,
+                })
+            }
+            Some(hash) => {
+                let deleted = self.ops.delete(hash).await?;
+                Ok(DeleteOutput {
+                    content_hashes: vec![deleted.content_hash],
+                    matched: 1,
+                    dry_run: false,
+                    has_more: false,
+                })
+            }
+            None if !has_filter => Err(OpsError::new(
+                OpsErrorKind::Invalid,
+                "say what to delete: a content_hash, or filters (tags, memory_type, time, after, before)",
+            )),
+            None => {
+                let request = DeleteMatchingRequest {
+                    tags: args.tags,
+                    tag_match: args.tag_match.unwrap_or(TagMatch::Any),
+                    memory_type: args.memory_type,
+                    time: args.time,
+                    tz: None,
+                    after: args.after.map(Instant::Text),
+                    before: args.before.map(Instant::Text),
+                    dry_run: args.dry_run,
+                    limit: None,
+                };
+                Ok(self.ops.delete_matching(request).await?.into())
+            }
+        }
+    }
+
+    /// The definition of an advertised or legacy tool.
+    fn tool(&self, name: &str) -> Option<&Tool> {
+        self.tools.get(name).or_else(|| self.legacy.get(name))
+    }
+}
+
+/// A tool's answer: the output with its text, or an `isError` result telling the
+/// caller what to do about the failure.
+fn answer<T: ToolOutput>(result: Result<T, OpsError>) -> CallToolResult {
+    match result {
+        Ok(output) => match serde_json::to_value(&output) {
+            Ok(value) => {
+                let mut result = CallToolResult::structured(value);
+                result.content = vec![ContentBlock::text(output.text())];
+                result
+            }
+            Err(e) => failure(&OpsError::new(
+                OpsErrorKind::Internal,
+                format!("could not encode the result: {e}"),
+            )),
+        },
+        Err(error) => failure(&error),
+    }
+}
+
+fn failure(error: &OpsError) -> CallToolResult {
+    let advice = match error.kind {
+        OpsErrorKind::Invalid => "Fix the arguments and call again.",
+        OpsErrorKind::NotFound => {
+            "Find the right content_hash with memory_search or memory_list, then call again."
+        }
+        OpsErrorKind::Duplicate => "The content is already stored; use that memory.",
+        OpsErrorKind::Unauthorized => {
+            "The API key is missing or wrong: set MCP_API_KEY for mnemo-bridge, or send \
+             `Authorization: Bearer <key>` to /mcp. Ask the user for the server's key."
+        }
+        OpsErrorKind::Forbidden => {
+            "This API key may only read. Ask the user for a key with the write scope."
+        }
+        OpsErrorKind::Unavailable => {
+            "The memory server is busy or starting; retry in a few seconds."
+        }
+        OpsErrorKind::Unreachable => {
+            "The memory server cannot be reached. Tell the user; `mnemo-bridge --check` \
+             shows which server the bridge looks for and why it fails."
+        }
+        OpsErrorKind::Internal => {
+            "The memory server failed; its log has the details. Retrying is unlikely to help."
+        }
+    };
+    CallToolResult::error(vec![ContentBlock::text(format!(
+        "{}. {advice}",
+        error.message.trim_end_matches('.')
+    ))])
+}
+
+impl<M: MemoryOps> ServerHandler for Registry<M> {
+    fn get_info(&self) -> ServerConfig {
+        ServerConfig::new(ServerCapabilities::builder().enable_tools().build())
+            .with_server_info(Implementation::new(SERVER_NAME, self.version))
+            .with_instructions(INSTRUCTIONS)
+    }
+
+    async fn list_tools(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<ListToolsResult, ErrorData> {
+        // The legacy names stay unlisted: a model should learn one name per tool.
+        Ok(ListToolsResult::with_all_items(self.tools.list_all()))
+    }
+
+    async fn call_tool(
+        &self,
+        request: CallToolRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<CallToolResponse, ErrorData> {
+        let Some(tool) = self.tool(&request.name) else {
+            return Err(ErrorData::invalid_params(
+                format!("no tool named {}; tools/list names the tools", request.name),
+                None,
+            ));
+        };
+        let writes = tool.annotations.as_ref().and_then(|a| a.read_only_hint) != Some(true);
+        if writes && let Err(error) = self.ops.authorize_write(&context.extensions) {
+            return Ok(failure(&error).into());
+        }
+        let router = if self.tools.has_route(&request.name) {
+            &self.tools
+        } else {
+            &self.legacy
+        };
+        router
+            .call(ToolCallContext::new(self, request, context))
+            .await
+    }
+
+    fn get_tool(&self, name: &str) -> Option<Tool> {
+        self.tool(name).cloned()
+    }
+}

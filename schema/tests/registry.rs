@@ -1,0 +1,525 @@
+//! The tool registry behind an in-process rmcp client, over a fake [`MemoryOps`]
+//! that records what each tool asked for. The real operations are tested end to end
+//! by the server's and the bridge's tests; here the subject is the mapping from tool
+//! arguments (advertised and legacy) to REST requests, and from failures to results.
+
+use std::sync::{Arc, Mutex};
+
+use mnemo_schema::api::{
+    self, DeleteMatchingRequest, DeleteMatchingResponse, DetailedHealth, ListQuery, ListResponse,
+    Memory, MutationResponse, SearchRequest, SearchResponse, SearchResult, StoreRequest,
+    UpdateRequest,
+};
+use mnemo_schema::health::HealthStatus;
+use mnemo_schema::ops::{MemoryOps, OpsError, OpsErrorKind};
+use mnemo_schema::tools::Registry;
+use mnemo_schema::tools::output::PREVIEW_CHARS;
+use rmcp::model::{CallToolRequestParams, CallToolResult, Extensions};
+use rmcp::service::RunningService;
+use rmcp::{RoleClient, ServiceExt};
+use serde_json::{Value, json};
+
+/// Records each operation as `(name, request as JSON)` and answers from a script.
+#[derive(Default)]
+struct Recorder {
+    calls: Mutex<Vec<(String, Value)>>,
+    /// When set, every operation fails with this.
+    fail: Option<OpsError>,
+    read_only: bool,
+    long_content: bool,
+}
+
+impl Recorder {
+    fn record<T: serde::Serialize>(&self, op: &str, request: &T) -> Result<(), OpsError> {
+        self.calls
+            .lock()
+            .unwrap()
+            .push((op.to_owned(), serde_json::to_value(request).unwrap()));
+        match &self.fail {
+            Some(e) => Err(e.clone()),
+            None => Ok(()),
+        }
+    }
+
+    fn memory(&self, hash: &str) -> Memory {
+        let content = if self.long_content {
+            "word ".repeat(PREVIEW_CHARS)
+        } else {
+            "a dog named Rex".to_owned()
+        };
+        Memory {
+            content,
+            content_hash: hash.into(),
+            tags: vec!["pets".into()],
+            memory_type: Some("note".into()),
+            metadata: Default::default(),
+            created_at: 1.0,
+            created_at_iso: api::iso8601(1.0),
+            updated_at: 1.0,
+            updated_at_iso: api::iso8601(1.0),
+        }
+    }
+
+    fn mutation(&self, hash: &str) -> MutationResponse {
+        MutationResponse {
+            success: true,
+            message: "ok".into(),
+            content_hash: hash.into(),
+            memory: Some(self.memory(hash)),
+        }
+    }
+}
+
+impl MemoryOps for Recorder {
+    async fn store(&self, request: StoreRequest) -> Result<MutationResponse, OpsError> {
+        self.record("store", &request)?;
+        Ok(self.mutation("h1"))
+    }
+    async fn search(&self, request: SearchRequest) -> Result<SearchResponse, OpsError> {
+        self.record("search", &request)?;
+        Ok(SearchResponse {
+            results: vec![SearchResult {
+                memory: self.memory("h1"),
+                similarity_score: 0.75,
+                cosine_similarity: 0.5,
+                relevance_reason: "semantic similarity".into(),
+            }],
+            total_found: 1,
+            query: request.query,
+            search_type: request.mode.as_str().into(),
+            processing_time_ms: 1.0,
+        })
+    }
+    async fn list(&self, query: ListQuery) -> Result<ListResponse, OpsError> {
+        self.record("list", &query)?;
+        Ok(ListResponse {
+            memories: vec![self.memory("h1")],
+            total: 3,
+            page: query.page.unwrap_or(1),
+            page_size: query.page_size.unwrap_or(10),
+            has_more: true,
+        })
+    }
+    async fn get(&self, content_hash: String) -> Result<Memory, OpsError> {
+        self.record("get", &content_hash)?;
+        Ok(self.memory(&content_hash))
+    }
+    async fn update(
+        &self,
+        content_hash: String,
+        request: UpdateRequest,
+    ) -> Result<MutationResponse, OpsError> {
+        self.record("update", &json!({"hash": content_hash, "request": request}))?;
+        Ok(self.mutation(&content_hash))
+    }
+    async fn delete(&self, content_hash: String) -> Result<MutationResponse, OpsError> {
+        self.record("delete", &content_hash)?;
+        Ok(self.mutation(&content_hash))
+    }
+    async fn delete_matching(
+        &self,
+        request: DeleteMatchingRequest,
+    ) -> Result<DeleteMatchingResponse, OpsError> {
+        self.record("delete_matching", &request)?;
+        Ok(DeleteMatchingResponse {
+            success: true,
+            content_hashes: vec!["h1".into()],
+            matched: 1,
+            dry_run: request.dry_run,
+            has_more: false,
+        })
+    }
+    async fn health(&self) -> Result<DetailedHealth, OpsError> {
+        self.record("health", &())?;
+        Ok(DetailedHealth {
+            status: HealthStatus::Healthy,
+            version: "test".into(),
+            uptime_seconds: 1.0,
+            model: "m".into(),
+            dimension: 384,
+            memories: 1,
+            database_path: "/tmp/x".into(),
+            database_bytes: 0,
+            tls_fingerprint: None,
+        })
+    }
+    fn authorize_write(&self, _extensions: &Extensions) -> Result<(), OpsError> {
+        if self.read_only {
+            return Err(OpsError::new(
+                OpsErrorKind::Forbidden,
+                "this key has the read scope",
+            ));
+        }
+        Ok(())
+    }
+}
+
+struct Harness {
+    ops: Arc<Recorder>,
+    client: RunningService<RoleClient, ()>,
+}
+
+impl Harness {
+    async fn new(ops: Recorder) -> Self {
+        let ops = Arc::new(ops);
+        let registry = Registry::new(Arc::clone(&ops), "test");
+        let (server_io, client_io) = tokio::io::duplex(1 << 16);
+        tokio::spawn(async move {
+            if let Ok(server) = registry.serve(server_io).await {
+                let _ = server.waiting().await;
+            }
+        });
+        let client = ().serve(client_io).await.expect("initialize");
+        Self { ops, client }
+    }
+
+    async fn call(&self, tool: &str, args: Value) -> CallToolResult {
+        let Value::Object(args) = args else {
+            panic!("arguments must be an object")
+        };
+        self.client
+            .call_tool(CallToolRequestParams::new(tool.to_owned()).with_arguments(args))
+            .await
+            .unwrap_or_else(|e| panic!("{tool}: {e}"))
+    }
+
+    /// The one operation the last call made, and its request.
+    fn last(&self) -> (String, Value) {
+        let calls = self.ops.calls.lock().unwrap();
+        calls.last().cloned().expect("no operation was called")
+    }
+}
+
+fn text(result: &CallToolResult) -> String {
+    result
+        .content
+        .iter()
+        .filter_map(|c| c.as_text().map(|t| t.text.clone()))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[tokio::test]
+async fn lists_seven_tools_with_both_schemas_and_hides_legacy_names() {
+    let h = Harness::new(Recorder::default()).await;
+    let info = h.client.peer_info().expect("server info");
+    let implementation = info.server_info.as_ref().expect("server name and version");
+    assert_eq!(implementation.name, "mnemo");
+    assert_eq!(implementation.version, "test");
+
+    let tools = h.client.list_all_tools().await.unwrap();
+    let mut names: Vec<&str> = tools.iter().map(|t| t.name.as_ref()).collect();
+    names.sort_unstable();
+    assert_eq!(
+        names,
+        [
+            "memory_delete",
+            "memory_get",
+            "memory_health",
+            "memory_list",
+            "memory_search",
+            "memory_store",
+            "memory_update"
+        ]
+    );
+    for tool in &tools {
+        assert_eq!(tool.input_schema.get("type"), Some(&json!("object")));
+        let output = tool.output_schema.as_ref().expect("output schema");
+        assert_eq!(output.get("type"), Some(&json!("object")), "{}", tool.name);
+        assert!(
+            tool.description.is_some(),
+            "{} has no description",
+            tool.name
+        );
+    }
+    // Every argument is described for the model.
+    let search = tools.iter().find(|t| t.name == "memory_search").unwrap();
+    let properties = search.input_schema["properties"].as_object().unwrap();
+    for (name, schema) in properties {
+        let described = schema.get("description").is_some()
+            || schema.get("$ref").is_some()
+            || schema.get("anyOf").is_some();
+        assert!(described, "memory_search.{name} has no description");
+    }
+}
+
+#[tokio::test]
+async fn advertised_tools_map_to_rest_requests() {
+    let h = Harness::new(Recorder::default()).await;
+
+    let r = h
+        .call(
+            "memory_store",
+            json!({"content": "a dog named Rex", "tags": ["pets"]}),
+        )
+        .await;
+    assert_eq!(r.is_error, Some(false));
+    assert_eq!(r.structured_content.as_ref().unwrap()["content_hash"], "h1");
+    assert_eq!(text(&r), "stored (hash h1)");
+    let (op, request) = h.last();
+    assert_eq!(op, "store");
+    assert_eq!(request["tags"], json!(["pets"]));
+
+    let r = h
+        .call(
+            "memory_search",
+            json!({"query": "puppy", "mode": "hybrid", "limit": 500, "tags": ["pets"],
+                   "tag_match": "all", "time": "last week", "after": "2025-01-01T00:00:00Z"}),
+        )
+        .await;
+    assert_eq!(
+        r.structured_content.as_ref().unwrap()["results"][0]["score"],
+        0.75
+    );
+    assert!(
+        text(&r).contains("1. [0.75] a dog named Rex"),
+        "{}",
+        text(&r)
+    );
+    let (_, request) = h.last();
+    assert_eq!(request["mode"], "hybrid");
+    assert_eq!(request["n_results"], 100, "limit is capped");
+    assert_eq!(request["tag_match"], "all");
+    assert_eq!(request["time"], "last week");
+    assert_eq!(request["after"], "2025-01-01T00:00:00Z");
+
+    let r = h
+        .call("memory_list", json!({"page": 2, "tags": ["a", "b"]}))
+        .await;
+    assert_eq!(r.structured_content.as_ref().unwrap()["has_more"], true);
+    assert!(text(&r).contains("more: ask for page 3"));
+    let (_, request) = h.last();
+    assert_eq!(
+        request,
+        json!({"page": 2, "page_size": 20, "tag": "a,b", "tag_match": null, "memory_type": null})
+    );
+
+    h.call(
+        "memory_update",
+        json!({"content_hash": "h1", "memory_type": ""}),
+    )
+    .await;
+    let (_, request) = h.last();
+    assert_eq!(
+        request["request"]["memory_type"],
+        Value::Null,
+        "empty type clears"
+    );
+
+    let r = h
+        .call("memory_delete", json!({"tags": ["old"], "dry_run": true}))
+        .await;
+    assert!(
+        text(&r).starts_with("dry run: would delete 1 of 1"),
+        "{}",
+        text(&r)
+    );
+    let (op, request) = h.last();
+    assert_eq!(op, "delete_matching");
+    assert_eq!(request["dry_run"], true);
+
+    h.call("memory_delete", json!({"content_hash": "h9"})).await;
+    assert_eq!(h.last(), ("delete".to_owned(), json!("h9")));
+
+    let r = h.call("memory_health", json!({})).await;
+    assert_eq!(r.structured_content.as_ref().unwrap()["status"], "healthy");
+}
+
+#[tokio::test]
+async fn every_legacy_alias_maps_its_own_arguments() {
+    let h = Harness::new(Recorder::default()).await;
+    let cases = [
+        (
+            "store_memory",
+            json!({"content": "x", "metadata": {"tags": "a, b", "type": "note", "source": "chat"}}),
+            "store",
+            json!({"content": "x", "tags": ["a", "b"], "memory_type": "note",
+                   "metadata": {"source": "chat"}, "conversation_id": null}),
+        ),
+        (
+            "retrieve_memory",
+            json!({"query": "puppy", "n_results": 3}),
+            "search",
+            json!({"query": "puppy", "n_results": 3}),
+        ),
+        (
+            "recall_memory",
+            json!({"query": "what did I note last week"}),
+            "search",
+            json!({"query": "what did I note last week", "n_results": 5,
+                   "time": "what did I note last week"}),
+        ),
+        (
+            "search_by_tag",
+            json!({"tags": ["pets", "dogs"]}),
+            "list",
+            json!({"tag": "pets,dogs", "tag_match": "any"}),
+        ),
+        (
+            "delete_memory",
+            json!({"content_hash": "h7"}),
+            "delete",
+            json!("h7"),
+        ),
+        (
+            "delete_by_tag",
+            json!({"tag": "old"}),
+            "delete_matching",
+            json!({"tags": ["old"], "dry_run": false}),
+        ),
+        ("check_database_health", json!({}), "health", Value::Null),
+        (
+            "list_memories",
+            json!({"page": 2, "page_size": 5, "tag": "pets"}),
+            "list",
+            json!({"page": 2, "page_size": 5, "tag": "pets"}),
+        ),
+        (
+            "update_memory_metadata",
+            json!({"content_hash": "h1", "updates": {"tags": ["x"], "type": "fact", "priority": 2},
+                   "preserve_timestamps": true}),
+            "update",
+            json!({"hash": "h1", "request": {"tags": ["x"], "memory_type": "fact",
+                   "metadata": {"priority": 2}}}),
+        ),
+    ];
+    for (tool, args, op, expected) in cases {
+        let r = h.call(tool, args).await;
+        assert_eq!(r.is_error, Some(false), "{tool}: {}", text(&r));
+        let (called, request) = h.last();
+        assert_eq!(called, op, "{tool}");
+        // Only the fields the case names are compared.
+        match &expected {
+            Value::Object(fields) => {
+                for (key, value) in fields {
+                    assert_eq!(&request[key], value, "{tool}: {key} in {request}");
+                }
+            }
+            other => assert_eq!(&request, other, "{tool}"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn failures_are_error_results_that_say_what_to_do() {
+    let h = Harness::new(Recorder {
+        fail: Some(OpsError::new(
+            OpsErrorKind::NotFound,
+            "no memory has content hash zz",
+        )),
+        ..Recorder::default()
+    })
+    .await;
+    let r = h.call("memory_get", json!({"content_hash": "zz"})).await;
+    assert_eq!(r.is_error, Some(true));
+    assert!(r.structured_content.is_none());
+    assert_eq!(
+        text(&r),
+        "no memory has content hash zz. Find the right content_hash with memory_search or memory_list, then call again."
+    );
+
+    let r = h.call("memory_store", json!({"tags": ["x"]})).await;
+    assert_eq!(
+        r.is_error,
+        Some(true),
+        "a missing argument is an error result"
+    );
+    assert!(text(&r).contains("content"), "{}", text(&r));
+
+    let r = h
+        .call("memory_search", json!({"query": "x", "bogus": 1}))
+        .await;
+    assert_eq!(r.is_error, Some(true), "unknown arguments are refused");
+
+    let r = h
+        .call(
+            "memory_delete",
+            json!({"content_hash": "h1", "tags": ["x"]}),
+        )
+        .await;
+    assert!(text(&r).starts_with("give either content_hash or filters"));
+    let r = h.call("memory_delete", json!({})).await;
+    assert!(text(&r).starts_with("say what to delete"));
+
+    let unknown = h
+        .client
+        .call_tool(CallToolRequestParams::new("no_such_tool"))
+        .await;
+    assert!(unknown.is_err(), "an unknown tool is a protocol error");
+}
+
+#[tokio::test]
+async fn duplicates_are_not_failures() {
+    let h = Harness::new(Recorder {
+        fail: Some(OpsError {
+            kind: OpsErrorKind::Duplicate,
+            message: "a memory with the same content already exists".into(),
+            content_hash: Some("h1".into()),
+        }),
+        ..Recorder::default()
+    })
+    .await;
+    let r = h.call("memory_store", json!({"content": "x"})).await;
+    assert_eq!(r.is_error, Some(false));
+    assert_eq!(r.structured_content.unwrap()["duplicate"], true);
+}
+
+#[tokio::test]
+async fn a_read_only_caller_may_search_but_not_write() {
+    let h = Harness::new(Recorder {
+        read_only: true,
+        ..Recorder::default()
+    })
+    .await;
+    let r = h.call("memory_search", json!({"query": "x"})).await;
+    assert_eq!(r.is_error, Some(false));
+    for (tool, args) in [
+        ("memory_store", json!({"content": "x"})),
+        ("store_memory", json!({"content": "x"})),
+        ("memory_delete", json!({"content_hash": "h"})),
+        (
+            "update_memory_metadata",
+            json!({"content_hash": "h", "updates": {}}),
+        ),
+    ] {
+        let r = h.call(tool, args).await;
+        assert_eq!(r.is_error, Some(true), "{tool}");
+        assert!(
+            text(&r).contains("key with the write scope"),
+            "{tool}: {}",
+            text(&r)
+        );
+    }
+    let writes = h
+        .ops
+        .calls
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|(op, _)| op != "search")
+        .count();
+    assert_eq!(writes, 0, "no write reached the operations");
+}
+
+#[tokio::test]
+async fn long_contents_are_truncated_in_lists_but_not_in_get() {
+    let h = Harness::new(Recorder {
+        long_content: true,
+        ..Recorder::default()
+    })
+    .await;
+    let r = h.call("memory_list", json!({})).await;
+    let item = &r.structured_content.unwrap()["memories"][0];
+    assert_eq!(item["truncated"], true);
+    assert!(
+        item["content"]
+            .as_str()
+            .unwrap()
+            .ends_with("gives the full text]")
+    );
+
+    let r = h.call("memory_get", json!({"content_hash": "h1"})).await;
+    let item = r.structured_content.unwrap();
+    assert_eq!(item["truncated"], false);
+    assert_eq!(item["content"].as_str().unwrap().len(), 5 * PREVIEW_CHARS);
+}
