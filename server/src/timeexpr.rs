@@ -146,6 +146,32 @@ pub fn parse_instant(s: &str, tz: &TimeZone) -> Result<f64, TimeExprError> {
     }
 }
 
+/// Longest phrase [`find`] looks for, in words ("between last monday and this friday").
+const MAX_PHRASE_WORDS: usize = 7;
+
+/// Reads `text` as a phrase, or finds the longest phrase inside it, so a whole
+/// question ("what did we decide last week?") limits itself to last week. Punctuation
+/// around words is ignored. Fails with the whole text's error when no part parses.
+pub fn find(text: &str, now: Timestamp, tz: &TimeZone) -> Result<TimeRange, TimeExprError> {
+    let whole = match parse(text, now, tz) {
+        Ok(range) => return Ok(range),
+        Err(e) => e,
+    };
+    let words: Vec<&str> = text
+        .split_whitespace()
+        .map(|w| w.trim_matches(|c: char| c.is_ascii_punctuation() && c != '-'))
+        .filter(|w| !w.is_empty())
+        .collect();
+    for len in (1..=MAX_PHRASE_WORDS.min(words.len())).rev() {
+        for window in words.windows(len) {
+            if let Ok(range) = parse(&window.join(" "), now, tz) {
+                return Ok(range);
+            }
+        }
+    }
+    Err(whole)
+}
+
 /// Parses a phrase relative to `now`, with calendar boundaries (midnight, week start, month start) in `tz`.
 pub fn parse(expr: &str, now: Timestamp, tz: &TimeZone) -> Result<TimeRange, TimeExprError> {
     let trimmed = expr.trim();
@@ -564,6 +590,25 @@ mod tests {
             let want = TimeRange { start, end };
             assert_eq!(at(expr, now, tz), Ok(want), "{expr:?} at {now} in {tz}");
         }
+    }
+
+    /// A phrase inside a question is found, the longest one winning; text without a
+    /// phrase keeps the whole text's error.
+    #[test]
+    fn finds_a_phrase_inside_text() {
+        let tz = TimeZone::UTC;
+        let found = |text: &str| find(text, utc(NOW), &tz);
+        let last_week = parse("last week", utc(NOW), &tz);
+        assert_eq!(found("what did we decide last week?"), last_week);
+        assert_eq!(found("Last week."), last_week);
+        assert_eq!(
+            found("notes from the day before yesterday about the API"),
+            parse("the day before yesterday", utc(NOW), &tz)
+        );
+        assert_eq!(
+            found("the dog"),
+            Err(TimeExprError::Unrecognized("the dog".into()))
+        );
     }
 
     /// The fixtures are what their comments say, and DST ends in New York on Sunday 1 November.

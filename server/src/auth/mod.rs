@@ -49,7 +49,7 @@ impl Auth {
         presented: Option<&str>,
         client: IpAddr,
         required: Scope,
-    ) -> Result<(), ApiError> {
+    ) -> Result<Scope, ApiError> {
         let granted = match presented {
             // A wrong key is refused even when anonymous access is on.
             Some(key) => self
@@ -62,7 +62,7 @@ impl Auth {
             ),
         };
         match granted {
-            Ok(scope) if scope.allows(required) => Ok(()),
+            Ok(scope) if scope.allows(required) => Ok(scope),
             Ok(scope) => Err(ApiError::forbidden(format!(
                 "this key has the {} scope; this request needs {}",
                 scope.as_str(),
@@ -83,6 +83,10 @@ impl Auth {
 pub fn required_scope(method: &Method, path: &str) -> Option<Scope> {
     if path == "/api/health" {
         return None;
+    }
+    if path == "/mcp" {
+        // Every MCP request needs a key; whether it may write is decided per tool.
+        return Some(Scope::Read);
     }
     if path == "/api/memories/import" || path == "/api/events/stats" {
         return Some(Scope::Admin);
@@ -129,8 +133,13 @@ pub async fn authorize(
         .get::<ConnectInfo<SocketAddr>>()
         .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |c| c.0.ip());
     let presented = presented_key(&request);
+    let mut request = request;
     match state.auth.check(presented.as_deref(), client, required) {
-        Ok(()) => next.run(request).await,
+        Ok(granted) => {
+            // Handlers that decide per operation (each MCP tool) read the scope here.
+            request.extensions_mut().insert(granted);
+            next.run(request).await
+        }
         Err(error) => {
             tracing::info!(%client, status = error.status().as_u16(), "request refused");
             error.into_response()
@@ -153,6 +162,9 @@ mod tests {
             (Method::DELETE, "/api/memories/x", Some(Scope::Write)),
             (Method::POST, "/api/memories/import", Some(Scope::Admin)),
             (Method::GET, "/api/events/stats", Some(Scope::Admin)),
+            (Method::POST, "/api/memories/delete", Some(Scope::Write)),
+            (Method::POST, "/mcp", Some(Scope::Read)),
+            (Method::DELETE, "/mcp", Some(Scope::Read)),
         ];
         for (method, path, scope) in table {
             assert_eq!(required_scope(&method, path), scope, "{method} {path}");

@@ -70,6 +70,15 @@ impl ApiError {
     pub fn status(&self) -> StatusCode {
         self.status
     }
+
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
+    /// For a duplicate store: the memory that already holds the content.
+    pub fn duplicate_of(&self) -> Option<&str> {
+        self.duplicate_of.as_deref()
+    }
 }
 
 impl IntoResponse for ApiError {

@@ -67,6 +67,7 @@ mod tests {
         let app = super::super::router(
             Arc::new(AppState::new(auth)),
             &Config::for_data_dir(dir.path()),
+            tokio_util::sync::CancellationToken::new(),
         );
         let response = app
             .oneshot(Request::get("/api/health").body(Body::empty()).unwrap())

@@ -7,8 +7,9 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use mnemo_schema::api::{
-    ImportRequest, ImportResponse, ListQuery, ListResponse, MAX_RESULTS, Memory, MutationResponse,
-    SessionRequest, StoreRequest, UpdateRequest,
+    DeleteMatchingRequest, DeleteMatchingResponse, ImportRequest, ImportResponse, ListQuery,
+    ListResponse, MAX_RESULTS, Memory, MutationResponse, SessionRequest, StoreRequest,
+    UpdateRequest,
 };
 use serde_json::Value;
 
@@ -214,5 +215,59 @@ pub async fn import(
     Ok(Json(ImportResponse {
         results,
         stored: stored_count,
+    }))
+}
+
+/// `POST /api/memories/delete`: deletes up to `limit` memories matching every given
+/// filter, newest first; with `dry_run`, only names them. One filter at least, so an
+/// empty body cannot empty the store.
+pub async fn delete_matching(
+    State(state): State<Arc<AppState>>,
+    ApiJson(request): ApiJson<DeleteMatchingRequest>,
+) -> Result<Json<DeleteMatchingResponse>, ApiError> {
+    let tags: Vec<String> = request
+        .tags
+        .into_iter()
+        .filter(|t| !t.trim().is_empty())
+        .collect();
+    let timed = request.time.is_some() || request.after.is_some() || request.before.is_some();
+    if tags.is_empty() && request.memory_type.is_none() && !timed {
+        return Err(ApiError::bad_request(
+            "name what to delete: tags, memory_type, time, after or before",
+        ));
+    }
+    let (after, before) = super::search::period(
+        request.after.as_ref(),
+        request.before.as_ref(),
+        request.time.as_deref(),
+        request.tz.as_deref(),
+    )?;
+    let filter = Filter {
+        tags,
+        tag_match: request.tag_match,
+        memory_type: request.memory_type,
+        after,
+        before,
+    };
+    let limit = request.limit.unwrap_or(MAX_RESULTS).clamp(1, MAX_RESULTS);
+    let service = state.service()?;
+    let page = service.list(filter, 1, limit).await?;
+    let mut content_hashes = Vec::with_capacity(page.memories.len());
+    for memory in page.memories {
+        if !request.dry_run {
+            match service.delete(&memory.content_hash).await {
+                // Deleted meanwhile by someone else: the goal is reached all the same.
+                Ok(_) | Err(ServiceError::Store(StoreError::NotFound { .. })) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        content_hashes.push(memory.content_hash);
+    }
+    Ok(Json(DeleteMatchingResponse {
+        success: true,
+        has_more: page.total > content_hashes.len() as u64,
+        matched: page.total,
+        dry_run: request.dry_run,
+        content_hashes,
     }))
 }

@@ -11,6 +11,7 @@ mod connections;
 pub mod error;
 mod events;
 mod health;
+mod mcp;
 mod memories;
 mod search;
 
@@ -108,13 +109,15 @@ pub enum ServeError {
     Io(#[from] std::io::Error),
 }
 
-/// Every route of the server, behind the auth middleware.
-pub fn router(state: Arc<AppState>, config: &Config) -> Router {
+/// Every route of the server, behind the auth middleware. `shutdown` ends the
+/// MCP sessions and their streams.
+pub fn router(state: Arc<AppState>, config: &Config, shutdown: CancellationToken) -> Router {
     Router::new()
         .route("/api/health", get(health::health))
         .route("/api/health/detailed", get(health::detailed))
         .route("/api/memories", post(memories::create).get(memories::list))
         .route("/api/memories/import", post(memories::import))
+        .route("/api/memories/delete", post(memories::delete_matching))
         .route(
             "/api/memories/{hash}",
             get(memories::get).put(memories::update).delete(memories::delete),
@@ -127,6 +130,10 @@ pub fn router(state: Arc<AppState>, config: &Config) -> Router {
         .route("/api/events/stats", get(events::stats))
         .route("/api/tags", get(catalog::tags))
         .route("/api/types", get(catalog::types))
+        .route_service(
+            "/mcp",
+            mcp::service(Arc::clone(&state), config, shutdown.child_token()),
+        )
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn_with_state(Arc::clone(&state), auth::authorize))
@@ -222,7 +229,7 @@ pub async fn serve(
         info!("bridge configuration: {line}");
         println!("{line}");
     }
-    let app = router(Arc::clone(&state), &config);
+    let app = router(Arc::clone(&state), &config, shutdown.clone());
     let server = run(listener, app, Arc::clone(&state), shutdown.clone());
     tokio::pin!(server);
 
@@ -269,7 +276,7 @@ pub async fn serve_ready(
     state: Arc<AppState>,
     shutdown: CancellationToken,
 ) -> Result<(), ServeError> {
-    let app = router(Arc::clone(&state), &config);
+    let app = router(Arc::clone(&state), &config, shutdown.clone());
     run(listener, app, state, shutdown).await
 }
 

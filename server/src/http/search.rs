@@ -28,21 +28,18 @@ pub async fn search(
         return Err(ApiError::bad_request("query is empty"));
     }
     let k = request.n_results.min(MAX_RESULTS);
-    let utc = TimeZone::UTC;
+    let (after, before) = period(
+        request.after.as_ref(),
+        request.before.as_ref(),
+        request.time.as_deref(),
+        request.tz.as_deref(),
+    )?;
     let filter = Filter {
         tags: request.tags,
         tag_match: request.tag_match,
         memory_type: request.memory_type,
-        after: request
-            .after
-            .as_ref()
-            .map(|t| instant(t, &utc))
-            .transpose()?,
-        before: request
-            .before
-            .as_ref()
-            .map(|t| instant(t, &utc))
-            .transpose()?,
+        after,
+        before,
     };
     let service = state.service()?;
     let mut results: Vec<SearchResult> = match request.mode {
@@ -150,6 +147,26 @@ pub async fn by_time(
             .collect(),
     };
     Ok(Json(envelope(results, request.query, "time", started)))
+}
+
+/// The creation-time bounds of a request: `after` and `before`, narrowed by the
+/// period of a `time` phrase (found inside longer text) read in zone `tz`.
+pub(super) fn period(
+    after: Option<&api::Instant>,
+    before: Option<&api::Instant>,
+    time: Option<&str>,
+    tz: Option<&str>,
+) -> Result<(Option<f64>, Option<f64>), ApiError> {
+    let tz = timeexpr::parse_tz(tz).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let mut after = after.map(|t| instant(t, &tz)).transpose()?;
+    let mut before = before.map(|t| instant(t, &tz)).transpose()?;
+    if let Some(text) = time.map(str::trim).filter(|t| !t.is_empty()) {
+        let range = timeexpr::find(text, jiff::Timestamp::now(), &tz)
+            .map_err(|e| ApiError::bad_request(e.to_string()))?;
+        after = [after, range.start].into_iter().flatten().reduce(f64::max);
+        before = [before, range.end].into_iter().flatten().reduce(f64::min);
+    }
+    Ok((after, before))
 }
 
 /// An instant of a request (epoch seconds or text) as epoch seconds.

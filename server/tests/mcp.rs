@@ -1,0 +1,297 @@
+//! `/mcp` over real HTTP with the real model and a real SQLite file: auth, per-tool
+//! scopes, both protocol eras, and change events for MCP writes. The official
+//! Python client runs against it in the tests crate (`tests/tests/mcp_clients.rs`).
+
+mod common;
+
+use common::{MASTER_KEY, TestServer, next_event};
+use mnemo_server::auth::Scope;
+use mnemo_server::auth::keys::KeyFile;
+use reqwest::Method;
+use serde_json::{Value, json};
+
+const STATELESS: &str = "2026-07-28";
+
+/// One JSON-RPC request in the stateless era (`_meta` carries the version);
+/// returns the HTTP status and the JSON-RPC message answering it.
+async fn rpc(server: &TestServer, key: Option<&str>, method: &str, params: Value) -> (u16, Value) {
+    let mut params = params;
+    params["_meta"] = json!({
+        "io.modelcontextprotocol/protocolVersion": STATELESS,
+        "io.modelcontextprotocol/clientCapabilities": {},
+    });
+    let mut request = server
+        .http
+        .post(format!("{}/mcp", server.url))
+        .header("Accept", "application/json, text/event-stream")
+        .header("MCP-Protocol-Version", STATELESS)
+        // The 2026-07-28 era repeats the method (and tool name) in headers, so
+        // proxies can route without reading the body.
+        .header("Mcp-Method", method);
+    if let Some(name) = params.get("name").and_then(Value::as_str) {
+        request = request.header("Mcp-Name", name);
+    }
+    request = request.json(&json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params}));
+    if let Some(key) = key {
+        request = request.bearer_auth(key);
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status().as_u16();
+    let body = response.text().await.unwrap();
+    (status, answer(&body))
+}
+
+/// The JSON-RPC answer in a body that is plain JSON or an SSE stream of messages.
+fn answer(body: &str) -> Value {
+    if let Ok(value) = serde_json::from_str(body) {
+        return value;
+    }
+    body.lines()
+        .filter_map(|line| line.strip_prefix("data:"))
+        .filter_map(|data| serde_json::from_str::<Value>(data.trim()).ok())
+        .find(|message| message.get("id").is_some())
+        .unwrap_or_else(|| panic!("no JSON-RPC answer in {body:?}"))
+}
+
+async fn call(server: &TestServer, key: &str, tool: &str, args: Value) -> Value {
+    let (status, message) = rpc(
+        server,
+        Some(key),
+        "tools/call",
+        json!({"name": tool, "arguments": args}),
+    )
+    .await;
+    assert_eq!(status, 200, "{message}");
+    message["result"].clone()
+}
+
+fn text(result: &Value) -> &str {
+    result["content"][0]["text"].as_str().unwrap_or_default()
+}
+
+#[tokio::test]
+async fn mcp_needs_a_key() {
+    let server = TestServer::spawn().await;
+    let (status, body) = rpc(&server, None, "tools/list", json!({})).await;
+    assert_eq!(status, 401);
+    assert_eq!(body["error"], "unauthorized", "the REST error body: {body}");
+    let (status, _) = rpc(&server, Some("wrong"), "tools/list", json!({})).await;
+    assert_eq!(status, 401);
+}
+
+#[tokio::test]
+async fn stateless_requests_store_and_find_by_meaning() {
+    let server = TestServer::spawn().await;
+    let (status, listed) = rpc(&server, Some(MASTER_KEY), "tools/list", json!({})).await;
+    assert_eq!(status, 200);
+    assert_eq!(listed["result"]["tools"].as_array().unwrap().len(), 7);
+
+    let stored = call(
+        &server,
+        MASTER_KEY,
+        "memory_store",
+        json!({"content": "My dog Rex loves long walks on the beach", "tags": ["pets"]}),
+    )
+    .await;
+    assert_eq!(stored["isError"], false, "{stored}");
+    let hash = stored["structuredContent"]["content_hash"]
+        .as_str()
+        .unwrap();
+
+    let found = call(
+        &server,
+        MASTER_KEY,
+        "memory_search",
+        json!({"query": "puppy"}),
+    )
+    .await;
+    assert_eq!(
+        found["structuredContent"]["results"][0]["memory"]["content_hash"],
+        hash
+    );
+
+    // The REST API sees the same memory: one store behind both.
+    let (status, memory) = server
+        .send(Method::GET, &format!("/api/memories/{hash}"), None)
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(memory["tags"], json!(["pets"]));
+
+    let recalled = call(
+        &server,
+        MASTER_KEY,
+        "recall_memory",
+        json!({"query": "what about my dog today"}),
+    )
+    .await;
+    assert_eq!(recalled["structuredContent"]["count"], 1, "{recalled}");
+    let old = call(
+        &server,
+        MASTER_KEY,
+        "memory_search",
+        json!({"query": "dog", "time": "last year"}),
+    )
+    .await;
+    assert_eq!(old["structuredContent"]["count"], 0, "{old}");
+
+    let bad = call(
+        &server,
+        MASTER_KEY,
+        "memory_search",
+        json!({"query": "dog", "time": "when pigs fly"}),
+    )
+    .await;
+    assert_eq!(bad["isError"], true);
+    assert!(text(&bad).contains("could not understand the time expression"));
+    assert!(
+        text(&bad).ends_with("Fix the arguments and call again."),
+        "{}",
+        text(&bad)
+    );
+}
+
+#[tokio::test]
+async fn a_read_key_searches_but_cannot_write() {
+    let server = TestServer::spawn().await;
+    let (_, reader) = KeyFile::new(server.dir.path())
+        .add("reader", Scope::Read)
+        .unwrap();
+    let found = call(&server, &reader, "memory_search", json!({"query": "x"})).await;
+    assert_eq!(found["isError"], false, "{found}");
+    let refused = call(&server, &reader, "memory_store", json!({"content": "x"})).await;
+    assert_eq!(refused["isError"], true);
+    assert!(text(&refused).contains("read scope"), "{}", text(&refused));
+    let (_, count) = server.send(Method::GET, "/api/health/detailed", None).await;
+    assert_eq!(count["memories"], 0, "nothing was stored");
+}
+
+/// A memory stored, updated and deleted through `/mcp` reaches SSE subscribers.
+#[tokio::test]
+async fn mcp_writes_emit_change_events() {
+    let server = TestServer::spawn().await;
+    let mut events = server.events(None).await;
+    assert_eq!(
+        next_event(&mut events).await.event,
+        "connection_established"
+    );
+
+    let stored = call(
+        &server,
+        MASTER_KEY,
+        "memory_store",
+        json!({"content": "an MCP write"}),
+    )
+    .await;
+    let hash = stored["structuredContent"]["content_hash"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    call(
+        &server,
+        MASTER_KEY,
+        "memory_update",
+        json!({"content_hash": hash, "tags": ["x"]}),
+    )
+    .await;
+    call(
+        &server,
+        MASTER_KEY,
+        "memory_delete",
+        json!({"content_hash": hash}),
+    )
+    .await;
+    let mut kinds = Vec::new();
+    while kinds.len() < 3 {
+        let event = next_event(&mut events).await;
+        if event.event != "heartbeat" {
+            let data: Value = serde_json::from_str(&event.data).unwrap();
+            assert_eq!(data["content_hash"], hash.as_str(), "{data}");
+            kinds.push(event.event);
+        }
+    }
+    assert_eq!(kinds, ["memory_stored", "memory_updated", "memory_deleted"]);
+}
+
+/// The legacy era: `initialize` with an older version is answered with that
+/// version, and the session id it returns carries the next requests.
+#[tokio::test]
+async fn legacy_sessions_echo_the_clients_version() {
+    let server = TestServer::spawn().await;
+    let response = server
+        .request(Method::POST, "/mcp")
+        .header("Accept", "application/json, text/event-stream")
+        .json(
+            &json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+            "protocolVersion": "2025-06-18", "capabilities": {},
+            "clientInfo": {"name": "test", "version": "0"}}}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert!(response.headers().contains_key("mcp-session-id"));
+    let init = answer(&response.text().await.unwrap());
+    assert_eq!(init["result"]["protocolVersion"], "2025-06-18");
+    assert_eq!(init["result"]["serverInfo"]["name"], "mnemo");
+    assert_eq!(
+        init["result"]["serverInfo"]["version"],
+        env!("CARGO_PKG_VERSION")
+    );
+}
+
+#[tokio::test]
+async fn rest_delete_by_filter() {
+    let server = TestServer::spawn().await;
+    for (content, tag) in [
+        ("alpha note", "old"),
+        ("beta note", "old"),
+        ("gamma note", "keep"),
+    ] {
+        let (status, _) = server
+            .send(
+                Method::POST,
+                "/api/memories",
+                Some(json!({"content": content, "tags": [tag]})),
+            )
+            .await;
+        assert_eq!(status, 200);
+    }
+    let (status, body) = server
+        .send(Method::POST, "/api/memories/delete", Some(json!({})))
+        .await;
+    assert_eq!(status, 400, "no filter deletes nothing: {body}");
+    assert_eq!(body["error"], "bad_request");
+
+    let (status, body) = server
+        .send(
+            Method::POST,
+            "/api/memories/delete",
+            Some(json!({"time": "someday maybe"})),
+        )
+        .await;
+    assert_eq!(status, 400, "{body}");
+
+    let (_, dry) = server
+        .send(
+            Method::POST,
+            "/api/memories/delete",
+            Some(json!({"tags": ["old"], "dry_run": true, "limit": 1})),
+        )
+        .await;
+    assert_eq!(dry["matched"], 2);
+    assert_eq!(dry["content_hashes"].as_array().unwrap().len(), 1);
+    assert_eq!(dry["has_more"], true);
+
+    let (status, done) = server
+        .send(
+            Method::POST,
+            "/api/memories/delete",
+            Some(json!({"tags": ["old"], "time": "today"})),
+        )
+        .await;
+    assert_eq!(status, 200, "{done}");
+    assert_eq!(done["content_hashes"].as_array().unwrap().len(), 2);
+    assert_eq!(done["has_more"], false);
+    let (_, health) = server.send(Method::GET, "/api/health/detailed", None).await;
+    assert_eq!(health["memories"], 1, "only the kept memory is left");
+}
