@@ -171,14 +171,26 @@ impl Drop for Browser {
     }
 }
 
-/// Browses for `timeout` and returns every server resolved in that window and not
-/// withdrawn before its end, one per instance name (the latest records win), sorted by
-/// instance name.
-pub async fn discover(timeout: Duration) -> Result<Vec<Candidate>, DiscoveryError> {
+/// Browses for up to `timeout` and returns every server resolved and not withdrawn,
+/// one per instance name (the latest records win), sorted by instance name. Once a
+/// server has answered, the browse ends after `quiet` without news: servers on one
+/// LAN answer within moments of each other, so the full window is only paid when
+/// nobody answers.
+pub async fn discover(
+    timeout: Duration,
+    quiet: Duration,
+) -> Result<Vec<Candidate>, DiscoveryError> {
     let mut browser = Browser::start()?;
     let deadline = tokio::time::Instant::now() + timeout;
     let mut found = BTreeMap::new();
-    while let Ok(Some(sighting)) = tokio::time::timeout_at(deadline, browser.next()).await {
+    loop {
+        let until = match found.is_empty() {
+            true => deadline,
+            false => deadline.min(tokio::time::Instant::now() + quiet),
+        };
+        let Ok(Some(sighting)) = tokio::time::timeout_at(until, browser.next()).await else {
+            break;
+        };
         match sighting {
             Sighting::Resolved(candidate) => {
                 found.insert(candidate.instance.clone(), candidate);

@@ -1,12 +1,42 @@
-//! `mnemo-bridge`: a stdio MCP server for desktop clients that forwards tool calls to a
-//! Mnemo server's REST API.
+//! `mnemo-bridge`: a stdio MCP server for desktop clients (Claude Desktop and the
+//! like) that serves Mnemo's memory tools by forwarding them to a Mnemo server's
+//! REST API (DESIGN §9).
 //!
-//! Only the skeleton exists so far. Endpoint choice, certificate pinning and the REST
-//! client arrive with the MCP issue.
+//! The tools themselves are `mnemo-schema`'s registry, the same one the server
+//! serves at `/mcp`; the bridge only supplies the operations behind them.
 //!
 //! # Layout
 //!
+//! * [`config`]: flags and the environment variables of the Python anchor's bridge.
 //! * [`discovery`]: finding servers on the LAN over mDNS (`_mcp-memory._tcp.local.`),
-//!   as a list of candidates after a fixed browse window or as a stream of sightings.
+//!   as a list of candidates after a browse window or as a stream of sightings.
+//! * [`pins`]: trust on first use, the certificate fingerprint kept per server name.
+//! * [`endpoint`]: choosing the server (explicit URL, or discovered, judged by pin,
+//!   health and latency) and a client that trusts only its certificate.
+//! * [`rest`]: the memory operations as REST calls, resolved lazily, retried once
+//!   and bounded by one deadline per call.
+//! * [`check`]: `--check`, the report of what the bridge would connect to and why.
 
+pub mod check;
+pub mod config;
 pub mod discovery;
+pub mod endpoint;
+pub mod pins;
+pub mod rest;
+
+use std::sync::Arc;
+
+use mnemo_schema::tools::Registry;
+
+pub use config::Config;
+
+/// The tool registry over a REST client configured by `config`. Nothing is
+/// contacted until the first tool call.
+pub fn registry(config: &Config) -> Registry<rest::RestOps> {
+    let ops = rest::RestOps::new(
+        endpoint::Resolver::new(config),
+        config.api_key.clone(),
+        config.call_timeout(),
+    );
+    Registry::new(Arc::new(ops), env!("CARGO_PKG_VERSION"))
+}

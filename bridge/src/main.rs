@@ -1,7 +1,45 @@
-//! Entry point of `mnemo-bridge`. Not functional yet: see `lib.rs`.
+//! `mnemo-bridge`: serves the memory tools over stdio. stdout carries MCP only;
+//! logs go to stderr (`RUST_LOG` sets their level).
 
-fn main() -> anyhow::Result<()> {
-    // stdout is reserved for MCP, so even this message goes to stderr.
-    eprintln!("mnemo-bridge is not implemented yet; use the server's REST API directly.");
-    std::process::exit(2)
+use std::io::IsTerminal;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::Parser;
+use mnemo_bridge::Config;
+use rmcp::ServiceExt;
+use rmcp::service::ServerInitializeError;
+use tracing_subscriber::EnvFilter;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<ExitCode> {
+    let config = Config::parse();
+    // rmcp logs every message it handles at info; only its warnings reach the log.
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,rmcp=warn".into());
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_env_filter(filter)
+        .init();
+
+    if config.check {
+        let (report, usable) = mnemo_bridge::check::run(&config).await;
+        print!("{report}");
+        return Ok(if usable {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::FAILURE
+        });
+    }
+
+    let registry = mnemo_bridge::registry(&config);
+    let running = match registry.serve(rmcp::transport::stdio()).await {
+        Ok(running) => running,
+        // Some clients probe with a short-lived copy that closes stdin before (or
+        // instead of) initializing; that is a normal end, not a failure.
+        Err(ServerInitializeError::ConnectionClosed(_)) => return Ok(ExitCode::SUCCESS),
+        Err(e) => return Err(e).context("MCP initialization over stdio failed"),
+    };
+    running.waiting().await.context("serving MCP over stdio")?;
+    Ok(ExitCode::SUCCESS)
 }

@@ -16,6 +16,7 @@
 //!   poll before they send anything else.
 //! * [`ops`]: the memory operations as one trait, which the server implements over
 //!   its REST handlers and the bridge as a REST client.
+//! * [`secret`]: the API key as both programs hold it, redacted in every `Debug`.
 //! * [`tools`]: the MCP tool registry over those operations, served at `/mcp` and
 //!   by `mnemo-bridge`, so both offer the same tools, schemas and outputs.
 
@@ -26,4 +27,7 @@ pub mod health;
 pub mod mdns;
 pub mod migrations;
 pub mod ops;
+pub mod secret;
 pub mod tools;
+
+pub use secret::Secret;

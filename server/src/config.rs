@@ -10,6 +10,7 @@ use clap::{Parser, Subcommand};
 use crate::auth::keys::KeysCommand;
 use crate::embed::ModelFiles;
 use crate::store::{Retention, StoreOptions};
+pub use mnemo_schema::Secret;
 
 /// The command line: serve (no subcommand) or manage keys.
 #[derive(Parser, Debug)]
@@ -30,30 +31,6 @@ pub enum Command {
     /// Manage API keys with scopes (stored hashed in <data dir>/keys.json).
     #[command(subcommand)]
     Keys(KeysCommand),
-}
-
-/// A secret setting: shown as `<redacted>` by `Debug`, so a logged config never leaks it.
-#[derive(Clone)]
-pub struct Secret(String);
-
-impl Secret {
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl std::fmt::Debug for Secret {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("<redacted>")
-    }
-}
-
-impl std::str::FromStr for Secret {
-    type Err = std::convert::Infallible;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Ok(Self(s.to_owned()))
-    }
 }
 
 /// Every setting of the server.

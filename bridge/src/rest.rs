@@ -1,0 +1,297 @@
+//! [`MemoryOps`] as a client of the server's REST API.
+//!
+//! The endpoint is found on the first call, not at start, so the bridge answers
+//! `initialize` at once. A call that cannot reach the server forgets the endpoint
+//! (the next attempt re-discovers it, which follows a restart or an address
+//! change) and is tried once more when repeating it is harmless. Every call is
+//! bounded by one deadline, so a client never waits longer than the configured
+//! timeout for an answer.
+
+use std::time::Duration;
+
+use mnemo_schema::Secret;
+use mnemo_schema::api::{
+    DeleteMatchingRequest, DeleteMatchingResponse, DetailedHealth, ListQuery, ListResponse, Memory,
+    MutationResponse, SearchRequest, SearchResponse, StoreRequest, UpdateRequest,
+};
+use mnemo_schema::ops::{MemoryOps, OpsError, OpsErrorKind};
+use reqwest::{Method, Url};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+use tokio::sync::Mutex;
+
+use crate::endpoint::{Endpoint, Resolver, describe, unreachable};
+
+/// How often a call re-asks a server that answered "still loading".
+const LOADING_POLL: Duration = Duration::from_millis(100);
+
+/// Whether repeating a request after an unclear failure is harmless.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Repeat {
+    /// Reads, updates, deletes by hash, and stores (the content hash makes a repeated
+    /// store a duplicate, not a second memory).
+    Safe,
+    /// A delete by filter: a repeat could delete another batch. Retried only when the
+    /// first attempt never connected.
+    Unsafe,
+}
+
+/// The REST client behind the bridge's tools.
+pub struct RestOps {
+    resolver: Resolver,
+    api_key: Option<Secret>,
+    timeout: Duration,
+    endpoint: Mutex<Option<Endpoint>>,
+}
+
+/// How one attempt failed.
+enum Failure {
+    /// The server answered with an error; final.
+    Answered(OpsError),
+    /// No usable answer; `connected` tells whether the request may have arrived.
+    Transport { error: String, connected: bool },
+}
+
+impl RestOps {
+    pub fn new(resolver: Resolver, api_key: Option<Secret>, timeout: Duration) -> Self {
+        Self {
+            resolver,
+            api_key,
+            timeout,
+            endpoint: Mutex::new(None),
+        }
+    }
+
+    /// Uses `endpoint` until it fails, instead of resolving on the first call.
+    pub fn starting_at(self, endpoint: Endpoint) -> Self {
+        Self {
+            endpoint: Mutex::new(Some(endpoint)),
+            ..self
+        }
+    }
+
+    /// The endpoint in use, resolving it first if there is none. Concurrent calls
+    /// wait for one resolution instead of browsing side by side.
+    async fn endpoint(&self) -> Result<Endpoint, OpsError> {
+        let mut current = self.endpoint.lock().await;
+        if let Some(endpoint) = current.as_ref() {
+            return Ok(endpoint.clone());
+        }
+        let endpoint = self.resolver.resolve().await?;
+        tracing::info!(url = %endpoint.url, instance = ?endpoint.instance, "using this Mnemo server");
+        *current = Some(endpoint.clone());
+        Ok(endpoint)
+    }
+
+    /// Drops `failed` so the next call resolves again (unless another call already has).
+    async fn forget(&self, failed: &Endpoint) {
+        let mut current = self.endpoint.lock().await;
+        if current.as_ref().is_some_and(|e| e.url == failed.url) {
+            *current = None;
+        }
+    }
+
+    async fn call<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &[&str],
+        query: Option<&ListQuery>,
+        body: Option<&Value>,
+        repeat: Repeat,
+    ) -> Result<T, OpsError> {
+        let attempts = async {
+            let mut retried = false;
+            loop {
+                let endpoint = self.endpoint().await?;
+                match self.once(&endpoint, &method, path, query, body).await {
+                    Ok(value) => return Ok(value),
+                    Err(Failure::Answered(e)) if e.kind == OpsErrorKind::Unavailable => {
+                        // Loading after a restart, or rate limited: ask again until
+                        // the deadline.
+                        tokio::time::sleep(LOADING_POLL).await;
+                    }
+                    Err(Failure::Answered(e)) => return Err(e),
+                    Err(Failure::Transport { error, connected }) => {
+                        tracing::warn!(url = %endpoint.url, %error, "the server did not answer");
+                        self.forget(&endpoint).await;
+                        let harmless = repeat == Repeat::Safe || !connected;
+                        if retried || !harmless {
+                            return Err(unreachable(format!(
+                                "the memory server at {} did not answer: {error}",
+                                endpoint.url
+                            )));
+                        }
+                        retried = true;
+                    }
+                }
+            }
+        };
+        match tokio::time::timeout(self.timeout, attempts).await {
+            Ok(result) => result,
+            Err(_) => Err(unreachable(format!(
+                "no answer from the memory server within {:.1} s (MNEMO_BRIDGE_TIMEOUT)",
+                self.timeout.as_secs_f64()
+            ))),
+        }
+    }
+
+    async fn once<T: DeserializeOwned>(
+        &self,
+        endpoint: &Endpoint,
+        method: &Method,
+        path: &[&str],
+        query: Option<&ListQuery>,
+        body: Option<&Value>,
+    ) -> Result<T, Failure> {
+        let url = url(&endpoint.url, path).map_err(Failure::Answered)?;
+        let mut request = endpoint.http.request(method.clone(), url);
+        if let Some(key) = &self.api_key {
+            request = request.bearer_auth(key.expose());
+        }
+        if let Some(query) = query {
+            request = request.query(query);
+        }
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        let response = request.send().await.map_err(|e| Failure::Transport {
+            connected: !e.is_connect(),
+            error: describe(&e),
+        })?;
+        let status = response.status();
+        let bytes = response.bytes().await.map_err(|e| Failure::Transport {
+            connected: true,
+            error: describe(&e),
+        })?;
+        if !status.is_success() {
+            return Err(Failure::Answered(OpsError::from_http(
+                status.as_u16(),
+                &bytes,
+            )));
+        }
+        serde_json::from_slice(&bytes).map_err(|e| {
+            Failure::Answered(OpsError::new(
+                OpsErrorKind::Internal,
+                format!("the server's answer to {path:?} was not understood: {e}"),
+            ))
+        })
+    }
+}
+
+fn json(body: &impl Serialize) -> Value {
+    serde_json::to_value(body).unwrap_or_default()
+}
+
+/// `base` + path segments, each percent-encoded (a content hash comes from the model).
+fn url(base: &str, path: &[&str]) -> Result<Url, OpsError> {
+    let mut url = Url::parse(base).map_err(|e| {
+        OpsError::new(
+            OpsErrorKind::Invalid,
+            format!("the server URL {base:?} is not valid: {e}"),
+        )
+    })?;
+    url.path_segments_mut()
+        .map_err(|()| {
+            OpsError::new(
+                OpsErrorKind::Invalid,
+                format!("{base:?} cannot be a base URL"),
+            )
+        })?
+        .pop_if_empty()
+        .extend(path);
+    Ok(url)
+}
+
+impl MemoryOps for RestOps {
+    async fn store(&self, request: StoreRequest) -> Result<MutationResponse, OpsError> {
+        let path = ["api", "memories"];
+        self.call(
+            Method::POST,
+            &path,
+            None,
+            Some(&json(&request)),
+            Repeat::Safe,
+        )
+        .await
+    }
+
+    async fn search(&self, request: SearchRequest) -> Result<SearchResponse, OpsError> {
+        let path = ["api", "search"];
+        self.call(
+            Method::POST,
+            &path,
+            None,
+            Some(&json(&request)),
+            Repeat::Safe,
+        )
+        .await
+    }
+
+    async fn list(&self, query: ListQuery) -> Result<ListResponse, OpsError> {
+        let path = ["api", "memories"];
+        self.call(Method::GET, &path, Some(&query), None, Repeat::Safe)
+            .await
+    }
+
+    async fn get(&self, content_hash: String) -> Result<Memory, OpsError> {
+        let path = ["api", "memories", &content_hash];
+        self.call(Method::GET, &path, None, None, Repeat::Safe)
+            .await
+    }
+
+    async fn update(
+        &self,
+        content_hash: String,
+        request: UpdateRequest,
+    ) -> Result<MutationResponse, OpsError> {
+        let path = ["api", "memories", &content_hash];
+        self.call(
+            Method::PUT,
+            &path,
+            None,
+            Some(&json(&request)),
+            Repeat::Safe,
+        )
+        .await
+    }
+
+    async fn delete(&self, content_hash: String) -> Result<MutationResponse, OpsError> {
+        let path = ["api", "memories", &content_hash];
+        self.call(Method::DELETE, &path, None, None, Repeat::Safe)
+            .await
+    }
+
+    async fn delete_matching(
+        &self,
+        request: DeleteMatchingRequest,
+    ) -> Result<DeleteMatchingResponse, OpsError> {
+        let path = ["api", "memories", "delete"];
+        self.call(
+            Method::POST,
+            &path,
+            None,
+            Some(&json(&request)),
+            Repeat::Unsafe,
+        )
+        .await
+    }
+
+    async fn health(&self) -> Result<DetailedHealth, OpsError> {
+        let path = ["api", "health", "detailed"];
+        self.call(Method::GET, &path, None, None, Repeat::Safe)
+            .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn path_segments_are_encoded() {
+        let joined = url("http://127.0.0.1:8000/", &["api", "memories", "a/b?c"]).unwrap();
+        assert_eq!(joined.as_str(), "http://127.0.0.1:8000/api/memories/a%2Fb%3Fc");
+        assert!(url("nonsense", &["api"]).is_err());
+    }
+}
