@@ -92,11 +92,16 @@ pub struct ListResponse {
 /// its key), `memory_type: null` clears the type.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct UpdateRequest {
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tags: Option<Vec<String>>,
-    #[serde(default, deserialize_with = "present")]
+    /// Absent (not sent) keeps the type; `null` clears it.
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub memory_type: Option<Option<String>>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub metadata: Option<Map<String, Value>>,
 }
 
@@ -371,5 +376,8 @@ mod tests {
         assert_eq!(absent.memory_type, None);
         let null: UpdateRequest = serde_json::from_str(r#"{"memory_type":null}"#).unwrap();
         assert_eq!(null.memory_type, Some(None));
+        // A client (the bridge) must not turn "keep the type" into "clear it".
+        assert_eq!(serde_json::to_string(&absent).unwrap(), "{}");
+        assert_eq!(serde_json::to_string(&null).unwrap(), r#"{"memory_type":null}"#);
     }
 }

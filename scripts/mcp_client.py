@@ -1,0 +1,158 @@
+#!/usr/bin/env python3
+"""Drive Mnemo's MCP tools with the official Python MCP SDK (PyPI `mcp` 2.3.x).
+
+Runs one scenario against either `mnemo-bridge` over stdio (the way Claude Desktop
+starts it) or a server's `/mcp` over streamable HTTP, and checks every answer:
+
+    mcp_client.py --mode legacy --bridge target/debug/mnemo-bridge
+    mcp_client.py --mode 2026-07-28 --url http://127.0.0.1:8000 --api-key KEY
+
+The bridge inherits this process's environment (MCP_MEMORY_HTTP_ENDPOINT,
+MCP_API_KEY, ...). Prints a JSON summary on success; exits 1 with the first failed
+check otherwise. The server must start empty.
+"""
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+
+import httpx2
+import jsonschema
+from mcp import Client, StdioServerParameters
+from mcp.client.streamable_http import streamable_http_client
+
+TOOLS = {
+    "memory_store",
+    "memory_search",
+    "memory_list",
+    "memory_get",
+    "memory_update",
+    "memory_delete",
+    "memory_health",
+}
+DOG = "My dog Rex loves long walks on the beach"
+BUDGET = "The quarterly budget review is scheduled for Friday"
+
+
+class CheckFailed(Exception):
+    pass
+
+
+def check(condition, message):
+    if not condition:
+        raise CheckFailed(message)
+
+
+async def scenario(client):
+    summary = {"protocol_version": str(client.session.protocol_version)}
+
+    tools = {t.name: t for t in (await client.list_tools()).tools}
+    check(set(tools) == TOOLS, f"tools/list names {sorted(tools)}, expected {sorted(TOOLS)}")
+    for tool in tools.values():
+        check(tool.input_schema.get("type") == "object", f"{tool.name}: no input schema")
+        check(tool.output_schema and tool.output_schema.get("type") == "object",
+              f"{tool.name}: no output schema")
+    summary["tools"] = sorted(tools)
+
+    async def call(name, args, schema_of=None):
+        result = await client.call_tool(name, args)
+        text = " ".join(getattr(c, "text", "") for c in result.content)
+        check(not result.is_error, f"{name}({args}) failed: {text}")
+        check(text, f"{name}: no text block")
+        structured = result.structured_content
+        check(isinstance(structured, dict), f"{name}: no structuredContent")
+        # The client validates listed tools itself; checking again here makes the
+        # test independent of that behaviour, and covers the legacy aliases.
+        jsonschema.validate(structured, tools[schema_of or name].output_schema)
+        return structured
+
+    dog = await call("memory_store", {"content": DOG, "tags": ["pets"], "memory_type": "note"})
+    await call("memory_store", {"content": BUDGET, "tags": ["work"]})
+    again = await call("memory_store", {"content": DOG})
+    check(again["duplicate"] and again["content_hash"] == dog["content_hash"],
+          f"storing the same text again: {again}")
+
+    found = await call("memory_search", {"query": "puppy", "limit": 2})
+    top = found["results"][0]["memory"]
+    check(top["content_hash"] == dog["content_hash"], f"'puppy' found {top['content']!r} first")
+    summary["puppy_score"] = found["results"][0]["score"]
+
+    hybrid = await call("memory_search", {"query": "budget", "mode": "hybrid", "tags": ["work"]})
+    check(hybrid["count"] == 1, f"hybrid search with a tag filter: {hybrid}")
+
+    listed = await call("memory_list", {"page_size": 1})
+    check(listed["total"] == 2 and listed["has_more"], f"memory_list: {listed}")
+
+    updated = await call("memory_update",
+                         {"content_hash": dog["content_hash"], "tags": ["pets", "dogs"]})
+    check(sorted(updated["memory"]["tags"]) == ["dogs", "pets"], f"memory_update: {updated}")
+    check(updated["memory"]["memory_type"] == "note", f"memory_update kept the type: {updated}")
+
+    full = await call("memory_get", {"content_hash": dog["content_hash"]})
+    check(full["content"] == DOG, f"memory_get: {full}")
+
+    legacy = await call("retrieve_memory", {"query": "puppy", "n_results": 1},
+                        schema_of="memory_search")
+    check(legacy["count"] == 1 and legacy["results"][0]["memory"]["content_hash"]
+          == dog["content_hash"], f"retrieve_memory: {legacy}")
+
+    missing = await client.call_tool("memory_get", {"content_hash": "0" * 64})
+    check(missing.is_error, "memory_get of an unknown hash is not an error")
+
+    deleted = await call("memory_delete", {"content_hash": dog["content_hash"]})
+    check(deleted["content_hashes"] == [dog["content_hash"]], f"memory_delete: {deleted}")
+    after = await call("memory_list", {})
+    check(after["total"] == 1, f"after the delete: {after}")
+
+    health = await call("memory_health", {})
+    check(health["status"] == "healthy" and health["memories"] == 1, f"memory_health: {health}")
+    summary["server_version"] = health["version"]
+    return summary
+
+
+async def main():
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--mode", default="legacy", help="legacy, auto or 2026-07-28")
+    parser.add_argument("--bridge", help="path of mnemo-bridge (stdio)")
+    parser.add_argument("--url", help="server base URL (streamable HTTP at /mcp)")
+    parser.add_argument("--api-key", help="API key for --url")
+    args = parser.parse_args()
+
+    if args.bridge:
+        params = StdioServerParameters(command=args.bridge, args=[], env=dict(os.environ))
+        async with Client(params, mode=args.mode) as client:
+            summary = await scenario(client)
+    elif args.url:
+        headers = {"Authorization": f"Bearer {args.api_key}"} if args.api_key else {}
+        async with httpx2.AsyncClient(headers=headers) as http:
+            transport = streamable_http_client(f"{args.url}/mcp", http_client=http)
+            async with Client(transport, mode=args.mode) as client:
+                summary = await scenario(client)
+    else:
+        parser.error("give --bridge or --url")
+    summary["mode"] = args.mode
+    print(json.dumps(summary))
+
+
+def first_failure(error):
+    """The CheckFailed inside `error`, which the SDK's task groups may have wrapped."""
+    if isinstance(error, CheckFailed):
+        return error
+    for inner in getattr(error, "exceptions", ()):
+        found = first_failure(inner)
+        if found:
+            return found
+    return None
+
+
+if __name__ == "__main__":
+    try:
+        asyncio.run(main())
+    except BaseException as error:  # noqa: BLE001 - reported, then re-raised
+        failed = first_failure(error)
+        if failed is None:
+            raise
+        print(f"check failed: {failed}", file=sys.stderr)
+        sys.exit(1)
