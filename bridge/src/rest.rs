@@ -291,7 +291,10 @@ mod tests {
     #[test]
     fn path_segments_are_encoded() {
         let joined = url("http://127.0.0.1:8000/", &["api", "memories", "a/b?c"]).unwrap();
-        assert_eq!(joined.as_str(), "http://127.0.0.1:8000/api/memories/a%2Fb%3Fc");
+        assert_eq!(
+            joined.as_str(),
+            "http://127.0.0.1:8000/api/memories/a%2Fb%3Fc"
+        );
         assert!(url("nonsense", &["api"]).is_err());
     }
 }

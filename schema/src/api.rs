@@ -378,6 +378,9 @@ mod tests {
         assert_eq!(null.memory_type, Some(None));
         // A client (the bridge) must not turn "keep the type" into "clear it".
         assert_eq!(serde_json::to_string(&absent).unwrap(), "{}");
-        assert_eq!(serde_json::to_string(&null).unwrap(), r#"{"memory_type":null}"#);
+        assert_eq!(
+            serde_json::to_string(&null).unwrap(),
+            r#"{"memory_type":null}"#
+        );
     }
 }

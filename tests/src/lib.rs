@@ -5,5 +5,8 @@
 //! * `src/bin/mnemo-bench.rs`: REST latency and throughput of a running server.
 //! * `src/bin/embed-bench.rs`: embedding latency and batch throughput in-process.
 //! * [`corpus`]: the deterministic sentences both benches use.
+//! * [`process`]: the server and the bridge as child processes, for the end-to-end
+//!   tests and the bridge benchmark.
 
 pub mod corpus;
+pub mod process;

@@ -1,0 +1,318 @@
+//! Mnemo's programs as child processes: a server on a loopback port that can be
+//! restarted in place, and a bare MCP client for `mnemo-bridge` over its stdio.
+//!
+//! The stdio client writes JSON-RPC lines itself rather than using an SDK, so the
+//! tests see exactly what the bridge answers and when (the official SDK's view is
+//! `scripts/mcp_client.py`'s).
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+/// A binary of this workspace next to the running executable (a test in
+/// `target/<profile>/deps`, or a tool in `target/<profile>`).
+pub fn workspace_binary(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("the running executable");
+    let mut dir = exe.parent().expect("its folder").to_path_buf();
+    if dir.ends_with("deps") {
+        dir.pop();
+    }
+    let path = dir.join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: build the workspace first (`cargo test --workspace --all-targets` does)",
+        path.display()
+    );
+    path
+}
+
+/// Every line a child prints on stdout and stderr, interleaved as they come.
+fn read_lines(child: &mut Child) -> Receiver<String> {
+    let (tx, rx) = mpsc::channel();
+    for stream in [
+        lines_of(child.stdout.take().map(|s| Box::new(s) as Box<_>)),
+        lines_of(child.stderr.take().map(|s| Box::new(s) as Box<_>)),
+    ] {
+        let tx = tx.clone();
+        std::thread::spawn(move || {
+            for line in stream {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+    }
+    rx
+}
+
+/// Waits up to `within` for a line containing `needle`.
+fn wait_for(lines: &Receiver<String>, needle: &str, within: Duration, what: &str) -> String {
+    let deadline = Instant::now() + within;
+    let mut seen = Vec::new();
+    loop {
+        match lines.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+            Ok(line) if line.contains(needle) => return line,
+            Ok(line) => seen.push(line),
+            Err(RecvTimeoutError::Timeout) => panic!(
+                "{what}: no line with {needle:?} within {within:?}:\n{}",
+                seen.join("\n")
+            ),
+            Err(RecvTimeoutError::Disconnected) => panic!(
+                "{what} exited before printing {needle:?}:\n{}",
+                seen.join("\n")
+            ),
+        }
+    }
+}
+
+/// The value of `name=` in a log line (tracing's key=value format).
+fn field<'a>(line: &'a str, name: &str) -> &'a str {
+    let start = line
+        .find(&format!("{name}="))
+        .unwrap_or_else(|| panic!("no {name}= in {line:?}"))
+        + name.len()
+        + 1;
+    line[start..].split_whitespace().next().unwrap_or_default()
+}
+
+/// A `mnemo-server` process on loopback with mDNS off, killed on drop.
+pub struct ServerProcess {
+    child: Child,
+    lines: Receiver<String>,
+    data: PathBuf,
+    env: Vec<(String, String)>,
+    /// `http://127.0.0.1:PORT` or `https://…`.
+    pub url: String,
+    /// The certificate fingerprint, when serving HTTPS.
+    pub fingerprint: Option<String>,
+}
+
+/// How long a server may take from spawn to healthy (debug build, model load).
+const HEALTHY_WITHIN: Duration = Duration::from_secs(60);
+
+impl ServerProcess {
+    /// Starts a server with its data in `data` and extra `env`, on a free port;
+    /// returns once it is healthy.
+    pub fn start(data: &Path, env: &[(&str, &str)]) -> Self {
+        let env = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Self::launch(data.to_path_buf(), env, 0)
+    }
+
+    fn launch(data: PathBuf, env: Vec<(String, String)>, port: u16) -> Self {
+        let mut command = Command::new(workspace_binary("mnemo-server"));
+        command
+            .env("MNEMO_DATA_DIR", &data)
+            .env("MCP_HTTP_HOST", "127.0.0.1")
+            .env("MCP_HTTP_PORT", port.to_string())
+            .env("MCP_MDNS_ENABLED", "false")
+            .env("RUST_LOG", "info")
+            .env("NO_COLOR", "1")
+            .envs(env.iter().map(|(k, v)| (k, v)))
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = command.spawn().expect("start mnemo-server");
+        let lines = read_lines(&mut child);
+        let what = "mnemo-server";
+        let mut fingerprint = None;
+        let listening = loop {
+            let line = wait_for(&lines, "", HEALTHY_WITHIN, what);
+            if line.contains("fingerprint=") {
+                fingerprint = Some(field(&line, "fingerprint").to_owned());
+            }
+            if line.contains("listening") {
+                break line;
+            }
+        };
+        let scheme = if field(&listening, "tls") == "true" {
+            "https"
+        } else {
+            "http"
+        };
+        let url = format!("{scheme}://{}", field(&listening, "addr"));
+        wait_for(&lines, "healthy", HEALTHY_WITHIN, what);
+        Self {
+            child,
+            lines,
+            data,
+            env,
+            url,
+            fingerprint,
+        }
+    }
+
+    pub fn port(&self) -> u16 {
+        self.url
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.parse().ok())
+            .unwrap_or(0)
+    }
+
+    /// Kills the server and starts it again on the same port and data; returns
+    /// once it is healthy.
+    pub fn restart(&mut self) {
+        self.kill();
+        self.relaunch();
+    }
+
+    /// Starts a killed server again on its port and data.
+    pub fn relaunch(&mut self) {
+        let port = self.port();
+        *self = Self::launch(self.data.clone(), std::mem::take(&mut self.env), port);
+    }
+
+    /// Kills the server and waits for it to be gone.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Log lines printed so far and not yet consumed.
+    pub fn drain_log(&self) -> Vec<String> {
+        self.lines.try_iter().collect()
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// `mnemo-bridge` driven over stdio with hand-written JSON-RPC lines.
+pub struct BridgeProcess {
+    /// `None` once [`BridgeProcess::close`] has handed it to a waiting thread.
+    child: Option<Child>,
+    stdin: Option<ChildStdin>,
+    stdout: Receiver<String>,
+    stderr: Receiver<String>,
+    next_id: u64,
+    /// When the process was spawned.
+    pub spawned: Instant,
+}
+
+/// How long any one answer may take before a test gives up on the bridge.
+const ANSWER_WITHIN: Duration = Duration::from_secs(60);
+
+impl BridgeProcess {
+    /// Spawns `command` (the bridge binary, perhaps inside a namespace) with pipes.
+    pub fn spawn(mut command: Command) -> Self {
+        let spawned = Instant::now();
+        let mut child = command
+            .env("NO_COLOR", "1")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start mnemo-bridge");
+        let stdin = child.stdin.take();
+        let stdout = lines_of(child.stdout.take().map(|s| Box::new(s) as Box<_>));
+        let stderr = lines_of(child.stderr.take().map(|s| Box::new(s) as Box<_>));
+        Self {
+            child: Some(child),
+            stdin,
+            stdout,
+            stderr,
+            next_id: 1,
+            spawned,
+        }
+    }
+
+    fn send(&mut self, message: &Value) {
+        let stdin = self.stdin.as_mut().expect("stdin is open");
+        writeln!(stdin, "{message}").expect("write to the bridge");
+        stdin.flush().expect("flush to the bridge");
+    }
+
+    /// Sends a request and waits for its answer (the `result` or `error` object
+    /// and the time it took).
+    pub fn request(&mut self, method: &str, params: Value) -> (Value, Duration) {
+        let id = self.next_id;
+        self.next_id += 1;
+        let sent = Instant::now();
+        self.send(&json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params}));
+        loop {
+            let line = match self.stdout.recv_timeout(ANSWER_WITHIN) {
+                Ok(line) => line,
+                Err(e) => panic!(
+                    "no answer to {method} ({e}); bridge stderr:\n{}",
+                    self.stderr_lines().join("\n")
+                ),
+            };
+            let message: Value = serde_json::from_str(&line)
+                .unwrap_or_else(|e| panic!("the bridge wrote a non-JSON line {line:?}: {e}"));
+            if message["id"] == id {
+                let elapsed = sent.elapsed();
+                let answer = message.get("result").or_else(|| message.get("error"));
+                return (answer.cloned().unwrap_or(Value::Null), elapsed);
+            }
+        }
+    }
+
+    /// The legacy handshake (`initialize` with `version`, then `initialized`).
+    /// Returns the `initialize` result.
+    pub fn initialize(&mut self, version: &str) -> Value {
+        let (result, _) = self.request(
+            "initialize",
+            json!({"protocolVersion": version, "capabilities": {},
+                   "clientInfo": {"name": "mnemo-tests", "version": "0"}}),
+        );
+        self.send(&json!({"jsonrpc": "2.0", "method": "notifications/initialized"}));
+        result
+    }
+
+    /// `tools/call`; returns the result and the round-trip time.
+    pub fn call(&mut self, tool: &str, arguments: Value) -> (Value, Duration) {
+        self.request("tools/call", json!({"name": tool, "arguments": arguments}))
+    }
+
+    /// Closes stdin and waits (up to a minute) for the exit status.
+    pub fn close(mut self) -> std::process::ExitStatus {
+        drop(self.stdin.take());
+        let mut child = self.child.take().expect("not closed yet");
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(child.wait());
+        });
+        rx.recv_timeout(ANSWER_WITHIN)
+            .expect("the bridge did not exit on EOF")
+            .expect("the bridge's exit status")
+    }
+
+    /// Everything the bridge logged so far.
+    pub fn stderr_lines(&self) -> Vec<String> {
+        self.stderr.try_iter().collect()
+    }
+}
+
+impl Drop for BridgeProcess {
+    fn drop(&mut self) {
+        if let Some(child) = self.child.as_mut() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Lines of one stream, in a channel that disconnects at its end.
+fn lines_of(stream: Option<Box<dyn std::io::Read + Send>>) -> Receiver<String> {
+    let (tx, rx) = mpsc::channel();
+    if let Some(stream) = stream {
+        std::thread::spawn(move || {
+            for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+    }
+    rx
+}
