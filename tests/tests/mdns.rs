@@ -1,7 +1,8 @@
 //! mDNS across a real network: each test creates two network namespaces joined by a
 //! veth pair, runs the real `mnemo-server` in namespace `a`, and browses from the
 //! namespaces with the bridge's discovery library (`mnemo-discover`) and with
-//! python-zeroconf (`scripts/mdns_browse.py`), an independent reader of the packets.
+//! python-zeroconf (`scripts/mdns_browse.py`), an independent reader of the packets;
+//! and `mnemo-bridge` finds, pins and uses (or refuses) a server across them.
 //!
 //! Multicast never reaches the machine's own interfaces: every process that speaks mDNS
 //! is started with `ip netns exec` into a namespace these tests created, which holds
@@ -17,6 +18,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
+use mnemo_tests::process::{BridgeProcess, workspace_binary};
 use serde_json::Value;
 
 /// The server's port inside a fresh namespace, where nothing else listens.
@@ -576,4 +578,86 @@ fn a_loopback_server_advertises_nothing() {
             "from {ns}: the loopback-only server was advertised: {names:?}"
         );
     }
+}
+
+/// `mnemo-bridge` in namespace `b`, with no URL configured, finds the HTTPS server
+/// in `a` by mDNS, pins its certificate on first use and stores a memory. Then
+/// another server with another certificate takes the same instance name: a new
+/// bridge with the same pin file refuses it, and `--check` says why.
+#[test]
+fn the_bridge_discovers_pins_and_refuses_an_impostor() {
+    let net = NetPair::create("br", 3);
+    let name = format!("Mnemo Bridge {}", std::process::id());
+    let instance = format!("{name} ({})", host_label());
+    let pins_dir = tempfile::tempdir().expect("temp dir");
+    let pins = pins_dir.path().join("pins.json");
+    let bridge = |args: &[&str]| {
+        let mut command = net.exec(&net.b, workspace_binary("mnemo-bridge"));
+        for key in [
+            "MCP_MEMORY_HTTP_ENDPOINT",
+            "MCP_MEMORY_CERT_FINGERPRINT",
+            "MCP_MEMORY_AUTO_DISCOVER",
+        ] {
+            command.env_remove(key);
+        }
+        command
+            .args(args)
+            .env("MCP_API_KEY", "k")
+            .env("MNEMO_BRIDGE_PIN_FILE", &pins)
+            .env("MCP_MDNS_DISCOVERY_TIMEOUT", "15")
+            .env("MNEMO_BRIDGE_TIMEOUT", "40")
+            .env("NO_COLOR", "1");
+        command
+    };
+
+    let server = Server::spawn_https(&net, &net.a, "0.0.0.0", PORT, &name);
+    server.wait_healthy();
+    let mut first = BridgeProcess::spawn(bridge(&[]));
+    first.initialize("2025-06-18");
+    let (stored, took) = first.call(
+        "memory_store",
+        serde_json::json!({"content": "found by mDNS"}),
+    );
+    assert_eq!(stored["isError"], false, "{stored}");
+    eprintln!("first call with discovery, pinning and TLS: {took:?}");
+    let pinned: Value =
+        serde_json::from_slice(&std::fs::read(&pins).expect("a pin file")).expect("pin file JSON");
+    let pin = &pinned["servers"][&instance];
+    assert_eq!(
+        pin["url"],
+        format!("https://{}:{PORT}", net.addr_a).as_str(),
+        "{pinned}"
+    );
+    let (ok, report) = check_in(bridge(&["--check"]));
+    assert!(ok, "{report}");
+    assert!(report.contains("pin matches"), "{report}");
+    assert!(first.close().success());
+    drop(server);
+
+    // Same name, same port, new data folder: a new certificate.
+    let impostor = Server::spawn_https(&net, &net.a, "0.0.0.0", PORT, &name);
+    impostor.wait_healthy();
+    let mut second = BridgeProcess::spawn(bridge(&[]));
+    second.initialize("2025-06-18");
+    let (refused, _) = second.call(
+        "memory_store",
+        serde_json::json!({"content": "to the impostor"}),
+    );
+    let text = refused["content"][0]["text"].as_str().unwrap_or_default();
+    assert_eq!(refused["isError"], true, "{refused}");
+    assert!(text.contains("differs from the one pinned"), "{text}");
+    assert!(
+        text.contains(&pins.display().to_string()),
+        "says which file to edit: {text}"
+    );
+    let (ok, report) = check_in(bridge(&["--check"]));
+    assert!(!ok, "{report}");
+    assert!(report.contains("PIN MISMATCH"), "{report}");
+}
+
+/// Runs `mnemo-bridge --check`; returns whether it passed and what it printed.
+fn check_in(mut command: Command) -> (bool, String) {
+    let output = command.output().expect("run mnemo-bridge --check");
+    let report = String::from_utf8_lossy(&output.stdout).into_owned();
+    (output.status.success(), report)
 }
