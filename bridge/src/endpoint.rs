@@ -330,7 +330,11 @@ fn advertised_fingerprint(candidate: &Candidate) -> Option<Fingerprint> {
 fn client(pin: Option<Fingerprint>) -> Result<reqwest::Client, OpsError> {
     let mut builder = reqwest::Client::builder().connect_timeout(CONNECT_TIMEOUT);
     if let Some(pin) = pin {
-        builder = builder.use_preconfigured_tls(pinned_client_config(pin));
+        let mut tls = pinned_client_config(pin);
+        // HTTP/1.1 only: the bridge's reqwest has no HTTP/2, and whether hyper-util
+        // has it depends on which other crates share the build (the server's do).
+        tls.alpn_protocols = vec![b"http/1.1".to_vec()];
+        builder = builder.use_preconfigured_tls(tls);
     }
     builder
         .build()

@@ -7,7 +7,10 @@
 //! bounded by one deadline, so a client never waits longer than the configured
 //! timeout for an answer.
 
+use std::panic::AssertUnwindSafe;
 use std::time::Duration;
+
+use futures::FutureExt;
 
 use mnemo_schema::Secret;
 use mnemo_schema::api::{
@@ -127,8 +130,14 @@ impl RestOps {
                 }
             }
         };
+        // A panic below must not leave the client waiting for an answer forever.
+        let attempts = AssertUnwindSafe(attempts).catch_unwind();
         match tokio::time::timeout(self.timeout, attempts).await {
-            Ok(result) => result,
+            Ok(Ok(result)) => result,
+            Ok(Err(_)) => Err(OpsError::new(
+                OpsErrorKind::Internal,
+                "the bridge failed while handling this call (a bug: its log on stderr has the details)",
+            )),
             Err(_) => Err(unreachable(format!(
                 "no answer from the memory server within {:.1} s (MNEMO_BRIDGE_TIMEOUT)",
                 self.timeout.as_secs_f64()

@@ -8,7 +8,8 @@
 
 use std::net::TcpListener;
 use std::path::PathBuf;
-use std::process::{Command, Output};
+use std::process::{Command, Output, Stdio};
+use std::sync::mpsc;
 use std::time::Duration;
 
 use mnemo_tests::process::{BridgeProcess, ServerProcess, workspace_binary};
@@ -62,19 +63,35 @@ fn bridge_env(server: &ServerProcess, pins: &std::path::Path) -> Vec<(&'static s
     env
 }
 
+/// Longest a Python scenario may run before the test gives up on it.
+const SCENARIO_WITHIN: Duration = Duration::from_secs(120);
+
 /// Runs the Python scenario; returns its JSON summary.
 fn run_python(args: &[&str], env: &[(&str, String)]) -> Value {
-    let Output {
-        status,
-        stdout,
-        stderr,
-    } = Command::new(python())
+    let child = Command::new(python())
         .arg(client_script())
         .args(args)
         .envs(env.iter().map(|(k, v)| (k, v)))
         .env("RUST_LOG", "warn")
-        .output()
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
         .expect("run scripts/mcp_client.py");
+    let pid = child.id().to_string();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    let Ok(output) = rx.recv_timeout(SCENARIO_WITHIN) else {
+        // A hung client must fail the test, not hang the suite.
+        let _ = Command::new("kill").args(["-KILL", &pid]).status();
+        panic!("mcp_client.py {args:?} did not finish within {SCENARIO_WITHIN:?}");
+    };
+    let Output {
+        status,
+        stdout,
+        stderr,
+    } = output.expect("mcp_client.py's output");
     let stderr = String::from_utf8_lossy(&stderr);
     assert!(status.success(), "mcp_client.py {args:?} failed:\n{stderr}");
     serde_json::from_slice(&stdout).unwrap_or_else(|e| panic!("summary: {e}; stderr:\n{stderr}"))

@@ -112,7 +112,10 @@ fn main() {
             searches.push(took);
         }
         report(
-            &format!("memory_search, {} memories ({label})", args.seed.max(args.calls)),
+            &format!(
+                "memory_search, {} memories ({label})",
+                args.seed.max(args.calls)
+            ),
             searches,
         );
     }
