@@ -296,9 +296,19 @@ pub struct ImportRequest {
     pub memories: Vec<ImportedMemory>,
 }
 
-/// Per-memory outcome of an import; duplicates do not fail the batch.
+/// `POST /api/memories/batch`: up to [`MAX_BATCH`] store requests, embedded as one batch.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct BatchStoreRequest {
+    pub memories: Vec<StoreRequest>,
+}
+
+/// Most memories in one batch store or import.
+pub const MAX_BATCH: usize = 100;
+
+/// Per-memory outcome of a batch store or an import, in request order; duplicates and
+/// invalid items fail only themselves.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ImportResponse {
+pub struct BatchResponse {
     pub results: Vec<MutationResponse>,
     pub stored: usize,
 }
@@ -342,6 +352,9 @@ pub struct DeleteMatchingResponse {
     /// More memories match than this call handled; call again.
     pub has_more: bool,
 }
+
+/// An import answers like a batch store.
+pub type ImportResponse = BatchResponse;
 
 /// `GET /api/health/detailed`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -60,6 +60,91 @@ impl MemoryService {
     /// Stores a memory. Duplicate content fails with [`StoreError::Duplicate`], which
     /// carries the existing hash.
     pub async fn store(&self, new: NewMemory) -> Result<Memory, ServiceError> {
+        self.store_many(vec![new])
+            .await?
+            .pop()
+            .unwrap_or(Err(ServiceError::Store(StoreError::WriterGone)))
+    }
+
+    /// Stores several memories, each succeeding or failing on its own (in order): the
+    /// texts go to the model as one batch and the rows to the writer as one group, so
+    /// a batch costs about what its embedding costs. A duplicate, of a stored memory or
+    /// of an earlier item, fails only itself. The outer error is for failures that
+    /// concern the whole batch (the embedder or a blocking task).
+    pub async fn store_many(
+        &self,
+        batch: Vec<NewMemory>,
+    ) -> Result<Vec<Result<Memory, ServiceError>>, ServiceError> {
+        let mut outcomes: Vec<Option<Result<Memory, ServiceError>>> = Vec::new();
+        let mut pending: Vec<(usize, NewRecord)> = Vec::new();
+        let mut seen = std::collections::HashSet::new();
+        for (index, new) in batch.into_iter().enumerate() {
+            outcomes.push(None);
+            match self.prepare(new) {
+                Ok(record) if !seen.insert(record.content_hash.clone()) => {
+                    outcomes[index] = Some(Err(StoreError::Duplicate {
+                        content_hash: record.content_hash,
+                    }
+                    .into()));
+                }
+                Ok(record) => pending.push((index, record)),
+                Err(e) => outcomes[index] = Some(Err(e)),
+            }
+        }
+        // Skip the embedding for content that is already stored; the writer re-checks.
+        let hashes: Vec<String> = pending
+            .iter()
+            .map(|(_, r)| r.content_hash.clone())
+            .collect();
+        let stored = self
+            .blocking(move |store| {
+                hashes
+                    .iter()
+                    .map(|hash| match store.get(hash) {
+                        Ok(_) => Ok(true),
+                        Err(StoreError::NotFound { .. }) => Ok(false),
+                        Err(e) => Err(e),
+                    })
+                    .collect::<Result<Vec<bool>, StoreError>>()
+            })
+            .await?;
+        let mut fresh = Vec::with_capacity(pending.len());
+        for ((index, record), exists) in pending.into_iter().zip(stored) {
+            if exists {
+                outcomes[index] = Some(Err(StoreError::Duplicate {
+                    content_hash: record.content_hash,
+                }
+                .into()));
+            } else {
+                fresh.push((index, record));
+            }
+        }
+        if !fresh.is_empty() {
+            let texts = fresh.iter().map(|(_, r)| r.content.clone()).collect();
+            let vectors = self.embedder.embed(texts).await?;
+            let (indexes, records): (Vec<usize>, Vec<NewRecord>) = fresh
+                .into_iter()
+                .zip(vectors)
+                .map(|((index, mut record), vector)| {
+                    record.vector = vector;
+                    (index, record)
+                })
+                .unzip();
+            let results = self
+                .blocking(move |store| Ok(store.insert_many(records)))
+                .await?;
+            for (index, result) in indexes.into_iter().zip(results) {
+                outcomes[index] = Some(result.map_err(Into::into));
+            }
+        }
+        Ok(outcomes
+            .into_iter()
+            .map(|o| o.unwrap_or(Err(ServiceError::Store(StoreError::WriterGone))))
+            .collect())
+    }
+
+    /// Validates and normalises a new memory into a record still without its vector.
+    fn prepare(&self, new: NewMemory) -> Result<NewRecord, ServiceError> {
         let content = new.content.trim();
         if content.is_empty() {
             return Err(InvalidInput::EmptyContent.into());
@@ -71,26 +156,15 @@ impl MemoryService {
             }
             .into());
         }
-        let tags = normalize_tags(&new.tags)?;
-        let memory_type = normalize_type(new.memory_type.as_deref())?;
-        let hash = content_hash(content);
-        // Skip the embedding for content that is already stored; the writer re-checks.
-        match self.get(&hash).await {
-            Ok(_) => return Err(StoreError::Duplicate { content_hash: hash }.into()),
-            Err(ServiceError::Store(StoreError::NotFound { .. })) => {}
-            Err(e) => return Err(e),
-        }
-        let vector = self.embedder.embed_one(content).await?;
-        let record = NewRecord {
+        Ok(NewRecord {
             content: content.to_owned(),
-            content_hash: hash,
-            tags,
-            memory_type,
+            content_hash: content_hash(content),
+            tags: normalize_tags(&new.tags)?,
+            memory_type: normalize_type(new.memory_type.as_deref())?,
             metadata: new.metadata,
-            vector,
+            vector: Vec::new(),
             created_at: new.created_at,
-        };
-        self.blocking(move |store| store.insert(record)).await
+        })
     }
 
     pub async fn get(&self, content_hash: &str) -> Result<Memory, ServiceError> {

@@ -70,6 +70,11 @@ fn routes(hash: &str) -> Vec<(Method, String, Option<Value>)> {
             "/api/sessions".into(),
             Some(json!({"session_id": "m", "turns": [{"role": "user", "content": "hi"}]})),
         ),
+        (
+            Method::POST,
+            "/api/memories/batch".into(),
+            Some(json!({"memories": [{"content": "matrix batch"}]})),
+        ),
         (Method::DELETE, format!("/api/memories/{hash}"), None),
     ]
 }
@@ -816,4 +821,139 @@ async fn by_time_search_over_imported_memories() {
 
 fn iso(epoch: i64) -> String {
     jiff::Timestamp::from_second(epoch).unwrap().to_string()
+}
+
+/// A batch store embeds and stores every new item, reports each in request order, and
+/// refuses only the items that are duplicates (of a stored memory or of an earlier
+/// item) or invalid; the stored ones are searchable and on the change feed.
+#[tokio::test]
+async fn batch_store_reports_each_item() {
+    let server = TestServer::spawn().await;
+    let existing = store(&server, json!({"content": DOG})).await;
+    let mut feed = server.events(Some(1)).await;
+    let (status, body) = server
+        .send(
+            Method::POST,
+            "/api/memories/batch",
+            Some(json!({"memories": [
+                {"content": TAX, "tags": ["Money"], "memory_type": "todo"},
+                {"content": DOG},
+                {"content": "   "},
+                {"content": COFFEE, "metadata": {"room": "kitchen"}, "conversation_id": "c1"},
+                {"content": format!("  {TAX} ")},
+                {"content": "bad tag", "tags": ["z".repeat(101)]},
+            ]})),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["stored"], 2, "{body}");
+    let results = body["results"].as_array().unwrap();
+    let success: Vec<bool> = results.iter().map(|r| r["success"] == true).collect();
+    assert_eq!(success, [true, false, false, true, false, false]);
+    assert_eq!(results[0]["memory"]["tags"], json!(["money"]));
+    assert_eq!(results[0]["memory"]["memory_type"], "todo");
+    assert_eq!(results[1]["content_hash"], existing.as_str());
+    assert_eq!(results[4]["content_hash"], results[0]["content_hash"]);
+    assert_eq!(results[3]["memory"]["metadata"]["conversation_id"], "c1");
+    assert!(results[2]["message"].as_str().unwrap().contains("empty"));
+
+    assert_eq!(
+        common::next_event(&mut feed).await.event,
+        "connection_established"
+    );
+    for expected in [TAX, COFFEE] {
+        let event = common::next_event(&mut feed).await;
+        assert_eq!(event.event, "memory_stored");
+        assert!(event.data.contains(&expected[..20]), "{}", event.data);
+    }
+    let (_, found) = server
+        .send(
+            Method::POST,
+            "/api/search",
+            Some(json!({"query": "coffee machine maintenance", "n_results": 1})),
+        )
+        .await;
+    assert_eq!(found["results"][0]["memory"]["content"], COFFEE);
+    let (_, list) = server
+        .send(Method::GET, "/api/memories?page_size=1", None)
+        .await;
+    assert_eq!(list["total"], 3);
+}
+
+/// `X-Agent-ID` tags every item of a batch, as it tags a single store.
+#[tokio::test]
+async fn batch_store_applies_agent_tag() {
+    let server = TestServer::spawn().await;
+    let response = server
+        .request(Method::POST, "/api/memories/batch")
+        .header("X-Agent-ID", "planner")
+        .json(&json!({"memories": [{"content": DOG}, {"content": TAX, "tags": ["x"]}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(
+        body["results"][0]["memory"]["tags"],
+        json!(["agent:planner"])
+    );
+    assert_eq!(
+        body["results"][1]["memory"]["tags"],
+        json!(["agent:planner", "x"])
+    );
+}
+
+/// A batch of 100 is accepted; 101 is refused whole with 400 and the JSON error body,
+/// storing nothing; an empty batch stores nothing; a body of the wrong shape gets 422.
+#[tokio::test]
+async fn batch_store_limits_and_shape() {
+    let server = TestServer::spawn().await;
+    let items = |n: usize| -> Value {
+        json!({"memories": (0..n).map(|i| json!({"content": format!("batch item number {i}")})).collect::<Vec<_>>()})
+    };
+    let (status, body) = server
+        .send(Method::POST, "/api/memories/batch", Some(items(101)))
+        .await;
+    assert_eq!((status, error_code(&body)), (400, "bad_request"), "{body}");
+    assert!(body["message"].as_str().unwrap().contains("100"));
+    let (_, list) = server
+        .send(Method::GET, "/api/memories?page_size=1", None)
+        .await;
+    assert_eq!(list["total"], 0);
+
+    let (status, body) = server
+        .send(Method::POST, "/api/memories/batch", Some(items(100)))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["stored"], 100);
+    assert_eq!(body["results"].as_array().unwrap().len(), 100);
+
+    let (status, body) = server
+        .send(Method::POST, "/api/memories/batch", Some(items(0)))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["stored"], 0);
+
+    for bad in [
+        json!({"memories": "nope"}),
+        json!({"content": DOG}),
+        json!([1]),
+    ] {
+        let (status, body) = server
+            .send(Method::POST, "/api/memories/batch", Some(bad))
+            .await;
+        assert_eq!((status, error_code(&body)), (422, "invalid_body"), "{body}");
+    }
+    let response = server
+        .request(Method::POST, "/api/memories/batch")
+        .header("content-type", "application/json")
+        .body("{not json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 400);
+    assert_eq!(
+        error_code(&response.json().await.unwrap()),
+        "malformed_json"
+    );
 }

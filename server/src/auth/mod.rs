@@ -159,6 +159,7 @@ mod tests {
             (Method::GET, "/api/health/detailed", Some(Scope::Read)),
             (Method::POST, "/api/search/by-tag", Some(Scope::Read)),
             (Method::POST, "/api/memories", Some(Scope::Write)),
+            (Method::POST, "/api/memories/batch", Some(Scope::Write)),
             (Method::DELETE, "/api/memories/x", Some(Scope::Write)),
             (Method::POST, "/api/memories/import", Some(Scope::Admin)),
             (Method::GET, "/api/events/stats", Some(Scope::Admin)),

@@ -117,23 +117,32 @@ fn run(mut model: Box<dyn EmbedModel>, mut requests: mpsc::Receiver<Request>, ma
                 Err(_) => break,
             }
         }
-        embed_batch(model.as_mut(), batch);
+        embed_batch(model.as_mut(), batch, max_batch);
     }
 }
 
-/// Embeds every request's texts in one model call and hands each request its share.
-fn embed_batch(model: &mut dyn EmbedModel, batch: Vec<Request>) {
+/// Embeds every request's texts, at most `max_batch` per model call, and hands each
+/// request its share. A request larger than `max_batch` (a batch store) is split:
+/// ONNX Runtime keeps the memory arena its largest call needed, so one call of 100
+/// long texts would raise the server's resident memory for good.
+fn embed_batch(model: &mut dyn EmbedModel, batch: Vec<Request>, max_batch: usize) {
     let texts: Vec<String> = batch.iter().flat_map(|r| r.texts.iter().cloned()).collect();
-    let result = model.embed(&texts).and_then(|vectors| {
-        if vectors.len() == texts.len() {
-            Ok(vectors)
-        } else {
-            Err(EmbedError::WrongCount {
-                expected: texts.len(),
-                actual: vectors.len(),
-            })
-        }
-    });
+    let result = texts
+        .chunks(max_batch.max(1))
+        .try_fold(Vec::with_capacity(texts.len()), |mut all, chunk| {
+            all.extend(model.embed(chunk)?);
+            Ok(all)
+        })
+        .and_then(|vectors| {
+            if vectors.len() == texts.len() {
+                Ok(vectors)
+            } else {
+                Err(EmbedError::WrongCount {
+                    expected: texts.len(),
+                    actual: vectors.len(),
+                })
+            }
+        });
     match result {
         Ok(vectors) => {
             let mut vectors = vectors.into_iter();
@@ -247,5 +256,27 @@ mod tests {
         for answer in answers {
             assert_eq!(answer.blocking_recv().unwrap().unwrap().len(), 1);
         }
+    }
+
+    /// A request larger than the batch limit (a batch store) reaches the model in
+    /// calls of at most that many texts, and still gets all its vectors in order.
+    #[test]
+    fn large_requests_are_split() {
+        let model = FakeModel::new(8);
+        let batches = model.batches.clone();
+        let (queue, requests) = mpsc::channel(4);
+        let (reply, answer) = oneshot::channel();
+        let texts: Vec<String> = (0..10).map(|i| format!("t{i}")).collect();
+        queue
+            .try_send(Request {
+                texts: texts.clone(),
+                reply,
+            })
+            .unwrap();
+        drop(queue);
+        run(Box::new(model), requests, 4);
+        assert_eq!(*batches.lock().unwrap(), vec![4, 4, 2]);
+        let vectors = answer.blocking_recv().unwrap().unwrap();
+        assert_eq!(vectors, FakeModel::new(8).embed(&texts).unwrap());
     }
 }

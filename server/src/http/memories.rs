@@ -7,9 +7,9 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use mnemo_schema::api::{
-    DeleteMatchingRequest, DeleteMatchingResponse, ImportRequest, ImportResponse, ListQuery,
-    ListResponse, MAX_RESULTS, Memory, MutationResponse, SessionRequest, StoreRequest,
-    UpdateRequest,
+    BatchResponse, BatchStoreRequest, DeleteMatchingRequest, DeleteMatchingResponse, ImportRequest,
+    ListQuery, ListResponse, MAX_BATCH, MAX_RESULTS, Memory, MutationResponse, SessionRequest,
+    StoreRequest, UpdateRequest,
 };
 use serde_json::Value;
 
@@ -19,9 +19,6 @@ use crate::memory::{Filter, MemoryPatch, NewMemory};
 use crate::service::ServiceError;
 use crate::store::StoreError;
 
-/// Largest import batch.
-const MAX_IMPORT: usize = 100;
-
 /// `POST /api/memories`. `X-Agent-ID` adds the tag `agent:<id>`; `conversation_id`
 /// goes into metadata, as the anchor does.
 pub async fn create(
@@ -29,27 +26,85 @@ pub async fn create(
     headers: HeaderMap,
     ApiJson(request): ApiJson<StoreRequest>,
 ) -> Result<(StatusCode, Json<MutationResponse>), ApiError> {
-    let mut tags = request.tags;
-    let agent = headers
+    let new = new_memory(request, agent_tag(&headers));
+    let memory = state.service()?.store(new).await?;
+    Ok((StatusCode::OK, Json(stored(memory.into()))))
+}
+
+/// `POST /api/memories/batch`: up to 100 memories embedded as one batch, each stored
+/// or refused on its own, so bulk ingest runs at the model's batch speed rather than
+/// one embedding per request.
+pub async fn create_batch(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    ApiJson(request): ApiJson<BatchStoreRequest>,
+) -> Result<Json<BatchResponse>, ApiError> {
+    check_batch_size(request.memories.len())?;
+    let agent = agent_tag(&headers);
+    let batch = request
+        .memories
+        .into_iter()
+        .map(|item| new_memory(item, agent.clone()))
+        .collect();
+    let outcomes = state.service()?.store_many(batch).await?;
+    batch_response(outcomes)
+}
+
+/// The `agent:<id>` tag an `X-Agent-ID` header asks for.
+fn agent_tag(headers: &HeaderMap) -> Option<String> {
+    headers
         .get("x-agent-id")
         .and_then(|v| v.to_str().ok())
-        .map(str::trim);
-    if let Some(agent) = agent.filter(|a| !a.is_empty()) {
-        tags.push(format!("agent:{agent}"));
-    }
+        .map(str::trim)
+        .filter(|a| !a.is_empty())
+        .map(|agent| format!("agent:{agent}"))
+}
+
+fn new_memory(request: StoreRequest, agent_tag: Option<String>) -> NewMemory {
+    let mut tags = request.tags;
+    tags.extend(agent_tag);
     let mut metadata = request.metadata;
     if let Some(conversation) = request.conversation_id {
         metadata.insert("conversation_id".into(), Value::String(conversation));
     }
-    let new = NewMemory {
+    NewMemory {
         content: request.content,
         tags,
         memory_type: request.memory_type,
         metadata,
         created_at: None,
-    };
-    let memory = state.service()?.store(new).await?;
-    Ok((StatusCode::OK, Json(stored(memory.into()))))
+    }
+}
+
+fn check_batch_size(len: usize) -> Result<(), ApiError> {
+    if len > MAX_BATCH {
+        return Err(ApiError::bad_request(format!(
+            "{len} memories in one request; the limit is {MAX_BATCH}"
+        )));
+    }
+    Ok(())
+}
+
+/// Per-item results. Invalid items and duplicates are reported in place; any other
+/// failure is the server's and fails the request.
+fn batch_response(
+    outcomes: Vec<Result<crate::memory::Memory, ServiceError>>,
+) -> Result<Json<BatchResponse>, ApiError> {
+    let mut results = Vec::with_capacity(outcomes.len());
+    for outcome in outcomes {
+        results.push(match outcome {
+            Ok(memory) => stored(memory.into()),
+            Err(
+                e @ (ServiceError::Invalid(_) | ServiceError::Store(StoreError::Duplicate { .. })),
+            ) => refused(e),
+            Err(other) => return Err(other.into()),
+        });
+    }
+    let stored_count = results.iter().filter(|r| r.success).count();
+    Ok(Json(BatchResponse {
+        results,
+        stored: stored_count,
+    }))
 }
 
 fn stored(memory: Memory) -> MutationResponse {
@@ -184,38 +239,17 @@ pub async fn create_session(
 pub async fn import(
     State(state): State<Arc<AppState>>,
     ApiJson(request): ApiJson<ImportRequest>,
-) -> Result<Json<ImportResponse>, ApiError> {
-    if request.memories.len() > MAX_IMPORT {
-        return Err(ApiError::bad_request(format!(
-            "{} memories in one import; the limit is {MAX_IMPORT}",
-            request.memories.len()
-        )));
-    }
+) -> Result<Json<BatchResponse>, ApiError> {
+    check_batch_size(request.memories.len())?;
     let service = state.service()?;
     let utc = jiff::tz::TimeZone::UTC;
-    let mut results = Vec::with_capacity(request.memories.len());
+    let mut batch = Vec::with_capacity(request.memories.len());
     for item in request.memories {
-        let created_at = super::search::instant(&item.created_at, &utc)?;
-        let new = NewMemory {
-            content: item.memory.content,
-            tags: item.memory.tags,
-            memory_type: item.memory.memory_type,
-            metadata: item.memory.metadata,
-            created_at: Some(created_at),
-        };
-        results.push(match service.store(new).await {
-            Ok(memory) => stored(memory.into()),
-            Err(
-                e @ (ServiceError::Invalid(_) | ServiceError::Store(StoreError::Duplicate { .. })),
-            ) => refused(e),
-            Err(other) => return Err(other.into()),
-        });
+        let mut new = new_memory(item.memory, None);
+        new.created_at = Some(super::search::instant(&item.created_at, &utc)?);
+        batch.push(new);
     }
-    let stored_count = results.iter().filter(|r| r.success).count();
-    Ok(Json(ImportResponse {
-        results,
-        stored: stored_count,
-    }))
+    batch_response(service.store_many(batch).await?)
 }
 
 /// `POST /api/memories/delete`: deletes up to `limit` memories matching every given

@@ -116,6 +116,7 @@ pub fn router(state: Arc<AppState>, config: &Config, shutdown: CancellationToken
         .route("/api/health", get(health::health))
         .route("/api/health/detailed", get(health::detailed))
         .route("/api/memories", post(memories::create).get(memories::list))
+        .route("/api/memories/batch", post(memories::create_batch))
         .route("/api/memories/import", post(memories::import))
         .route("/api/memories/delete", post(memories::delete_matching))
         .route(

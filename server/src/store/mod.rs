@@ -19,6 +19,7 @@
 mod filter;
 mod read;
 mod vec_extension;
+mod vectors;
 mod write;
 mod writer;
 
@@ -32,6 +33,7 @@ use thiserror::Error;
 
 use crate::memory::{Filter, Memory, MemoryPatch, ScoredMemory};
 pub use read::{EventRow, Page};
+use vectors::VectorCopy;
 pub use write::NewRecord;
 pub use writer::Retention;
 use writer::{Command, Writer};
@@ -63,6 +65,9 @@ pub struct StoreOptions {
     /// Committed events kept in memory for live subscribers; one that falls further
     /// behind catches up from the events table.
     pub feed_capacity: usize,
+    /// Keep a copy of every vector in memory and search that (see [`vectors`]),
+    /// rather than scanning the vec0 table: 4 bytes per dimension per memory of RSS.
+    pub memory_vectors: bool,
 }
 
 impl Default for StoreOptions {
@@ -75,6 +80,7 @@ impl Default for StoreOptions {
                 max_rows: 100_000,
             },
             feed_capacity: 1024,
+            memory_vectors: true,
         }
     }
 }
@@ -133,6 +139,8 @@ pub struct Store {
     writer: Writer,
     /// Read-only connections, handed out one query at a time.
     readers: r2d2::Pool<SqliteConnectionManager>,
+    /// The in-memory copy of the vectors that searches scan, when enabled.
+    vectors: Option<std::sync::Arc<VectorCopy>>,
     /// Every committed event, in order, for live subscribers. A bounded ring: a
     /// subscriber that lags past it is told so and re-reads the events table.
     feed: tokio::sync::broadcast::Sender<std::sync::Arc<EventRow>>,
@@ -179,14 +187,25 @@ impl Store {
             .build(manager)?;
 
         let (feed, _) = tokio::sync::broadcast::channel(options.feed_capacity.max(1));
+        // Loaded before the writer starts, so no committed change can be missed.
+        let vectors = if options.memory_vectors {
+            Some(std::sync::Arc::new(VectorCopy::load(
+                &conn,
+                spec.dimension,
+            )?))
+        } else {
+            None
+        };
         Ok(Self {
             writer: Writer::spawn(
                 conn,
                 options.max_group_commit.max(1),
                 options.retention,
                 feed.clone(),
+                vectors.clone(),
             ),
             readers,
+            vectors,
             feed,
             path: path.to_path_buf(),
             dimension: spec.dimension,
@@ -203,6 +222,27 @@ impl Store {
     pub fn insert(&self, record: NewRecord) -> Result<Memory, StoreError> {
         self.check_dimension(&record.vector)?;
         self.writer.submit(Command::Insert(record))
+    }
+
+    /// Stores several new memories, each succeeding or failing on its own, in order.
+    /// They reach the writer together, so they usually commit as one group.
+    pub fn insert_many(&self, records: Vec<NewRecord>) -> Vec<Result<Memory, StoreError>> {
+        let mut checked = Vec::with_capacity(records.len());
+        let mut commands = Vec::with_capacity(records.len());
+        for record in records {
+            match self.check_dimension(&record.vector) {
+                Ok(()) => {
+                    checked.push(None);
+                    commands.push(Command::Insert(record));
+                }
+                Err(e) => checked.push(Some(Err(e))),
+            }
+        }
+        let mut committed = self.writer.submit_many(commands).into_iter();
+        checked
+            .into_iter()
+            .map(|c| c.unwrap_or_else(|| committed.next().unwrap_or(Err(StoreError::WriterGone))))
+            .collect()
     }
 
     /// Replaces tags and type and merges metadata, as the patch says.
@@ -237,7 +277,10 @@ impl Store {
         filter: &Filter,
     ) -> Result<Vec<ScoredMemory>, StoreError> {
         self.check_dimension(vector)?;
-        read::search(&*self.readers.get()?, vector, k, filter)
+        match &self.vectors {
+            Some(vectors) => read::search_copy(&*self.readers.get()?, vectors, vector, k, filter),
+            None => read::search(&*self.readers.get()?, vector, k, filter),
+        }
     }
 
     /// Memories matching any word of `query` by full-text search (BM25), best first.

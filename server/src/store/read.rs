@@ -6,6 +6,7 @@ use rusqlite::{Connection, OptionalExtension, Row, params_from_iter, types::Valu
 
 use super::StoreError;
 use super::filter::SqlFilter;
+use super::vectors::VectorCopy;
 use super::write::vector_bytes;
 use crate::memory::{Filter, Memory, ScoredMemory};
 
@@ -152,6 +153,47 @@ pub(super) fn search(
             })
         })?
         .collect::<rusqlite::Result<Vec<_>>>()?;
+    Ok(hits)
+}
+
+/// The same search over the in-memory copy of the vectors. The filter becomes a list of
+/// candidate ids first, so filtered searches still rank only matching memories.
+pub(super) fn search_copy(
+    conn: &Connection,
+    vectors: &VectorCopy,
+    vector: &[f32],
+    k: usize,
+    filter: &Filter,
+) -> Result<Vec<ScoredMemory>, StoreError> {
+    if k == 0 {
+        return Ok(Vec::new());
+    }
+    let sql = SqlFilter::new(filter);
+    let candidates: Option<Vec<i64>> = if sql.is_empty() {
+        None
+    } else {
+        Some(
+            conn.prepare_cached(&format!(
+                "SELECT m.id FROM memories m WHERE 1 = 1{}",
+                sql.conditions
+            ))?
+            .query_map(params_from_iter(&sql.params), |r| r.get(0))?
+            .collect::<rusqlite::Result<_>>()?,
+        )
+    };
+    let mut statement = conn.prepare_cached(&format!(
+        "SELECT {MEMORY_COLUMNS} FROM memories m WHERE m.id = ?"
+    ))?;
+    let mut hits = Vec::with_capacity(k);
+    for (id, similarity) in vectors.nearest(vector, k, candidates.as_deref()) {
+        // A memory deleted since the scan is simply not returned.
+        if let Some(memory) = statement.query_row([id], memory_from_row).optional()? {
+            hits.push(ScoredMemory {
+                memory,
+                cosine_similarity: similarity,
+            });
+        }
+    }
     Ok(hits)
 }
 

@@ -250,3 +250,91 @@ fn group_commit_isolates_failures() {
     assert_eq!(store.count().unwrap(), 13);
     assert_eq!(store.events_after(0, 100).unwrap().len(), 13);
 }
+
+/// The in-memory vector copy and the vec0 scan agree on every search, filtered or not,
+/// through inserts, a batch, deletes and a reopen (which reloads the copy from vec0).
+#[test]
+fn vector_copy_agrees_with_vec0() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("memories.db");
+    let with_copy = Store::open(&path, &spec(), StoreOptions::default()).unwrap();
+    let mut records = Vec::new();
+    for i in 0..60 {
+        let f = i as f32;
+        let tags: &[&str] = if i % 3 == 0 { &["three"] } else { &["other"] };
+        records.push(record(
+            &format!("memory {i}"),
+            tags,
+            [f.sin(), f.cos(), (f * 0.7).sin(), 1.0 + (f * 0.3).cos()],
+        ));
+    }
+    let (first, rest) = records.split_at(20);
+    for r in first {
+        with_copy.insert(r.clone()).unwrap();
+    }
+    assert!(
+        with_copy
+            .insert_many(rest.to_vec())
+            .iter()
+            .all(Result::is_ok)
+    );
+    for i in (0..60).step_by(7) {
+        with_copy
+            .delete(&content_hash(&format!("memory {i}")))
+            .unwrap();
+    }
+    let filters = [
+        Filter::default(),
+        Filter {
+            tags: vec!["three".into()],
+            tag_match: TagMatch::Any,
+            ..Filter::default()
+        },
+    ];
+    let queries = [
+        [1.0, 0.0, 0.0, 0.0],
+        [0.2, -0.5, 0.9, 0.1],
+        [-1.0, 1.0, 1.0, -1.0],
+    ];
+    let hashes = |hits: Vec<ScoredMemory>| -> Vec<(String, f64)> {
+        hits.into_iter()
+            .map(|h| (h.memory.content_hash, h.cosine_similarity))
+            .collect()
+    };
+    let searches = |store: &Store| -> Vec<Vec<(String, f64)>> {
+        let mut all = Vec::new();
+        for filter in &filters {
+            for q in queries {
+                all.push(hashes(store.search(&unit(q), 10, filter).unwrap()));
+            }
+        }
+        all
+    };
+    // Same memories in the same order; similarities equal up to float rounding.
+    let same = |a: &[Vec<(String, f64)>], b: &[Vec<(String, f64)>]| {
+        assert_eq!(a.len(), b.len());
+        for (x, y) in a.iter().zip(b) {
+            let names = |v: &[(String, f64)]| v.iter().map(|h| h.0.clone()).collect::<Vec<_>>();
+            assert_eq!(names(x), names(y));
+            for (p, q) in x.iter().zip(y) {
+                assert!((p.1 - q.1).abs() < 1e-5, "{} vs {}", p.1, q.1);
+            }
+        }
+    };
+    let copied = searches(&with_copy);
+    drop(with_copy);
+    let vec0 = Store::open(
+        &path,
+        &spec(),
+        StoreOptions {
+            memory_vectors: false,
+            ..StoreOptions::default()
+        },
+    )
+    .unwrap();
+    same(&copied, &searches(&vec0));
+    assert!(copied.iter().all(|hits| hits.len() == 10));
+    drop(vec0);
+    let reopened = open(&dir);
+    same(&copied, &searches(&reopened));
+}

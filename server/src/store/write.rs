@@ -9,6 +9,7 @@ use serde_json::{Map, Value, json};
 
 use super::StoreError;
 use super::read::{self, EventRow};
+use super::vectors::Change;
 use crate::memory::{Memory, MemoryPatch, merge_metadata};
 
 /// A memory ready to store: validated, normalised, hashed and embedded.
@@ -28,8 +29,13 @@ pub struct NewRecord {
 /// Characters of content carried in an event, as the anchor's feed does.
 const PREVIEW_CHARS: usize = 100;
 
-/// A write's outcome: the memory as it now is (or was, for a delete) and its event.
-pub(super) type Written = (Memory, EventRow);
+/// A write's outcome: the memory as it now is (or was, for a delete), its event, and
+/// what the in-memory vector copy must do once the write has committed.
+pub(super) struct Written {
+    pub memory: Memory,
+    pub event: EventRow,
+    pub change: Option<Change>,
+}
 
 pub(super) fn insert(
     tx: &Transaction<'_>,
@@ -68,7 +74,14 @@ pub(super) fn insert(
 
     let memory = read::get(tx, &record.content_hash)?;
     let event = append_event(tx, EventKind::MemoryStored, &memory, summary(&memory), now)?;
-    Ok((memory, event))
+    Ok(Written {
+        memory,
+        event,
+        change: Some(Change::Insert {
+            id,
+            vector: record.vector.clone(),
+        }),
+    })
 }
 
 pub(super) fn update(
@@ -106,7 +119,11 @@ pub(super) fn update(
 
     changed.insert("content_hash".into(), json!(content_hash));
     let event = append_event(tx, EventKind::MemoryUpdated, &memory, changed, now)?;
-    Ok((memory, event))
+    Ok(Written {
+        memory,
+        event,
+        change: None,
+    })
 }
 
 pub(super) fn delete(
@@ -122,7 +139,11 @@ pub(super) fn delete(
     tx.prepare_cached("DELETE FROM memories WHERE id = ?")?
         .execute([id])?;
     let event = append_event(tx, EventKind::MemoryDeleted, &memory, summary(&memory), now)?;
-    Ok((memory, event))
+    Ok(Written {
+        memory,
+        event,
+        change: Some(Change::Delete { id }),
+    })
 }
 
 fn id_of(tx: &Transaction<'_>, content_hash: &str) -> Result<i64, StoreError> {

@@ -8,6 +8,7 @@ use rusqlite::{Connection, TransactionBehavior};
 
 use super::StoreError;
 use super::read::EventRow;
+use super::vectors::VectorCopy;
 use super::write::{self, NewRecord, Written};
 use crate::memory::{Memory, MemoryPatch};
 
@@ -42,11 +43,17 @@ impl Writer {
     /// Starts the thread. Each committed event is sent on `feed` after its group
     /// commits, never before, so a subscriber never sees a change that could still
     /// roll back.
-    pub fn spawn(conn: Connection, max_group: usize, retention: Retention, feed: Feed) -> Self {
+    pub fn spawn(
+        conn: Connection,
+        max_group: usize,
+        retention: Retention,
+        feed: Feed,
+        vectors: Option<Arc<VectorCopy>>,
+    ) -> Self {
         let (jobs, queue) = mpsc::sync_channel(QUEUE_DEPTH);
         let thread = std::thread::Builder::new()
             .name("mnemo-writer".into())
-            .spawn(move || run(conn, queue, max_group, retention, feed))
+            .spawn(move || run(conn, queue, max_group, retention, feed, vectors))
             .expect("the OS can start the writer thread");
         Self {
             jobs: Some(jobs),
@@ -61,6 +68,33 @@ impl Writer {
         jobs.send(Job { command, reply })
             .map_err(|_| StoreError::WriterGone)?;
         answer.recv().map_err(|_| StoreError::WriterGone)?
+    }
+
+    /// Queues every command before waiting for any, so the writer can commit them in
+    /// one group; returns their results in order.
+    pub fn submit_many(&self, commands: Vec<Command>) -> Vec<Result<Memory, StoreError>> {
+        let Some(jobs) = self.jobs.as_ref() else {
+            return commands
+                .iter()
+                .map(|_| Err(StoreError::WriterGone))
+                .collect();
+        };
+        let answers: Vec<_> = commands
+            .into_iter()
+            .map(|command| {
+                let (reply, answer) = mpsc::sync_channel(1);
+                jobs.send(Job { command, reply }).ok().map(|()| answer)
+            })
+            .collect();
+        answers
+            .into_iter()
+            .map(|answer| {
+                answer
+                    .ok_or(StoreError::WriterGone)?
+                    .recv()
+                    .map_err(|_| StoreError::WriterGone)?
+            })
+            .collect()
     }
 }
 
@@ -89,6 +123,7 @@ fn run(
     max_group: usize,
     retention: Retention,
     feed: Feed,
+    vectors: Option<Arc<VectorCopy>>,
 ) {
     while let Ok(first) = queue.recv() {
         let mut group = vec![first];
@@ -98,16 +133,26 @@ fn run(
                 Err(_) => break,
             }
         }
-        let results = commit_group(
+        let mut results = commit_group(
             &mut conn,
             group.iter_mut().map(|j| &mut j.command),
             &retention,
         );
+        // The copy changes after the commit and before anyone hears of it, so a
+        // caller that searches right after its store finds what it stored.
+        if let Some(vectors) = &vectors {
+            vectors.apply(
+                results
+                    .iter_mut()
+                    .filter_map(|r| r.as_mut().ok().and_then(|w| w.change.take()))
+                    .collect(),
+            );
+        }
         for (job, result) in group.into_iter().zip(results) {
-            let result = result.map(|(memory, event)| {
+            let result = result.map(|written| {
                 // No subscriber is not an error.
-                let _ = feed.send(Arc::new(event));
-                memory
+                let _ = feed.send(Arc::new(written.event));
+                written.memory
             });
             // A caller that gave up waiting is not an error of the store.
             let _ = job.reply.send(result);

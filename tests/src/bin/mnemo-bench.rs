@@ -1,68 +1,132 @@
-//! `mnemo-bench`: REST latency and throughput of a running server with Mnemo's REST
-//! contract (so also the Python anchor).
+//! `mnemo-bench`: the REST benchmark harness (issue 7). It measures a server with
+//! Mnemo's REST contract, either one it starts itself (a temporary data folder, port
+//! 0, mDNS off) or any running one given with `--url` and `--api-key`.
 //!
 //! ```text
-//! cargo run --release -p mnemo-tests --bin mnemo-bench -- --url http://127.0.0.1:8000 --api-key KEY --seed 10000
+//! cargo run --release -p mnemo-tests --bin mnemo-bench -- --json bench.json
+//! cargo run --release -p mnemo-tests --bin mnemo-bench -- --quick          # CI smoke, seconds
+//! cargo run --release -p mnemo-tests --bin mnemo-bench -- --url http://127.0.0.1:8000 --api-key KEY
+//! cargo run --release -p mnemo-tests --bin mnemo-bench -- --compare before.json after.json
 //! ```
 //!
-//! It seeds the server up to `--seed` memories of generated sentences, then measures
-//! single-client store and search latency and the search throughput of `--clients`
-//! concurrent clients. A first version: the full harness (corpus from real text,
-//! SSE fan-out, recall, JSON output) is the performance issue's.
+//! Scenarios: cold start to healthy; single store latency; search latency and
+//! recall@10 at each `--levels` size; bulk ingest; a mixed load (90% search, 10%
+//! store) of 16 and 64 clients; SSE fan-out; RSS. The corpus is real text (see
+//! `mnemo_tests::bench::realtext`); recall is measured against an exact top-10 the
+//! harness computes from its own embeddings of the same text. Seeded databases and
+//! embeddings are cached in `$MNEMO_CACHE_DIR/bench/`, so a level is seeded once per
+//! machine. Errors must be 0; the harness exits non-zero otherwise.
 
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use clap::Parser;
-use mnemo_tests::corpus::{question, sentence};
+use futures::StreamExt;
+use mnemo_server::Config;
+use mnemo_server::embed::{Embedder, FastEmbedModel};
+use mnemo_tests::bench::realtext::Corpus;
+use mnemo_tests::bench::report::{self, Row};
+use mnemo_tests::bench::spawned::{self, Spawned};
+use mnemo_tests::bench::vectors::{self, Vectors};
 use serde_json::{Value, json};
 
-#[derive(Parser)]
+#[derive(Parser, Clone)]
 struct Args {
-    /// Base URL of the server.
-    #[arg(long, default_value = "http://127.0.0.1:8000")]
-    url: String,
-    /// API key with write scope.
-    #[arg(long, env = "MCP_API_KEY")]
-    api_key: String,
-    /// Memories the server should hold before measuring.
-    #[arg(long, default_value_t = 10_000)]
-    seed: usize,
+    /// Measure the server at this URL instead of starting one.
+    #[arg(long)]
+    url: Option<String>,
+    /// API key (write scope) of the server at `--url`.
+    #[arg(long, env = "MCP_API_KEY", hide_env_values = true)]
+    api_key: Option<String>,
+    /// The `mnemo-server` binary to start (default: the one beside this binary).
+    #[arg(long)]
+    server_bin: Option<PathBuf>,
+    /// Extra environment for a started server, `KEY=VALUE`; repeatable.
+    #[arg(long = "server-env")]
+    server_env: Vec<String>,
+    /// PID of the server at `--url`, for its RSS.
+    #[arg(long)]
+    server_pid: Option<u32>,
+    /// SHA-256 fingerprint to pin when `--url` is https.
+    #[arg(long)]
+    fingerprint: Option<String>,
+    /// Memory counts at which search latency and recall are measured, in order.
+    #[arg(long, value_delimiter = ',', default_value = "1000,10000,100000")]
+    levels: Vec<usize>,
     /// Timed requests per latency scenario.
     #[arg(long, default_value_t = 300)]
     samples: usize,
-    /// Concurrent clients for the throughput scenario.
-    #[arg(long, default_value_t = 16)]
-    clients: usize,
-    /// Searches per client in the throughput scenario.
+    /// Searches per level whose recall@10 is checked.
     #[arg(long, default_value_t = 100)]
-    per_client: usize,
-    /// SSE subscribers for the fan-out scenario (0 skips it).
-    #[arg(long, default_value_t = 0)]
+    recall_queries: usize,
+    /// Starts of a server on an empty folder for the cold-start figure.
+    #[arg(long, default_value_t = 5)]
+    cold_starts: usize,
+    /// Memories in the bulk ingest scenario.
+    #[arg(long, default_value_t = 3000)]
+    bulk: usize,
+    /// Client counts of the mixed-load scenario.
+    #[arg(long, value_delimiter = ',', default_value = "16,64")]
+    mixed_clients: Vec<usize>,
+    /// Seconds each mixed load runs.
+    #[arg(long, default_value_t = 20.0)]
+    mixed_seconds: f64,
+    /// SSE subscribers of the fan-out scenario (0 skips it).
+    #[arg(long, default_value_t = 1000)]
     sse_subscribers: usize,
     /// Writes whose delivery the fan-out scenario times.
     #[arg(long, default_value_t = 50)]
     sse_writes: usize,
-    /// SHA-256 fingerprint to pin when the URL is https (as the server logs it).
+    /// Smoke mode for CI: 1k memories, short runs, a few seconds. Asserts nothing
+    /// about time; errors still fail the run.
     #[arg(long)]
-    fingerprint: Option<String>,
-    /// Also time searches that each open a new connection (TCP, and TLS for https).
+    quick: bool,
+    /// Neither use nor save cached seeded databases (embeddings stay cached).
     #[arg(long)]
-    fresh_connections: bool,
-    /// The server's process id, to report its RSS after the fan-out scenario.
+    fresh: bool,
+    /// Write the results as JSON to this file.
     #[arg(long)]
-    server_pid: Option<u32>,
+    json: Option<PathBuf>,
+    /// A name for this run in the JSON (for example the commit).
+    #[arg(long, default_value = "")]
+    label: String,
+    /// Print the ratios B/A of two JSON reports and exit.
+    #[arg(long, num_args = 2, value_names = ["A", "B"])]
+    compare: Option<Vec<PathBuf>>,
 }
 
-struct Client {
+impl Args {
+    fn apply_quick(&mut self) {
+        if self.quick {
+            self.levels = vec![1000];
+            self.samples = 50;
+            self.recall_queries = 50;
+            self.cold_starts = 1;
+            self.bulk = 300;
+            self.mixed_seconds = 2.0;
+            self.sse_subscribers = 50;
+            self.sse_writes = 5;
+            self.fresh = true;
+        }
+    }
+}
+
+/// A REST client for one server.
+#[derive(Clone)]
+struct Api {
     http: reqwest::Client,
     url: String,
     key: String,
 }
 
-impl Client {
-    async fn post(&self, path: &str, body: &Value) -> anyhow::Result<(u16, Duration)> {
+impl Api {
+    /// POSTs `body`; returns the status, the answer's JSON (Null if none) and the time
+    /// until the whole answer arrived.
+    async fn post(&self, path: &str, body: &Value) -> anyhow::Result<(u16, Value, Duration)> {
         let started = Instant::now();
         let response = self
             .http
@@ -72,8 +136,13 @@ impl Client {
             .send()
             .await?;
         let status = response.status().as_u16();
-        response.bytes().await?;
-        Ok((status, started.elapsed()))
+        let bytes = response.bytes().await?;
+        let took = started.elapsed();
+        Ok((
+            status,
+            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+            took,
+        ))
     }
 
     async fn count(&self) -> anyhow::Result<usize> {
@@ -88,34 +157,257 @@ impl Client {
         body["total"]
             .as_u64()
             .map(|n| n as usize)
-            .context("no total in list answer")
+            .context("no total in the list answer")
     }
 }
 
-/// `n` sequential searches: their latencies and how many failed.
-async fn timed_searches(client: &Client, n: usize) -> anyhow::Result<(Vec<Duration>, usize)> {
-    let mut latencies = Vec::with_capacity(n);
-    let mut failed = 0;
-    for i in 0..n {
-        let body = json!({"query": question(i), "n_results": 10});
-        let (status, took) = client.post("/api/search", &body).await?;
-        failed += usize::from(status != 200);
+/// Texts the write scenarios store, past everything seeded: distinct from each other
+/// and from the seeded memories.
+struct Fresh {
+    corpus: Arc<Corpus>,
+    next: AtomicUsize,
+}
+
+impl Fresh {
+    fn take(&self) -> String {
+        self.corpus
+            .memory(self.next.fetch_add(1, Ordering::Relaxed))
+    }
+}
+
+/// Stores `texts` through `POST /api/memories/batch` (100 per request, two requests
+/// in flight so embedding one overlaps committing the other), or single stores with 8
+/// clients when the server has no batch endpoint. Returns the errors.
+async fn ingest(api: &Api, texts: &[String]) -> anyhow::Result<usize> {
+    let batches: Vec<Vec<String>> = texts.chunks(100).map(<[String]>::to_vec).collect();
+    let Some(first) = batches.first() else {
+        return Ok(0);
+    };
+    let (status, body, _) = api.post("/api/memories/batch", &batch_body(first)).await?;
+    if status == 404 || status == 405 {
+        return ingest_single(api, texts, 8).await;
+    }
+    let mut errors = batch_errors(status, &body, first.len());
+    let results = futures::stream::iter(batches.into_iter().skip(1))
+        .map(|batch| {
+            let api = api.clone();
+            async move {
+                let (status, body, _) =
+                    api.post("/api/memories/batch", &batch_body(&batch)).await?;
+                anyhow::Ok(batch_errors(status, &body, batch.len()))
+            }
+        })
+        .buffered(2)
+        .collect::<Vec<_>>()
+        .await;
+    for result in results {
+        errors += result?;
+    }
+    Ok(errors)
+}
+
+fn batch_body(texts: &[String]) -> Value {
+    json!({"memories": texts.iter().map(|t| json!({"content": t})).collect::<Vec<_>>()})
+}
+
+/// Items of a batch answer that were not stored (a duplicate counts as stored: the
+/// text is there).
+fn batch_errors(status: u16, body: &Value, len: usize) -> usize {
+    if status != 200 {
+        return len;
+    }
+    let results = body["results"].as_array().map_or(&[][..], Vec::as_slice);
+    let ok = results
+        .iter()
+        .filter(|r| {
+            r["success"] == true
+                || r["message"]
+                    .as_str()
+                    .is_some_and(|m| m.contains("already exists"))
+        })
+        .count();
+    len - ok
+}
+
+async fn ingest_single(api: &Api, texts: &[String], clients: usize) -> anyhow::Result<usize> {
+    let results = futures::stream::iter(texts.iter().cloned())
+        .map(|text| {
+            let api = api.clone();
+            async move {
+                let (status, _, _) = api.post("/api/memories", &json!({"content": text})).await?;
+                anyhow::Ok(usize::from(status != 200 && status != 409))
+            }
+        })
+        .buffer_unordered(clients)
+        .collect::<Vec<_>>()
+        .await;
+    results.into_iter().sum()
+}
+
+/// What the recall check needs: the harness's vectors of the seeded memories and of
+/// the queries, and which row each stored text is.
+struct Truth {
+    memories: Vectors,
+    queries: Vectors,
+    row_of: HashMap<String, usize>,
+}
+
+/// Search latency and recall@10 at `level` memories.
+async fn search_level(
+    api: &Api,
+    args: &Args,
+    corpus: &Corpus,
+    truth: Option<&Truth>,
+    level: usize,
+) -> anyhow::Result<Row> {
+    let mut latencies = Vec::with_capacity(args.samples);
+    let mut errors = 0;
+    let mut recalls = Vec::new();
+    for i in 0..args.samples {
+        let query = corpus.query(i);
+        let (status, body, took) = api
+            .post("/api/search", &json!({"query": query, "n_results": 10}))
+            .await?;
+        latencies.push(took);
+        if status != 200 {
+            errors += 1;
+            continue;
+        }
+        let Some(truth) = truth.filter(|t| i < args.recall_queries.min(t.queries.len())) else {
+            continue;
+        };
+        let returned: Vec<usize> = body["results"]
+            .as_array()
+            .map_or(&[][..], Vec::as_slice)
+            .iter()
+            .filter_map(|r| r["memory"]["content"].as_str())
+            .filter_map(|content| truth.row_of.get(content).copied())
+            .collect();
+        recalls.push(vectors::recall(
+            &truth.memories,
+            truth.queries.row(i),
+            level,
+            10,
+            &returned,
+        ));
+    }
+    let mut row = Row::new(format!("search, {level} memories"))
+        .latencies(&latencies)
+        .errors(errors);
+    if !recalls.is_empty() {
+        row.recall_at_10 = Some(recalls.iter().sum::<f64>() / recalls.len() as f64);
+    }
+    Ok(row)
+}
+
+/// `samples` single stores, one at a time.
+async fn store_latency(api: &Api, args: &Args, fresh: &Fresh) -> anyhow::Result<Row> {
+    let mut latencies = Vec::with_capacity(args.samples);
+    let mut errors = 0;
+    for _ in 0..args.samples {
+        let (status, _, took) = api
+            .post("/api/memories", &json!({"content": fresh.take()}))
+            .await?;
+        errors += usize::from(status != 200);
         latencies.push(took);
     }
-    Ok((latencies, failed))
+    Ok(Row::new("store, one at a time")
+        .latencies(&latencies)
+        .errors(errors))
 }
 
-/// Opens `subscribers` SSE streams, makes `sse_writes` writes one at a time, and
+/// Bulk ingest through the batch endpoint, then through single stores, for contrast.
+async fn bulk(api: &Api, args: &Args, fresh: &Fresh) -> anyhow::Result<Vec<Row>> {
+    let texts: Vec<String> = (0..args.bulk).map(|_| fresh.take()).collect();
+    let started = Instant::now();
+    let errors = ingest(api, &texts).await?;
+    let batched = Row::new("bulk ingest, batches of 100")
+        .rate(texts.len(), started.elapsed())
+        .errors(errors);
+    let texts: Vec<String> = (0..args.bulk / 3).map(|_| fresh.take()).collect();
+    let started = Instant::now();
+    let errors = ingest_single(api, &texts, 16).await?;
+    let single = Row::new("bulk ingest, single stores, 16 clients")
+        .rate(texts.len(), started.elapsed())
+        .errors(errors);
+    Ok(vec![batched, single])
+}
+
+/// `clients` clients for `mixed_seconds`: every tenth request of each client is a
+/// store, the rest are searches.
+async fn mixed(
+    api: &Api,
+    args: &Args,
+    corpus: &Arc<Corpus>,
+    fresh: &Arc<Fresh>,
+    clients: usize,
+    embed_bound: Option<f64>,
+) -> anyhow::Result<Vec<Row>> {
+    let deadline = Instant::now() + Duration::from_secs_f64(args.mixed_seconds);
+    let started = Instant::now();
+    let workers: Vec<_> = (0..clients)
+        .map(|w| {
+            let api = api.clone();
+            let corpus = Arc::clone(corpus);
+            let fresh = Arc::clone(fresh);
+            tokio::spawn(async move {
+                let (mut searches, mut stores, mut errors) = (Vec::new(), Vec::new(), 0);
+                let mut j = 0;
+                while Instant::now() < deadline {
+                    let store = (j + w) % 10 == 0;
+                    let result = if store {
+                        api.post("/api/memories", &json!({"content": fresh.take()}))
+                            .await
+                    } else {
+                        let query = corpus.query(w * 7919 + j);
+                        api.post("/api/search", &json!({"query": query, "n_results": 10}))
+                            .await
+                    };
+                    match result {
+                        Ok((200, _, took)) if store => stores.push(took),
+                        Ok((200, _, took)) => searches.push(took),
+                        _ => errors += 1,
+                    }
+                    j += 1;
+                }
+                (searches, stores, errors)
+            })
+        })
+        .collect();
+    let (mut searches, mut stores, mut errors) = (Vec::new(), Vec::new(), 0);
+    for worker in workers {
+        let (s, t, e) = worker.await?;
+        searches.extend(s);
+        stores.extend(t);
+        errors += e;
+    }
+    let elapsed = started.elapsed();
+    let mut all = searches.clone();
+    all.extend(&stores);
+    let mut total = Row::new(format!("mixed load, {clients} clients"))
+        .latencies(&all)
+        .rate(all.len() + errors, elapsed)
+        .errors(errors);
+    if let (Some(bound), Some(rate)) = (embed_bound, total.per_s) {
+        total = total.value(100.0 * rate / bound, "% of embed bound");
+    }
+    Ok(vec![
+        total,
+        Row::new(format!("mixed load, {clients} clients: searches")).latencies(&searches),
+        Row::new(format!("mixed load, {clients} clients: stores")).latencies(&stores),
+    ])
+}
+
+/// Opens `sse_subscribers` streams, makes `sse_writes` writes one at a time and
 /// times each event from its commit timestamp to its arrival at every subscriber.
-async fn fan_out(client: &Arc<Client>, args: &Args) -> anyhow::Result<usize> {
-    use futures::StreamExt;
-    let (ready_tx, mut ready_rx) = tokio::sync::mpsc::channel(args.sse_subscribers);
+async fn fan_out(api: &Api, args: &Args, fresh: &Fresh) -> anyhow::Result<Row> {
+    let (ready_tx, mut ready_rx) = tokio::sync::mpsc::channel(args.sse_subscribers.max(1));
     let mut readers = Vec::new();
     for _ in 0..args.sse_subscribers {
-        let response = client
+        let response = api
             .http
-            .get(format!("{}/api/events", client.url))
-            .bearer_auth(&client.key)
+            .get(format!("{}/api/events", api.url))
+            .bearer_auth(&api.key)
             .send()
             .await?;
         let mut events = eventsource_stream::EventStream::new(response.bytes_stream());
@@ -155,159 +447,360 @@ async fn fan_out(client: &Arc<Client>, args: &Args) -> anyhow::Result<usize> {
             .context("a subscriber failed to connect")?;
     }
     let mut errors = 0;
-    for i in 0..args.sse_writes {
-        let body =
-            json!({"content": format!("fan-out {i} at {:?}: {}", Instant::now(), sentence(i))});
-        let (status, _) = client.post("/api/memories", &body).await?;
+    for _ in 0..args.sse_writes {
+        let (status, _, _) = api
+            .post("/api/memories", &json!({"content": fresh.take()}))
+            .await?;
         errors += usize::from(status != 200);
     }
     let mut all = Vec::new();
     for reader in readers {
-        all.extend(reader.await??);
-    }
-    summary(
-        &format!("SSE fan-out, {} subscribers", args.sse_subscribers),
-        all,
-    );
-    if let Some(pid) = args.server_pid {
-        let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-        if let Some(rss) = status.lines().find(|l| l.starts_with("VmRSS:")) {
-            println!("server {rss}");
+        match reader.await? {
+            Ok(delays) if delays.len() == args.sse_writes => all.extend(delays),
+            _ => errors += 1,
         }
     }
-    Ok(errors)
+    Ok(
+        Row::new(format!("SSE fan-out, {} subscribers", args.sse_subscribers))
+            .latencies(&all)
+            .errors(errors),
+    )
 }
 
-fn summary(name: &str, mut samples: Vec<Duration>) {
-    samples.sort();
-    let pick =
-        |p: f64| samples[((samples.len() - 1) as f64 * p).round() as usize].as_secs_f64() * 1000.0;
-    println!(
-        "{name:<28} n={:<5} p50 {:>7.2} ms  p90 {:>7.2} ms  p99 {:>7.2} ms",
-        samples.len(),
-        pick(0.5),
-        pick(0.9),
-        pick(0.99)
-    );
+fn rss_row(name: &str, pid: Option<u32>, peak: bool) -> Option<Row> {
+    let (rss, hwm) = spawned::rss_mib(pid?)?;
+    Some(Row::new(name).value(if peak { hwm } else { rss }, "MiB"))
+}
+
+/// Loads the model in this process: for the embedding bound and the recall truth.
+fn load_embedder() -> anyhow::Result<Embedder> {
+    let config = Config::for_data_dir(std::env::temp_dir());
+    let model = FastEmbedModel::load(
+        &config.model_files(),
+        &config.model_id,
+        config.embed_threads(),
+    )?;
+    Ok(Embedder::start(Box::new(model), 64))
+}
+
+/// Batch-of-32 embedding throughput in this process, while no server runs: the bound
+/// the issue sets ingest and mixed-load targets against.
+fn embed_bound(embedder: &Embedder, corpus: &Corpus, runs: usize) -> anyhow::Result<Row> {
+    let texts: Vec<String> = (0..32).map(|i| corpus.memory(i)).collect();
+    embedder.embed_blocking(texts.clone())?;
+    let started = Instant::now();
+    for run in 0..runs {
+        let texts = (0..32)
+            .map(|i| corpus.memory(1000 + run * 32 + i))
+            .collect();
+        embedder.embed_blocking(texts)?;
+    }
+    Ok(Row::new("embedding bound, batches of 32, in-process").rate(runs * 32, started.elapsed()))
+}
+
+/// In this process, before any server starts: the embedding bound, then the
+/// harness's own vectors of the seeded memories and the queries (from the cache when
+/// it has them). The model is dropped afterwards so it does not compete with the
+/// server for memory.
+fn truth(
+    corpus: &Corpus,
+    cache: &Path,
+    args: &Args,
+    seeded: Vec<String>,
+) -> anyhow::Result<(Row, Truth)> {
+    let embedder = load_embedder()?;
+    let bound = embed_bound(&embedder, corpus, if args.quick { 3 } else { 30 })?;
+    let query_texts: Vec<String> = (0..args.recall_queries.min(corpus.query_count()))
+        .map(|i| corpus.query(i).to_owned())
+        .collect();
+    let name = format!("corpus-{}", corpus.fingerprint);
+    let truth = Truth {
+        memories: Vectors::embed_cached(&embedder, cache, &name, &seeded)?,
+        queries: Vectors::embed_cached(&embedder, cache, &format!("{name}-queries"), &query_texts)?,
+        row_of: seeded
+            .into_iter()
+            .enumerate()
+            .map(|(i, t)| (t, i))
+            .collect(),
+    };
+    Ok((bound, truth))
+}
+
+/// The server under test: one the harness starts (and restarts between levels), or
+/// an external one.
+enum Target {
+    Spawned {
+        binary: PathBuf,
+        env: Vec<(String, String)>,
+        data_dir: tempfile::TempDir,
+        server: Option<Spawned>,
+    },
+    External {
+        pid: Option<u32>,
+    },
+}
+
+impl Target {
+    fn pid(&self) -> Option<u32> {
+        match self {
+            Target::Spawned { server, .. } => server.as_ref().map(Spawned::pid),
+            Target::External { pid } => *pid,
+        }
+    }
+}
+
+fn run_date() -> String {
+    std::process::Command::new("date")
+        .args(["-u", "+%Y-%m-%dT%H:%M:%SZ"])
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .map(|s| s.trim().to_owned())
+        .unwrap_or_default()
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let args = Args::parse();
+    let mut args = Args::parse();
+    if let Some(paths) = &args.compare {
+        let read = |p: &PathBuf| -> anyhow::Result<Value> {
+            Ok(serde_json::from_slice(
+                &std::fs::read(p).with_context(|| format!("reading {}", p.display()))?,
+            )?)
+        };
+        print!("{}", report::compare(&read(&paths[0])?, &read(&paths[1])?));
+        return Ok(());
+    }
+    args.apply_quick();
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let cache = Config::for_data_dir(std::env::temp_dir())
+        .cache_dir()
+        .join("bench");
+    let mut rows = Vec::new();
+
+    let corpus = Arc::new(Corpus::load(&cache)?);
+    let max_level = args.levels.iter().copied().max().unwrap_or(0);
+    eprintln!(
+        "corpus {} ({} sentences, {} queries); cores {cores}",
+        corpus.fingerprint,
+        corpus.sentences(),
+        corpus.query_count()
+    );
+
+    let seeded = corpus.memories(max_level);
+    let (bound, truth) = {
+        let (corpus, cache, args) = (Arc::clone(&corpus), cache.clone(), args.clone());
+        let seeded = seeded.clone();
+        tokio::task::spawn_blocking(move || truth(&corpus, &cache, &args, seeded)).await??
+    };
+    let embed_rate = bound.per_s;
+    rows.push(bound);
+    let fresh = Arc::new(Fresh {
+        corpus: Arc::clone(&corpus),
+        // Far past the seeded texts (which skip a few duplicate pairs).
+        next: AtomicUsize::new(max_level + 10_000),
+    });
+
     let http = match &args.fingerprint {
-        Some(fp) => {
-            let pin = fp
-                .trim()
-                .parse()
-                .context("--fingerprint is not a SHA-256 fingerprint")?;
-            reqwest::Client::builder()
-                .use_preconfigured_tls(mnemo_certs::pinned_client_config(pin))
-                .build()?
-        }
+        Some(fp) => reqwest::Client::builder()
+            .use_preconfigured_tls(mnemo_certs::pinned_client_config(
+                fp.trim()
+                    .parse()
+                    .context("--fingerprint is not a SHA-256 fingerprint")?,
+            ))
+            .build()?,
         None => reqwest::Client::new(),
     };
-    let client = Arc::new(Client {
-        http: http.clone(),
-        url: args.url.trim_end_matches('/').to_owned(),
-        key: args.api_key.clone(),
-    });
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    println!("server {} · bench machine cores {cores}", client.url);
 
-    let mut have = client.count().await?;
-    let started = Instant::now();
-    let mut next = have;
-    while have < args.seed {
-        let seeders: Vec<_> = (0..8)
-            .map(|w| {
-                let client = client.clone();
-                let i = next + w;
-                tokio::spawn(async move {
-                    client
-                        .post("/api/memories", &json!({"content": sentence(i)}))
-                        .await
+    let mut target = match &args.url {
+        Some(_) => Target::External {
+            pid: args.server_pid,
+        },
+        None => {
+            let binary = args
+                .server_bin
+                .clone()
+                .unwrap_or_else(spawned::default_binary);
+            if !binary.exists() {
+                bail!(
+                    "no server binary at {}; build it (cargo build --release -p mnemo-server) or pass --server-bin",
+                    binary.display()
+                );
+            }
+            let env = args
+                .server_env
+                .iter()
+                .map(|kv| {
+                    kv.split_once('=')
+                        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                        .with_context(|| format!("--server-env {kv:?} is not KEY=VALUE"))
                 })
-            })
-            .collect();
-        for seeder in seeders {
-            let (status, _) = seeder.await??;
-            if status == 200 {
-                have += 1;
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            let mut starts = Vec::new();
+            for _ in 0..args.cold_starts {
+                let dir = tempfile::tempdir()?;
+                let server = Spawned::start(&binary, dir.path(), &env, &http).await?;
+                starts.push(server.start_to_healthy);
+                server.stop()?;
+            }
+            rows.push(Row::new("cold start to healthy, empty database").latencies(&starts));
+            Target::Spawned {
+                binary,
+                env,
+                data_dir: tempfile::tempdir()?,
+                server: None,
             }
         }
-        next += 8;
-    }
-    if started.elapsed() > Duration::from_secs(1) {
-        println!(
-            "seeded to {have} memories in {:.1} s",
-            started.elapsed().as_secs_f64()
-        );
-    }
+    };
+    let mut api = Api {
+        http: http.clone(),
+        url: args
+            .url
+            .clone()
+            .unwrap_or_default()
+            .trim_end_matches('/')
+            .to_owned(),
+        key: args
+            .api_key
+            .clone()
+            .unwrap_or_else(|| spawned::KEY.to_owned()),
+    };
 
-    let mut errors = 0;
-    let mut stores = Vec::with_capacity(args.samples);
-    for i in 0..args.samples {
-        let body =
-            json!({"content": format!("Bench store {i} at {:?}: {}", Instant::now(), sentence(i))});
-        let (status, took) = client.post("/api/memories", &body).await?;
-        errors += usize::from(status != 200);
-        stores.push(took);
-    }
-    summary("POST /api/memories", stores);
-
-    let (searches, failed) = timed_searches(&client, args.samples).await?;
-    errors += failed;
-    summary("POST /api/search", searches);
-
-    if args.fresh_connections {
-        // No idle connections are kept, so every request pays the full handshake.
-        let mut builder = reqwest::Client::builder().pool_max_idle_per_host(0);
-        if let Some(fp) = &args.fingerprint {
-            builder = builder
-                .use_preconfigured_tls(mnemo_certs::pinned_client_config(fp.trim().parse()?));
+    // Recall is only meaningful if the server holds exactly the harness's texts.
+    let mut truth = Some(truth);
+    let mut have = 0;
+    if let Target::External { .. } = target {
+        have = api.count().await?;
+        if have > 0 {
+            eprintln!("the server already holds {have} memories: recall is not measured");
+            truth = None;
         }
-        let fresh = Client {
-            http: builder.build()?,
-            url: client.url.clone(),
-            key: client.key.clone(),
-        };
-        let (samples, failed) = timed_searches(&fresh, args.samples).await?;
-        errors += failed;
-        summary("search, new connection each", samples);
+    }
+    for &level in &args.levels {
+        if let Target::Spawned {
+            binary,
+            env,
+            data_dir,
+            server,
+        } = &mut target
+        {
+            let snapshot = cache
+                .join("snapshots")
+                .join(format!("{}-{level}", corpus.fingerprint));
+            if !args.fresh && have < level && snapshot.join("memories.db").exists() {
+                if let Some(running) = server.take() {
+                    running.stop()?;
+                }
+                *data_dir = tempfile::tempdir()?;
+                spawned::copy_database(&snapshot, data_dir.path())?;
+                have = level;
+                let started = Spawned::start(binary, data_dir.path(), env, &http).await?;
+                rows.push(
+                    Row::new(format!("cold start to healthy, {level} memories"))
+                        .latencies(&[started.start_to_healthy]),
+                );
+                *server = Some(started);
+            } else if server.is_none() {
+                *server = Some(Spawned::start(binary, data_dir.path(), env, &http).await?);
+            }
+            api.url = server.as_ref().map(|s| s.url.clone()).unwrap_or_default();
+        }
+        if have < level {
+            let started = Instant::now();
+            let errors = ingest(&api, &seeded[have..level]).await?;
+            rows.push(
+                Row::new(format!("seed {have} to {level} memories, batches of 100"))
+                    .rate(level - have, started.elapsed())
+                    .errors(errors),
+            );
+            have = level;
+            if let Target::Spawned {
+                binary,
+                env,
+                data_dir,
+                server,
+            } = &mut target
+            {
+                // Restart from disk, as a cached snapshot would: every level is then
+                // measured on a server that just opened its database.
+                if let Some(running) = server.take() {
+                    running.stop()?;
+                }
+                if !args.fresh {
+                    let snapshot = cache
+                        .join("snapshots")
+                        .join(format!("{}-{level}", corpus.fingerprint));
+                    save_snapshot(data_dir.path(), &snapshot)?;
+                }
+                let started = Spawned::start(binary, data_dir.path(), env, &http).await?;
+                rows.push(
+                    Row::new(format!("cold start to healthy, {level} memories"))
+                        .latencies(&[started.start_to_healthy]),
+                );
+                api.url = started.url.clone();
+                *server = Some(started);
+            }
+        }
+        rows.push(search_level(&api, &args, &corpus, truth.as_ref(), level).await?);
+        rows.extend(rss_row(
+            &format!("RSS after searches, {level} memories"),
+            target.pid(),
+            false,
+        ));
+    }
+    if api.url.is_empty() {
+        bail!("no level to measure: pass --levels");
     }
 
-    let started = Instant::now();
-    let workers: Vec<_> = (0..args.clients)
-        .map(|w| {
-            let client = client.clone();
-            let n = args.per_client;
-            tokio::spawn(async move {
-                let mut failed = 0;
-                for i in 0..n {
-                    let body = json!({"query": sentence(w * 1000 + i), "n_results": 10});
-                    let (status, _) = client.post("/api/search", &body).await?;
-                    failed += usize::from(status != 200);
-                }
-                anyhow::Ok(failed)
-            })
-        })
-        .collect();
-    for worker in workers {
-        errors += worker.await??;
+    rows.push(store_latency(&api, &args, &fresh).await?);
+    rows.extend(bulk(&api, &args, &fresh).await?);
+    for &clients in &args.mixed_clients {
+        rows.extend(mixed(&api, &args, &corpus, &fresh, clients, embed_rate).await?);
     }
-    let total = args.clients * args.per_client;
-    let elapsed = started.elapsed().as_secs_f64();
-    println!(
-        "search, {} clients            {total} requests in {elapsed:.2} s = {:.0} req/s",
-        args.clients,
-        total as f64 / elapsed
-    );
     if args.sse_subscribers > 0 {
-        errors += fan_out(&client, &args).await?;
+        rows.push(fan_out(&api, &args, &fresh).await?);
     }
-    println!("errors: {errors}");
+    rows.extend(rss_row("RSS at the end", target.pid(), false));
+    rows.extend(rss_row("RSS peak", target.pid(), true));
+
+    println!(
+        "mnemo-bench {} · {} · cores {cores} · corpus {} ({} sentences)\n",
+        if args.url.is_some() {
+            "external server"
+        } else {
+            "spawned server"
+        },
+        run_date(),
+        corpus.fingerprint,
+        corpus.sentences()
+    );
+    print!("{}", report::table(&rows));
+    let errors: usize = rows.iter().map(|r| r.errors).sum();
+    if let Some(path) = &args.json {
+        let report = json!({
+            "label": args.label,
+            "date": run_date(),
+            "cores": cores,
+            "corpus": corpus.fingerprint,
+            "quick": args.quick,
+            "errors": errors,
+            "rows": rows.iter().map(Row::to_json).collect::<Vec<_>>(),
+        });
+        std::fs::write(path, serde_json::to_vec_pretty(&report)?)?;
+    }
     if errors > 0 {
         bail!("{errors} requests failed");
     }
+    Ok(())
+}
+
+/// Saves a stopped server's database as the cached snapshot of a level.
+fn save_snapshot(data_dir: &Path, snapshot: &Path) -> anyhow::Result<()> {
+    let partial = snapshot.with_extension("partial");
+    let _ = std::fs::remove_dir_all(&partial);
+    std::fs::create_dir_all(&partial)?;
+    spawned::copy_database(data_dir, &partial)?;
+    let _ = std::fs::remove_dir_all(snapshot);
+    std::fs::rename(&partial, snapshot)?;
     Ok(())
 }
