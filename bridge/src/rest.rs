@@ -188,10 +188,6 @@ impl RestOps {
     }
 }
 
-fn json(body: &impl Serialize) -> Value {
-    serde_json::to_value(body).unwrap_or_default()
-}
-
 /// `base` + path segments, each percent-encoded (a content hash comes from the model).
 fn url(base: &str, path: &[&str]) -> Result<Url, OpsError> {
     let mut url = Url::parse(base).map_err(|e| {
@@ -212,29 +208,36 @@ fn url(base: &str, path: &[&str]) -> Result<Url, OpsError> {
     Ok(url)
 }
 
+impl RestOps {
+    async fn post<T: DeserializeOwned>(
+        &self,
+        path: &[&str],
+        body: &impl Serialize,
+        repeat: Repeat,
+    ) -> Result<T, OpsError> {
+        let body = serde_json::to_value(body).unwrap_or_default();
+        self.call(Method::POST, path, None, Some(&body), repeat)
+            .await
+    }
+
+    /// A body-less request that is safe to repeat.
+    async fn plain<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &[&str],
+    ) -> Result<T, OpsError> {
+        self.call(method, path, None, None, Repeat::Safe).await
+    }
+}
+
 impl MemoryOps for RestOps {
     async fn store(&self, request: StoreRequest) -> Result<MutationResponse, OpsError> {
-        let path = ["api", "memories"];
-        self.call(
-            Method::POST,
-            &path,
-            None,
-            Some(&json(&request)),
-            Repeat::Safe,
-        )
-        .await
+        self.post(&["api", "memories"], &request, Repeat::Safe)
+            .await
     }
 
     async fn search(&self, request: SearchRequest) -> Result<SearchResponse, OpsError> {
-        let path = ["api", "search"];
-        self.call(
-            Method::POST,
-            &path,
-            None,
-            Some(&json(&request)),
-            Repeat::Safe,
-        )
-        .await
+        self.post(&["api", "search"], &request, Repeat::Safe).await
     }
 
     async fn list(&self, query: ListQuery) -> Result<ListResponse, OpsError> {
@@ -244,8 +247,7 @@ impl MemoryOps for RestOps {
     }
 
     async fn get(&self, content_hash: String) -> Result<Memory, OpsError> {
-        let path = ["api", "memories", &content_hash];
-        self.call(Method::GET, &path, None, None, Repeat::Safe)
+        self.plain(Method::GET, &["api", "memories", &content_hash])
             .await
     }
 
@@ -254,20 +256,14 @@ impl MemoryOps for RestOps {
         content_hash: String,
         request: UpdateRequest,
     ) -> Result<MutationResponse, OpsError> {
+        let body = serde_json::to_value(&request).unwrap_or_default();
         let path = ["api", "memories", &content_hash];
-        self.call(
-            Method::PUT,
-            &path,
-            None,
-            Some(&json(&request)),
-            Repeat::Safe,
-        )
-        .await
+        self.call(Method::PUT, &path, None, Some(&body), Repeat::Safe)
+            .await
     }
 
     async fn delete(&self, content_hash: String) -> Result<MutationResponse, OpsError> {
-        let path = ["api", "memories", &content_hash];
-        self.call(Method::DELETE, &path, None, None, Repeat::Safe)
+        self.plain(Method::DELETE, &["api", "memories", &content_hash])
             .await
     }
 
@@ -275,20 +271,12 @@ impl MemoryOps for RestOps {
         &self,
         request: DeleteMatchingRequest,
     ) -> Result<DeleteMatchingResponse, OpsError> {
-        let path = ["api", "memories", "delete"];
-        self.call(
-            Method::POST,
-            &path,
-            None,
-            Some(&json(&request)),
-            Repeat::Unsafe,
-        )
-        .await
+        self.post(&["api", "memories", "delete"], &request, Repeat::Unsafe)
+            .await
     }
 
     async fn health(&self) -> Result<DetailedHealth, OpsError> {
-        let path = ["api", "health", "detailed"];
-        self.call(Method::GET, &path, None, None, Repeat::Safe)
+        self.plain(Method::GET, &["api", "health", "detailed"])
             .await
     }
 }

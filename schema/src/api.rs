@@ -165,19 +165,34 @@ pub struct SearchRequest {
     #[serde(default)]
     pub memory_type: Option<String>,
     #[serde(default)]
-    pub after: Option<Instant>,
-    #[serde(default)]
-    pub before: Option<Instant>,
-    #[serde(default)]
     pub mode: SearchMode,
-    /// Mnemo extension: a period in words ("last week", "since march"), combined
-    /// with `after`/`before`. A phrase inside longer text is found ("what did I
-    /// note yesterday" reads as yesterday), so a whole question can be passed.
+    /// `after`, `before`, and Mnemo's `time` and `tz`.
+    #[serde(flatten)]
+    pub period: Period,
+}
+
+/// When the memories a request means were created: `after` and `before` (epoch
+/// seconds or RFC 3339), and a Mnemo extension, `time`: a period in words ("last
+/// week", "since march"), combined with the bounds. A phrase inside longer text is
+/// found ("what did I note yesterday" reads as yesterday), so a whole question can
+/// be passed.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Period {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub after: Option<Instant>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub before: Option<Instant>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub time: Option<String>,
-    /// IANA zone or offset for the calendar boundaries of `time`; UTC by default.
+    /// IANA zone or offset for calendar boundaries; UTC by default.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tz: Option<String>,
+}
+
+impl Period {
+    pub fn is_empty(&self) -> bool {
+        self.after.is_none() && self.before.is_none() && self.time.is_none()
+    }
 }
 
 impl SearchRequest {
@@ -190,11 +205,8 @@ impl SearchRequest {
             tags: Vec::new(),
             tag_match: TagMatch::Any,
             memory_type: None,
-            after: None,
-            before: None,
             mode: SearchMode::Semantic,
-            time: None,
-            tz: None,
+            period: Period::default(),
         }
     }
 }
@@ -324,15 +336,8 @@ pub struct DeleteMatchingRequest {
     pub tag_match: TagMatch,
     #[serde(default)]
     pub memory_type: Option<String>,
-    /// A period in words, as in [`SearchRequest::time`].
-    #[serde(default)]
-    pub time: Option<String>,
-    #[serde(default)]
-    pub tz: Option<String>,
-    #[serde(default)]
-    pub after: Option<Instant>,
-    #[serde(default)]
-    pub before: Option<Instant>,
+    #[serde(flatten)]
+    pub period: Period,
     /// Report what would be deleted, delete nothing.
     #[serde(default)]
     pub dry_run: bool,

@@ -27,7 +27,8 @@ use rmcp::service::RequestContext;
 use rmcp::{ErrorData, RoleServer, ServerHandler, tool, tool_router};
 
 use crate::api::{
-    DeleteMatchingRequest, Instant, ListQuery, SearchRequest, StoreRequest, TagMatch, UpdateRequest,
+    DeleteMatchingRequest, Instant, ListQuery, Period, SearchRequest, StoreRequest, TagMatch,
+    UpdateRequest,
 };
 use crate::ops::{MemoryOps, OpsError, OpsErrorKind};
 use args::{DeleteArgs, GetArgs, HealthArgs, ListArgs, SearchArgs, StoreArgs, UpdateArgs};
@@ -123,10 +124,13 @@ impl<M: MemoryOps> Registry<M> {
             tags: args.tags,
             tag_match: args.tag_match.unwrap_or_default(),
             memory_type: args.memory_type,
-            after: args.after.map(Instant::Text),
-            before: args.before.map(Instant::Text),
             mode: args.mode.unwrap_or_default(),
-            time: args.time,
+            period: Period {
+                after: args.after.map(Instant::Text),
+                before: args.before.map(Instant::Text),
+                time: args.time,
+                tz: None,
+            },
             ..SearchRequest::new(args.query)
         };
         answer(self.ops.search(request).await.map(SearchOutput::from))
@@ -251,10 +255,12 @@ impl<M: MemoryOps> Registry<M> {
                     tags: args.tags,
                     tag_match: args.tag_match.unwrap_or(TagMatch::Any),
                     memory_type: args.memory_type,
-                    time: args.time,
-                    tz: None,
-                    after: args.after.map(Instant::Text),
-                    before: args.before.map(Instant::Text),
+                    period: Period {
+                        after: args.after.map(Instant::Text),
+                        before: args.before.map(Instant::Text),
+                        time: args.time,
+                        tz: None,
+                    },
                     dry_run: args.dry_run,
                     limit: None,
                 };

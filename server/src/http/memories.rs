@@ -264,25 +264,17 @@ pub async fn delete_matching(
         .into_iter()
         .filter(|t| !t.trim().is_empty())
         .collect();
-    let timed = request.time.is_some() || request.after.is_some() || request.before.is_some();
-    if tags.is_empty() && request.memory_type.is_none() && !timed {
+    if tags.is_empty() && request.memory_type.is_none() && request.period.is_empty() {
         return Err(ApiError::bad_request(
             "name what to delete: tags, memory_type, time, after or before",
         ));
     }
-    let (after, before) = super::search::period(
-        request.after.as_ref(),
-        request.before.as_ref(),
-        request.time.as_deref(),
-        request.tz.as_deref(),
-    )?;
-    let filter = Filter {
+    let filter = super::search::filter(
         tags,
-        tag_match: request.tag_match,
-        memory_type: request.memory_type,
-        after,
-        before,
-    };
+        request.tag_match,
+        request.memory_type,
+        &request.period,
+    )?;
     let limit = request.limit.unwrap_or(MAX_RESULTS).clamp(1, MAX_RESULTS);
     let service = state.service()?;
     let page = service.list(filter, 1, limit).await?;

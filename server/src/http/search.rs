@@ -28,19 +28,12 @@ pub async fn search(
         return Err(ApiError::bad_request("query is empty"));
     }
     let k = request.n_results.min(MAX_RESULTS);
-    let (after, before) = period(
-        request.after.as_ref(),
-        request.before.as_ref(),
-        request.time.as_deref(),
-        request.tz.as_deref(),
+    let filter = filter(
+        request.tags,
+        request.tag_match,
+        request.memory_type,
+        &request.period,
     )?;
-    let filter = Filter {
-        tags: request.tags,
-        tag_match: request.tag_match,
-        memory_type: request.memory_type,
-        after,
-        before,
-    };
     let service = state.service()?;
     let mut results: Vec<SearchResult> = match request.mode {
         SearchMode::Semantic => service
@@ -149,24 +142,39 @@ pub async fn by_time(
     Ok(Json(envelope(results, request.query, "time", started)))
 }
 
-/// The creation-time bounds of a request: `after` and `before`, narrowed by the
-/// period of a `time` phrase (found inside longer text) read in zone `tz`.
-pub(super) fn period(
-    after: Option<&api::Instant>,
-    before: Option<&api::Instant>,
-    time: Option<&str>,
-    tz: Option<&str>,
-) -> Result<(Option<f64>, Option<f64>), ApiError> {
-    let tz = timeexpr::parse_tz(tz).map_err(|e| ApiError::bad_request(e.to_string()))?;
-    let mut after = after.map(|t| instant(t, &tz)).transpose()?;
-    let mut before = before.map(|t| instant(t, &tz)).transpose()?;
-    if let Some(text) = time.map(str::trim).filter(|t| !t.is_empty()) {
-        let range = timeexpr::find(text, jiff::Timestamp::now(), &tz)
-            .map_err(|e| ApiError::bad_request(e.to_string()))?;
+/// A request's filter: its tags and type, and its creation-time bounds, `after` and
+/// `before` narrowed by the period of a `time` phrase read in zone `tz`.
+pub(super) fn filter(
+    tags: Vec<String>,
+    tag_match: api::TagMatch,
+    memory_type: Option<String>,
+    period: &api::Period,
+) -> Result<Filter, ApiError> {
+    let bad = |e: timeexpr::TimeExprError| ApiError::bad_request(e.to_string());
+    let tz = timeexpr::parse_tz(period.tz.as_deref()).map_err(bad)?;
+    let mut after = period.after.as_ref().map(|t| instant(t, &tz)).transpose()?;
+    let mut before = period
+        .before
+        .as_ref()
+        .map(|t| instant(t, &tz))
+        .transpose()?;
+    if let Some(text) = period
+        .time
+        .as_deref()
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+    {
+        let range = timeexpr::find(text, jiff::Timestamp::now(), &tz).map_err(bad)?;
         after = [after, range.start].into_iter().flatten().reduce(f64::max);
         before = [before, range.end].into_iter().flatten().reduce(f64::min);
     }
-    Ok((after, before))
+    Ok(Filter {
+        tags,
+        tag_match,
+        memory_type,
+        after,
+        before,
+    })
 }
 
 /// An instant of a request (epoch seconds or text) as epoch seconds.
