@@ -18,8 +18,9 @@
 //!   `mnemo-certs`, fingerprint published) and its mDNS advertisement.
 //! * [`mdns`]: the mDNS advertisement (`_mcp-memory._tcp`), only on the addresses the
 //!   server listens on, withdrawn with a goodbye on shutdown.
-//! * [`http`]: the router and [`serve`], which answers health checks while the model
-//!   loads and stops on a cancellation token.
+//! * [`http`]: the router (REST, SSE, and `/mcp`, where `mnemo-schema`'s tool
+//!   registry runs over the REST handlers) and [`serve`], which answers health checks
+//!   while the model loads and stops on a cancellation token.
 
 pub mod auth;
 pub mod config;

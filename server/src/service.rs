@@ -1,4 +1,5 @@
-//! The memory operations, as async functions the HTTP layer (and later `/mcp`) calls.
+//! The memory operations, as async functions the HTTP handlers call (and, through
+//! them, the tools at `/mcp`).
 //!
 //! A call validates its input, embeds text on the embedding thread, then runs the
 //! blocking store call on a blocking thread. The runtime's own threads only wait.
