@@ -210,16 +210,7 @@ impl Resolver {
                 verdict,
             });
         }
-        let prefer_https = self.prefer_https;
-        let rank = |i: &usize| {
-            let j = &judged[*i];
-            let (healthy, latency) = match j.verdict {
-                Verdict::Healthy { latency } => (true, latency),
-                _ => (false, Duration::MAX),
-            };
-            (prefer_https && !j.https, !healthy, latency)
-        };
-        endpoints.sort_by_key(|(i, _)| rank(i));
+        endpoints.sort_by_key(|(i, _)| judged[*i].rank(self.prefer_https));
         let choice = match endpoints.into_iter().next() {
             Some((i, endpoint)) => self.pin_on_first_use(&judged[i], endpoint),
             None if judged.is_empty() => Err(unreachable(format!(
@@ -312,6 +303,17 @@ impl Resolver {
     }
 }
 
+impl Judged {
+    /// Lower is better: HTTPS first when preferred, then healthy, then latency.
+    fn rank(&self, prefer_https: bool) -> (bool, bool, Duration) {
+        let (healthy, latency) = match self.verdict {
+            Verdict::Healthy { latency } => (true, latency),
+            _ => (false, Duration::MAX),
+        };
+        (prefer_https && !self.https, !healthy, latency)
+    }
+}
+
 impl Verdict {
     pub fn describe(&self) -> String {
         match self {
@@ -391,4 +393,69 @@ pub fn describe(error: &(dyn std::error::Error + 'static)) -> String {
 
 pub fn unreachable(message: impl Into<String>) -> OpsError {
     OpsError::new(OpsErrorKind::Unreachable, message)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn judged(name: &str, https: bool, verdict: Verdict) -> Judged {
+        Judged {
+            instance: name.into(),
+            url: String::new(),
+            https,
+            fingerprint: None,
+            pin: None,
+            verdict,
+        }
+    }
+
+    fn healthy(ms: u64) -> Verdict {
+        Verdict::Healthy {
+            latency: Duration::from_millis(ms),
+        }
+    }
+
+    /// HTTPS when preferred, then healthy, then lowest latency.
+    #[test]
+    fn candidates_rank_by_https_then_health_then_latency() {
+        let loading = Verdict::Unhealthy {
+            reason: "loading".into(),
+        };
+        let list = [
+            judged("slow plain", false, healthy(9)),
+            judged("fast plain", false, healthy(1)),
+            judged("loading tls", true, loading),
+            judged("slow tls", true, healthy(30)),
+            judged("fast tls", true, healthy(5)),
+        ];
+        let order = |prefer_https| {
+            let mut names: Vec<&Judged> = list.iter().collect();
+            names.sort_by_key(|j| j.rank(prefer_https));
+            names
+                .iter()
+                .map(|j| j.instance.as_str())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            order(true),
+            [
+                "fast tls",
+                "slow tls",
+                "loading tls",
+                "fast plain",
+                "slow plain"
+            ]
+        );
+        assert_eq!(
+            order(false),
+            [
+                "fast plain",
+                "fast tls",
+                "slow plain",
+                "slow tls",
+                "loading tls"
+            ]
+        );
+    }
 }
