@@ -295,3 +295,29 @@ async fn rest_delete_by_filter() {
     let (_, health) = server.send(Method::GET, "/api/health/detailed", None).await;
     assert_eq!(health["memories"], 1, "only the kept memory is left");
 }
+
+/// On loopback, rmcp's DNS-rebinding guard refuses a foreign `Host`; a server on a
+/// LAN address accepts the names the LAN uses (the key still guards it).
+#[tokio::test]
+async fn host_names_on_loopback_and_on_the_lan() {
+    async fn status_with_host(server: &TestServer) -> u16 {
+        server
+            .request(Method::POST, "/mcp")
+            .header("Host", "mybox.local:8000")
+            .header("Accept", "application/json, text/event-stream")
+            .json(
+                &json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+                "protocolVersion": "2025-06-18", "capabilities": {},
+                "clientInfo": {"name": "test", "version": "0"}}}),
+            )
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16()
+    }
+    let loopback = TestServer::spawn().await;
+    assert_eq!(status_with_host(&loopback).await, 403);
+    let lan = TestServer::spawn_with(|config| config.host = [0, 0, 0, 0].into()).await;
+    assert_eq!(status_with_host(&lan).await, 200);
+}
