@@ -187,15 +187,10 @@ impl Store {
             .build(manager)?;
 
         let (feed, _) = tokio::sync::broadcast::channel(options.feed_capacity.max(1));
-        // Loaded before the writer starts, so no committed change can be missed.
-        let vectors = if options.memory_vectors {
-            Some(std::sync::Arc::new(VectorCopy::load(
-                &conn,
-                spec.dimension,
-            )?))
-        } else {
-            None
-        };
+        // Filled by the writer thread before its first command (see `vectors`).
+        let vectors = options
+            .memory_vectors
+            .then(|| std::sync::Arc::new(VectorCopy::new(spec.dimension)));
         Ok(Self {
             writer: Writer::spawn(
                 conn,
@@ -245,6 +240,11 @@ impl Store {
             .collect()
     }
 
+    /// Whether searches scan the in-memory copy of the vectors (once it has loaded).
+    pub fn searches_vector_copy(&self) -> bool {
+        self.vectors.as_ref().is_some_and(|v| v.is_ready())
+    }
+
     /// Replaces tags and type and merges metadata, as the patch says.
     pub fn update(&self, content_hash: &str, patch: MemoryPatch) -> Result<Memory, StoreError> {
         self.writer.submit(Command::Update {
@@ -278,8 +278,10 @@ impl Store {
     ) -> Result<Vec<ScoredMemory>, StoreError> {
         self.check_dimension(vector)?;
         match &self.vectors {
-            Some(vectors) => read::search_copy(&*self.readers.get()?, vectors, vector, k, filter),
-            None => read::search(&*self.readers.get()?, vector, k, filter),
+            Some(vectors) if vectors.is_ready() => {
+                read::search_copy(&*self.readers.get()?, vectors, vector, k, filter)
+            }
+            _ => read::search(&*self.readers.get()?, vector, k, filter),
         }
     }
 

@@ -321,6 +321,10 @@ fn vector_copy_agrees_with_vec0() {
             }
         }
     };
+    assert!(
+        with_copy.searches_vector_copy(),
+        "loaded before the first write"
+    );
     let copied = searches(&with_copy);
     drop(with_copy);
     let vec0 = Store::open(
@@ -332,9 +336,16 @@ fn vector_copy_agrees_with_vec0() {
         },
     )
     .unwrap();
+    assert!(!vec0.searches_vector_copy());
     same(&copied, &searches(&vec0));
     assert!(copied.iter().all(|hits| hits.len() == 10));
     drop(vec0);
     let reopened = open(&dir);
+    // The writer loads the copy before it answers its first command.
+    assert!(matches!(
+        reopened.delete("no such hash"),
+        Err(StoreError::NotFound { .. })
+    ));
+    assert!(reopened.searches_vector_copy());
     same(&copied, &searches(&reopened));
 }

@@ -125,6 +125,20 @@ fn run(
     feed: Feed,
     vectors: Option<Arc<VectorCopy>>,
 ) {
+    if let Some(copy) = &vectors {
+        let started = std::time::Instant::now();
+        match copy.load(&conn) {
+            Ok(count) => tracing::info!(
+                vectors = count,
+                elapsed_ms = started.elapsed().as_millis() as u64,
+                "in-memory vector copy loaded; searches use it from now on"
+            ),
+            Err(e) => tracing::warn!(
+                error = %e,
+                "cannot load the in-memory vector copy; searches keep scanning the vec0 table"
+            ),
+        }
+    }
     while let Ok(first) = queue.recv() {
         let mut group = vec![first];
         while group.len() < max_group {

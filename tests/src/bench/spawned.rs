@@ -18,6 +18,10 @@ const START_TIMEOUT: Duration = Duration::from_secs(120);
 
 pub struct Spawned {
     child: Child,
+    /// Log lines the harness waits for, as the drain thread sees them.
+    lines: mpsc::Receiver<String>,
+    started: Instant,
+    copy_loaded: std::cell::Cell<bool>,
     pub url: String,
     /// From spawning the process to its first `200` on `GET /api/health`.
     pub start_to_healthy: Duration,
@@ -57,7 +61,10 @@ impl Spawned {
         // Drains the log for the server's whole life: a full pipe would block it.
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if line.contains("listening") || line.contains("healthy") {
+                if line.contains("listening")
+                    || line.contains("healthy")
+                    || line.contains("vector copy")
+                {
                     let _ = lines_tx.send(line);
                 }
             }
@@ -81,9 +88,31 @@ impl Spawned {
         }
         Ok(Self {
             child,
+            lines,
+            started,
+            copy_loaded: std::cell::Cell::new(false),
             url,
             start_to_healthy: started.elapsed(),
         })
+    }
+
+    /// Waits until Mnemo's in-memory vector copy has loaded (it loads in the
+    /// background after the server is healthy); returns the time since spawning, or
+    /// `None` if an earlier call already saw it.
+    pub fn wait_vector_copy(&self) -> anyhow::Result<Option<Duration>> {
+        if self.copy_loaded.get() {
+            return Ok(None);
+        }
+        loop {
+            let line = self
+                .lines
+                .recv_timeout(START_TIMEOUT)
+                .context("the server never logged its vector copy")?;
+            if line.contains("vector copy") {
+                self.copy_loaded.set(true);
+                return Ok(Some(self.started.elapsed()));
+            }
+        }
     }
 
     pub fn pid(&self) -> u32 {
@@ -120,15 +149,17 @@ pub fn default_binary() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("mnemo-server"))
 }
 
-/// Resident and peak resident memory of a process, in MiB, from `/proc`.
-pub fn rss_mib(pid: u32) -> Option<(f64, f64)> {
+/// Resident, peak resident and anonymous resident memory of a process, in MiB, from
+/// `/proc`. The anonymous part leaves out file pages mapped from the database, which
+/// the kernel can drop at any time.
+pub fn rss_mib(pid: u32) -> Option<(f64, f64, f64)> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     let field = |name: &str| -> Option<f64> {
         let line = status.lines().find(|l| l.starts_with(name))?;
         let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
         Some(kb / 1024.0)
     };
-    Some((field("VmRSS:")?, field("VmHWM:")?))
+    Some((field("VmRSS:")?, field("VmHWM:")?, field("RssAnon:")?))
 }
 
 /// Copies the database files of `from` into `to` (which must exist).

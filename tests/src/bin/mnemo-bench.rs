@@ -28,6 +28,8 @@ use clap::Parser;
 use futures::StreamExt;
 use mnemo_server::Config;
 use mnemo_server::embed::{Embedder, FastEmbedModel};
+use mnemo_server::memory::content_hash;
+use mnemo_server::store::{EmbeddingSpec, NewRecord, Store, StoreOptions};
 use mnemo_tests::bench::realtext::Corpus;
 use mnemo_tests::bench::report::{self, Row};
 use mnemo_tests::bench::spawned::{self, Spawned};
@@ -81,6 +83,13 @@ struct Args {
     /// Writes whose delivery the fan-out scenario times.
     #[arg(long, default_value_t = 50)]
     sse_writes: usize,
+    /// Scenarios to leave out: any of cold, store, bulk, mixed, sse (search and RSS
+    /// always run).
+    #[arg(long, value_delimiter = ',')]
+    skip: Vec<String>,
+    /// Also time searches that each open a new connection (TCP, and TLS for https).
+    #[arg(long)]
+    fresh_connections: bool,
     /// Smoke mode for CI: 1k memories, short runs, a few seconds. Asserts nothing
     /// about time; errors still fail the run.
     #[arg(long)]
@@ -88,6 +97,11 @@ struct Args {
     /// Neither use nor save cached seeded databases (embeddings stay cached).
     #[arg(long)]
     fresh: bool,
+    /// Seed a started server through the REST API, as for an external one, instead of
+    /// writing its database with Mnemo's own store code and the harness's cached
+    /// embeddings (which embeds each text once instead of twice).
+    #[arg(long)]
+    seed_over_rest: bool,
     /// Write the results as JSON to this file.
     #[arg(long)]
     json: Option<PathBuf>,
@@ -100,6 +114,10 @@ struct Args {
 }
 
 impl Args {
+    fn skips(&self, scenario: &str) -> bool {
+        self.skip.iter().any(|s| s == scenario)
+    }
+
     fn apply_quick(&mut self) {
         if self.quick {
             self.levels = vec![1000];
@@ -111,6 +129,7 @@ impl Args {
             self.sse_subscribers = 50;
             self.sse_writes = 5;
             self.fresh = true;
+            self.seed_over_rest = true;
         }
     }
 }
@@ -247,6 +266,7 @@ async fn ingest_single(api: &Api, texts: &[String], clients: usize) -> anyhow::R
 /// What the recall check needs: the harness's vectors of the seeded memories and of
 /// the queries, and which row each stored text is.
 struct Truth {
+    spec: EmbeddingSpec,
     memories: Vectors,
     queries: Vectors,
     row_of: HashMap<String, usize>,
@@ -467,9 +487,20 @@ async fn fan_out(api: &Api, args: &Args, fresh: &Fresh) -> anyhow::Result<Row> {
     )
 }
 
-fn rss_row(name: &str, pid: Option<u32>, peak: bool) -> Option<Row> {
-    let (rss, hwm) = spawned::rss_mib(pid?)?;
-    Some(Row::new(name).value(if peak { hwm } else { rss }, "MiB"))
+/// `VmRSS` (or `VmHWM` for the peak), and for the current figure a second row with
+/// its anonymous part.
+fn rss_rows(name: &str, pid: Option<u32>, peak: bool) -> Vec<Row> {
+    let Some((rss, hwm, anon)) = pid.and_then(spawned::rss_mib) else {
+        return Vec::new();
+    };
+    if peak {
+        vec![Row::new(name).value(hwm, "MiB")]
+    } else {
+        vec![
+            Row::new(name).value(rss, "MiB"),
+            Row::new(format!("{name}, anonymous")).value(anon, "MiB"),
+        ]
+    }
 }
 
 /// Loads the model in this process: for the embedding bound and the recall truth.
@@ -515,6 +546,7 @@ fn truth(
         .collect();
     let name = format!("corpus-{}", corpus.fingerprint);
     let truth = Truth {
+        spec: embedder.spec().clone(),
         memories: Vectors::embed_cached(&embedder, cache, &name, &seeded)?,
         queries: Vectors::embed_cached(&embedder, cache, &format!("{name}-queries"), &query_texts)?,
         row_of: seeded
@@ -637,13 +669,20 @@ async fn main() -> anyhow::Result<()> {
                 })
                 .collect::<anyhow::Result<Vec<_>>>()?;
             let mut starts = Vec::new();
-            for _ in 0..args.cold_starts {
+            let cold_starts = if args.skips("cold") {
+                0
+            } else {
+                args.cold_starts
+            };
+            for _ in 0..cold_starts {
                 let dir = tempfile::tempdir()?;
                 let server = Spawned::start(&binary, dir.path(), &env, &http).await?;
                 starts.push(server.start_to_healthy);
                 server.stop()?;
             }
-            rows.push(Row::new("cold start to healthy, empty database").latencies(&starts));
+            if !starts.is_empty() {
+                rows.push(Row::new("cold start to healthy, empty database").latencies(&starts));
+            }
             Target::Spawned {
                 binary,
                 env,
@@ -707,9 +746,28 @@ async fn main() -> anyhow::Result<()> {
         }
         if have < level {
             let started = Instant::now();
-            let errors = ingest(&api, &seeded[have..level]).await?;
+            let direct = match (&mut target, &truth) {
+                (
+                    Target::Spawned {
+                        data_dir, server, ..
+                    },
+                    Some(truth),
+                ) if !args.seed_over_rest => {
+                    if let Some(running) = server.take() {
+                        running.stop()?;
+                    }
+                    Some(tokio::task::block_in_place(|| {
+                        seed_directly(data_dir.path(), truth, &seeded, have..level)
+                    })?)
+                }
+                _ => None,
+            };
+            let (how, errors) = match direct {
+                Some(errors) => ("written by the store", errors),
+                None => ("batches of 100", ingest(&api, &seeded[have..level]).await?),
+            };
             rows.push(
-                Row::new(format!("seed {have} to {level} memories, batches of 100"))
+                Row::new(format!("seed {have} to {level} memories, {how}"))
                     .rate(level - have, started.elapsed())
                     .errors(errors),
             );
@@ -741,8 +799,27 @@ async fn main() -> anyhow::Result<()> {
                 *server = Some(started);
             }
         }
+        if let Target::Spawned {
+            env,
+            server: Some(server),
+            ..
+        } = &target
+        {
+            // Steady state: searches only after the copy has loaded, unless disabled.
+            let disabled = env
+                .iter()
+                .any(|(k, v)| k == "MNEMO_MEMORY_VECTORS" && v == "false");
+            if !disabled
+                && let Some(loaded) = tokio::task::block_in_place(|| server.wait_vector_copy())?
+            {
+                rows.push(
+                    Row::new(format!("vector copy loaded after start, {level} memories"))
+                        .latencies(&[loaded]),
+                );
+            }
+        }
         rows.push(search_level(&api, &args, &corpus, truth.as_ref(), level).await?);
-        rows.extend(rss_row(
+        rows.extend(rss_rows(
             &format!("RSS after searches, {level} memories"),
             target.pid(),
             false,
@@ -752,16 +829,38 @@ async fn main() -> anyhow::Result<()> {
         bail!("no level to measure: pass --levels");
     }
 
-    rows.push(store_latency(&api, &args, &fresh).await?);
-    rows.extend(bulk(&api, &args, &fresh).await?);
-    for &clients in &args.mixed_clients {
+    if args.fresh_connections {
+        // No idle connection is kept, so every request pays the whole handshake.
+        let mut builder = reqwest::Client::builder().pool_max_idle_per_host(0);
+        if let Some(fp) = &args.fingerprint {
+            builder = builder.use_preconfigured_tls(mnemo_certs::pinned_client_config(
+                fp.trim()
+                    .parse()
+                    .context("--fingerprint is not a SHA-256 fingerprint")?,
+            ));
+        }
+        let fresh_api = Api {
+            http: builder.build()?,
+            ..api.clone()
+        };
+        let mut row = search_level(&fresh_api, &args, &corpus, None, have).await?;
+        row.name = format!("search, new connection each, {have} memories");
+        rows.push(row);
+    }
+    if !args.skips("store") {
+        rows.push(store_latency(&api, &args, &fresh).await?);
+    }
+    if !args.skips("bulk") {
+        rows.extend(bulk(&api, &args, &fresh).await?);
+    }
+    for &clients in args.mixed_clients.iter().filter(|_| !args.skips("mixed")) {
         rows.extend(mixed(&api, &args, &corpus, &fresh, clients, embed_rate).await?);
     }
-    if args.sse_subscribers > 0 {
+    if args.sse_subscribers > 0 && !args.skips("sse") {
         rows.push(fan_out(&api, &args, &fresh).await?);
     }
-    rows.extend(rss_row("RSS at the end", target.pid(), false));
-    rows.extend(rss_row("RSS peak", target.pid(), true));
+    rows.extend(rss_rows("RSS at the end", target.pid(), false));
+    rows.extend(rss_rows("RSS peak", target.pid(), true));
 
     println!(
         "mnemo-bench {} · {} · cores {cores} · corpus {} ({} sentences)\n",
@@ -792,6 +891,44 @@ async fn main() -> anyhow::Result<()> {
         bail!("{errors} requests failed");
     }
     Ok(())
+}
+
+/// Writes memories `range` into a stopped server's database with Mnemo's own store
+/// (the same statements, group commit and vec0 table the server uses) and the
+/// harness's embeddings. Returns the number of failed inserts.
+fn seed_directly(
+    data_dir: &Path,
+    truth: &Truth,
+    texts: &[String],
+    range: std::ops::Range<usize>,
+) -> anyhow::Result<usize> {
+    let options = StoreOptions {
+        memory_vectors: false,
+        ..StoreOptions::default()
+    };
+    let store = Store::open(&data_dir.join("memories.db"), &truth.spec, options)?;
+    let mut errors = 0;
+    let rows: Vec<usize> = range.collect();
+    for chunk in rows.chunks(500) {
+        let records = chunk
+            .iter()
+            .map(|&i| NewRecord {
+                content: texts[i].clone(),
+                content_hash: content_hash(&texts[i]),
+                tags: Vec::new(),
+                memory_type: None,
+                metadata: serde_json::Map::new(),
+                vector: truth.memories.row(i).to_vec(),
+                created_at: None,
+            })
+            .collect();
+        errors += store
+            .insert_many(records)
+            .iter()
+            .filter(|r| r.is_err())
+            .count();
+    }
+    Ok(errors)
 }
 
 /// Saves a stopped server's database as the cached snapshot of a level.
