@@ -286,11 +286,18 @@ mod tests {
     /// calls of at most that many texts, and still gets all its vectors in order.
     #[test]
     fn large_requests_are_split() {
+        let texts: Vec<String> = (0..10).map(|i| format!("t{i}")).collect();
+        assert_eq!(model_calls(&texts, 4), vec![4, 4, 2]);
+    }
+
+    /// Runs one request of `texts` through the embedding loop with a batch limit of
+    /// `limit`; checks its vectors and returns the sizes of the model calls.
+    fn model_calls(texts: &[String], limit: usize) -> Vec<usize> {
         let model = FakeModel::new(8);
         let batches = model.batches.clone();
         let (queue, requests) = mpsc::channel(4);
         let (reply, answer) = oneshot::channel();
-        let texts: Vec<String> = (0..10).map(|i| format!("t{i}")).collect();
+        let texts = texts.to_vec();
         queue
             .try_send(Request {
                 texts: texts.clone(),
@@ -298,20 +305,16 @@ mod tests {
             })
             .unwrap();
         drop(queue);
-        run(Box::new(model), requests, 4);
-        assert_eq!(*batches.lock().unwrap(), vec![4, 4, 2]);
+        run(Box::new(model), requests, limit);
         let vectors = answer.blocking_recv().unwrap().unwrap();
         assert_eq!(vectors, FakeModel::new(8).embed(&texts).unwrap());
+        batches.lock().unwrap().clone()
     }
 
     /// Texts are grouped by length: short ones are not padded to a long one's length,
     /// and long ones go a few per call; every request still gets its vectors in order.
     #[test]
     fn calls_are_bounded_by_padded_length() {
-        let model = FakeModel::new(8);
-        let batches = model.batches.clone();
-        let (queue, requests) = mpsc::channel(4);
-        let (reply, answer) = oneshot::channel();
         let long = |i: usize| format!("{i}{}", "x".repeat(3000));
         let texts = vec![
             long(1),
@@ -322,16 +325,6 @@ mod tests {
             long(3),
             "d".into(),
         ];
-        queue
-            .try_send(Request {
-                texts: texts.clone(),
-                reply,
-            })
-            .unwrap();
-        drop(queue);
-        run(Box::new(model), requests, 32);
-        assert_eq!(*batches.lock().unwrap(), vec![4, 2, 1]);
-        let vectors = answer.blocking_recv().unwrap().unwrap();
-        assert_eq!(vectors, FakeModel::new(8).embed(&texts).unwrap());
+        assert_eq!(model_calls(&texts, 32), vec![4, 2, 1]);
     }
 }
