@@ -1,0 +1,66 @@
+//! The `mnemo-bridge` binary's own behaviour without any server. (Its use against
+//! real servers and the official MCP client is in `tests/tests/mcp_clients.rs`, which
+//! runs this same binary: naming it here is also what makes `cargo test` build it.)
+
+use std::io::Write;
+use std::process::{Command, Output, Stdio};
+
+fn bridge(args: &[&str], env: &[(&str, &str)], stdin: &[u8]) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_mnemo-bridge"))
+        .args(args)
+        .env_remove("MCP_MEMORY_HTTP_ENDPOINT")
+        .env_remove("MCP_API_KEY")
+        .env_remove("MCP_MEMORY_CERT_FINGERPRINT")
+        // Never browse mDNS outside a test's own network namespace.
+        .env("MCP_MEMORY_AUTO_DISCOVER", "false")
+        .envs(env.iter().copied())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start mnemo-bridge");
+    child.stdin.take().unwrap().write_all(stdin).unwrap();
+    child.wait_with_output().unwrap()
+}
+
+/// A client's short-lived probe copy closes stdin at once: a clean exit, and
+/// nothing on stdout, which belongs to MCP.
+#[test]
+fn eof_before_initialize_is_a_clean_exit() {
+    let output = bridge(&[], &[], b"");
+    assert!(output.status.success(), "{output:?}");
+    assert!(output.stdout.is_empty(), "{output:?}");
+}
+
+#[test]
+fn check_without_any_server_says_what_to_set() {
+    let output = bridge(&["--check"], &[], b"");
+    assert_eq!(output.status.code(), Some(1));
+    let report = String::from_utf8_lossy(&output.stdout);
+    assert!(report.contains("no server is configured"), "{report}");
+    assert!(report.contains("MCP_MEMORY_HTTP_ENDPOINT"), "{report}");
+}
+
+#[test]
+fn check_refuses_a_url_that_is_not_http() {
+    let output = bridge(
+        &["--check"],
+        &[("MCP_MEMORY_HTTP_ENDPOINT", "ftp://nas.local")],
+        b"",
+    );
+    assert_eq!(output.status.code(), Some(1));
+    let report = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        report.contains("must start with http:// or https://"),
+        "{report}"
+    );
+}
+
+#[test]
+fn a_malformed_fingerprint_is_refused_at_start() {
+    let output = bridge(&[], &[("MCP_MEMORY_CERT_FINGERPRINT", "AB:CD")], b"");
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("is not a SHA-256 fingerprint"), "{stderr}");
+    assert!(output.stdout.is_empty());
+}
