@@ -98,6 +98,22 @@ pub struct OpsError {
     pub content_hash: Option<String>,
 }
 
+impl OpsErrorKind {
+    /// The kind of a failed REST answer's status: how the bridge reads the server's
+    /// answers and how the server's own tools read its handlers' errors.
+    pub fn for_status(status: u16) -> Self {
+        match status {
+            400 | 405 | 413 | 415 | 422 => Self::Invalid,
+            401 => Self::Unauthorized,
+            403 => Self::Forbidden,
+            404 => Self::NotFound,
+            409 => Self::Duplicate,
+            429 | 502..=504 => Self::Unavailable,
+            _ => Self::Internal,
+        }
+    }
+}
+
 impl OpsError {
     pub fn new(kind: OpsErrorKind, message: impl Into<String>) -> Self {
         Self {
@@ -110,15 +126,7 @@ impl OpsError {
     /// Reads a REST error answer: its status and its JSON body (the error body of
     /// DESIGN §5, or the anchor's envelope for a duplicate).
     pub fn from_http(status: u16, body: &[u8]) -> Self {
-        let kind = match status {
-            400 | 405 | 413 | 415 | 422 => OpsErrorKind::Invalid,
-            401 => OpsErrorKind::Unauthorized,
-            403 => OpsErrorKind::Forbidden,
-            404 => OpsErrorKind::NotFound,
-            409 => OpsErrorKind::Duplicate,
-            429 | 502..=504 => OpsErrorKind::Unavailable,
-            _ => OpsErrorKind::Internal,
-        };
+        let kind = OpsErrorKind::for_status(status);
         let json: Option<Value> = serde_json::from_slice(body).ok();
         let message = serde_json::from_slice::<ErrorBody>(body)
             .map(|e| e.message)

@@ -77,10 +77,6 @@ impl<M: MemoryOps> Registry<M> {
         }
     }
 
-    pub fn ops(&self) -> &Arc<M> {
-        &self.ops
-    }
-
     /// Remember a piece of text (a fact, decision, preference or note) for later
     /// searches by you, other assistants and people sharing this memory.
     #[tool(

@@ -37,17 +37,8 @@ impl ServerOps {
 
 impl From<ApiError> for OpsError {
     fn from(error: ApiError) -> Self {
-        let kind = match error.status().as_u16() {
-            400 | 413 | 422 => OpsErrorKind::Invalid,
-            401 => OpsErrorKind::Unauthorized,
-            403 => OpsErrorKind::Forbidden,
-            404 => OpsErrorKind::NotFound,
-            409 => OpsErrorKind::Duplicate,
-            429 | 503 => OpsErrorKind::Unavailable,
-            _ => OpsErrorKind::Internal,
-        };
         OpsError {
-            kind,
+            kind: OpsErrorKind::for_status(error.status().as_u16()),
             content_hash: error.duplicate_of().map(str::to_owned),
             message: error.message().to_owned(),
         }
