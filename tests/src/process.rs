@@ -13,15 +13,24 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-/// A binary of this workspace next to the running executable (a test in
+/// Where a binary of this workspace is, next to the running executable (a test in
 /// `target/<profile>/deps`, or a tool in `target/<profile>`).
-pub fn workspace_binary(name: &str) -> PathBuf {
-    let exe = std::env::current_exe().expect("the running executable");
-    let mut dir = exe.parent().expect("its folder").to_path_buf();
+pub fn sibling_binary(name: &str) -> PathBuf {
+    let Some(mut dir) = std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.parent().map(Path::to_path_buf))
+    else {
+        return PathBuf::from(name);
+    };
     if dir.ends_with("deps") {
         dir.pop();
     }
-    let path = dir.join(name);
+    dir.join(name)
+}
+
+/// [`sibling_binary`], which must exist.
+pub fn workspace_binary(name: &str) -> PathBuf {
+    let path = sibling_binary(name);
     assert!(
         path.exists(),
         "{} is missing: build the workspace first (`cargo test --workspace --all-targets` does)",
@@ -33,19 +42,11 @@ pub fn workspace_binary(name: &str) -> PathBuf {
 /// Every line a child prints on stdout and stderr, interleaved as they come.
 fn read_lines(child: &mut Child) -> Receiver<String> {
     let (tx, rx) = mpsc::channel();
-    for stream in [
-        lines_of(child.stdout.take().map(|s| Box::new(s) as Box<_>)),
-        lines_of(child.stderr.take().map(|s| Box::new(s) as Box<_>)),
-    ] {
-        let tx = tx.clone();
-        std::thread::spawn(move || {
-            for line in stream {
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-    }
+    forward_lines(
+        child.stdout.take().map(|s| Box::new(s) as Box<_>),
+        tx.clone(),
+    );
+    forward_lines(child.stderr.take().map(|s| Box::new(s) as Box<_>), tx);
     rx
 }
 
@@ -82,7 +83,9 @@ fn field<'a>(line: &'a str, name: &str) -> &'a str {
 /// A `mnemo-server` process on loopback with mDNS off, killed on drop.
 pub struct ServerProcess {
     child: Child,
-    lines: Receiver<String>,
+    /// Held, never read after start: while it lives the reader threads keep
+    /// draining the server's pipes, which would block the server once full.
+    _log: Receiver<String>,
     data: PathBuf,
     env: Vec<(String, String)>,
     /// `http://127.0.0.1:PORT` or `https://…`.
@@ -140,7 +143,7 @@ impl ServerProcess {
         wait_for(&lines, "healthy", HEALTHY_WITHIN, what);
         Self {
             child,
-            lines,
+            _log: lines,
             data,
             env,
             url,
@@ -173,11 +176,6 @@ impl ServerProcess {
     pub fn kill(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-    }
-
-    /// Log lines printed so far and not yet consumed.
-    pub fn drain_log(&self) -> Vec<String> {
-        self.lines.try_iter().collect()
     }
 }
 
@@ -305,6 +303,12 @@ impl Drop for BridgeProcess {
 /// Lines of one stream, in a channel that disconnects at its end.
 fn lines_of(stream: Option<Box<dyn std::io::Read + Send>>) -> Receiver<String> {
     let (tx, rx) = mpsc::channel();
+    forward_lines(stream, tx);
+    rx
+}
+
+/// Sends each line of `stream` to `tx` from a thread of its own, until either ends.
+fn forward_lines(stream: Option<Box<dyn std::io::Read + Send>>, tx: mpsc::Sender<String>) {
     if let Some(stream) = stream {
         std::thread::spawn(move || {
             for line in BufReader::new(stream).lines().map_while(Result::ok) {
@@ -314,5 +318,4 @@ fn lines_of(stream: Option<Box<dyn std::io::Read + Send>>) -> Receiver<String> {
             }
         });
     }
-    rx
 }

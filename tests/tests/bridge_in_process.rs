@@ -73,30 +73,22 @@ impl Setup {
         result
     }
 
+    /// `GET path` on the REST API, with the key.
+    async fn rest_get(&self, path: &str) -> Value {
+        let response = self
+            .rest
+            .get(format!("{}{path}", self.url))
+            .bearer_auth(KEY);
+        response.send().await.unwrap().json().await.unwrap()
+    }
+
     /// The memory as the REST API shows it.
     async fn memory(&self, hash: &str) -> Value {
-        self.rest
-            .get(format!("{}/api/memories/{hash}", self.url))
-            .bearer_auth(KEY)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap()
+        self.rest_get(&format!("/api/memories/{hash}")).await
     }
 
     async fn count(&self) -> u64 {
-        let health: Value = self
-            .rest
-            .get(format!("{}/api/health/detailed", self.url))
-            .bearer_auth(KEY)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let health = self.rest_get("/api/health/detailed").await;
         health["memories"].as_u64().unwrap_or(u64::MAX)
     }
 }

@@ -143,10 +143,7 @@ impl Drop for Spawned {
 
 /// `mnemo-server` next to this executable (both live in the same target folder).
 pub fn default_binary() -> PathBuf {
-    std::env::current_exe()
-        .ok()
-        .and_then(|exe| exe.parent().map(|dir| dir.join("mnemo-server")))
-        .unwrap_or_else(|| PathBuf::from("mnemo-server"))
+    crate::process::sibling_binary("mnemo-server")
 }
 
 /// Resident, peak resident and anonymous resident memory of a process, in MiB, from
