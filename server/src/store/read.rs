@@ -6,7 +6,7 @@ use rusqlite::{Connection, OptionalExtension, Row, params_from_iter, types::Valu
 
 use super::StoreError;
 use super::filter::SqlFilter;
-use super::vectors::VectorCopy;
+use super::vectors::{VectorCopy, floats};
 use super::write::vector_bytes;
 use crate::memory::{Filter, Memory, ScoredMemory};
 
@@ -181,11 +181,22 @@ pub(super) fn search_copy(
             .collect::<rusqlite::Result<_>>()?,
         )
     };
+    let shortlist = vectors.shortlist(vector, k, candidates.as_deref());
+    // vec0 answers a rowid lookup in about 25 µs here (a `rowid IN (...)` list would
+    // scan the table).
+    let mut exact = conn.prepare_cached(&format!(
+        "SELECT embedding FROM {VECTOR_TABLE} WHERE rowid = ?"
+    ))?;
+    let ranked = shortlist.rank(vector, |id| {
+        exact
+            .query_row([id], |row| Ok(floats(row.get_ref(0)?.as_blob()?).collect()))
+            .optional()
+    })?;
     let mut statement = conn.prepare_cached(&format!(
         "SELECT {MEMORY_COLUMNS} FROM memories m WHERE m.id = ?"
     ))?;
     let mut hits = Vec::with_capacity(k);
-    for (id, similarity) in vectors.nearest(vector, k, candidates.as_deref()) {
+    for (id, similarity) in ranked {
         // A memory deleted since the scan is simply not returned.
         if let Some(memory) = statement.query_row([id], memory_from_row).optional()? {
             hits.push(ScoredMemory {
