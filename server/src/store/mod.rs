@@ -65,8 +65,9 @@ pub struct StoreOptions {
     /// Committed events kept in memory for live subscribers; one that falls further
     /// behind catches up from the events table.
     pub feed_capacity: usize,
-    /// Keep a copy of every vector in memory and search that (see [`vectors`]),
-    /// rather than scanning the vec0 table: 4 bytes per dimension per memory of RSS.
+    /// Keep a quantised copy of every vector in memory and search that (see
+    /// [`vectors`]), rather than scanning the vec0 table: 1 byte per dimension plus
+    /// 16 bytes per memory of RSS.
     pub memory_vectors: bool,
 }
 
