@@ -82,8 +82,21 @@ pub struct Config {
     pub embed_batch: usize,
 
     /// Read-only database connections.
-    #[arg(long, env = "MNEMO_READ_POOL", default_value_t = 4)]
+    #[arg(long, env = "MNEMO_READ_POOL", default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=64))]
     pub read_pool: u32,
+
+    /// Most writes committed in one transaction when they pile up.
+    #[arg(long, env = "MNEMO_GROUP_COMMIT", default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..=4096))]
+    pub group_commit: u64,
+
+    /// Megabytes of the database file each connection maps into memory; 0 turns
+    /// memory mapping off.
+    #[arg(long, env = "MNEMO_SQLITE_MMAP_MB", default_value_t = 1024, value_parser = clap::value_parser!(u64).range(0..=65_536))]
+    pub sqlite_mmap_mb: u64,
+
+    /// Megabytes of SQLite page cache per connection.
+    #[arg(long, env = "MNEMO_SQLITE_CACHE_MB", default_value_t = 2, value_parser = clap::value_parser!(u64).range(1..=4096))]
+    pub sqlite_cache_mb: u64,
 
     /// Search an in-memory, 8-bit copy of the vectors, still exactly (about 2x faster
     /// at 100k memories, 0.4 KiB of RAM per memory); `false` scans sqlite-vec's table.
@@ -219,6 +232,9 @@ impl Config {
     pub fn store_options(&self) -> StoreOptions {
         StoreOptions {
             readers: self.read_pool,
+            max_group_commit: self.group_commit as usize,
+            mmap_bytes: self.sqlite_mmap_mb << 20,
+            cache_bytes: self.sqlite_cache_mb << 20,
             memory_vectors: self.memory_vectors,
             retention: Retention {
                 max_age: std::time::Duration::from_secs(self.event_retention_days * 24 * 3600),
@@ -244,5 +260,44 @@ impl Config {
         // Tests never multicast on the machine's real interfaces.
         config.mdns_enabled = false;
         config
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Tuning settings reach the store, and out-of-range values are refused by name.
+    #[test]
+    fn tuning_settings() {
+        let config = Config::try_parse_from([
+            "mnemo-server",
+            "--group-commit",
+            "8",
+            "--sqlite-mmap-mb",
+            "0",
+            "--sqlite-cache-mb",
+            "16",
+            "--read-pool",
+            "2",
+        ])
+        .unwrap();
+        let options = config.store_options();
+        assert_eq!(options.max_group_commit, 8);
+        assert_eq!(options.mmap_bytes, 0);
+        assert_eq!(options.cache_bytes, 16 << 20);
+        assert_eq!(options.readers, 2);
+        for (flag, value) in [
+            ("--group-commit", "0"),
+            ("--read-pool", "0"),
+            ("--sqlite-cache-mb", "0"),
+            ("--sqlite-mmap-mb", "100000"),
+            ("--group-commit", "lots"),
+        ] {
+            let err = Config::try_parse_from(["mnemo-server", flag, value])
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(flag), "{flag} {value}: {err}");
+        }
     }
 }

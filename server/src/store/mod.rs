@@ -38,10 +38,6 @@ pub use write::NewRecord;
 pub use writer::Retention;
 use writer::{Command, Writer};
 
-/// Address space each read connection maps of the database file (virtual, not RSS):
-/// about 600k 384-dimension vectors.
-const MMAP_BYTES: i64 = 1 << 30;
-
 /// How long a connection waits for a lock before giving up (DESIGN §3).
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -60,6 +56,10 @@ pub struct StoreOptions {
     pub readers: u32,
     /// Most write commands committed in one transaction.
     pub max_group_commit: usize,
+    /// Bytes of the database file each connection maps into its address space.
+    pub mmap_bytes: u64,
+    /// Bytes of SQLite page cache per connection.
+    pub cache_bytes: u64,
     /// How long, and how many, events the change feed keeps for replay.
     pub retention: Retention,
     /// Committed events kept in memory for live subscribers; one that falls further
@@ -76,6 +76,10 @@ impl Default for StoreOptions {
         Self {
             readers: 4,
             max_group_commit: 64,
+            // About 600k 384-dimension vectors: address space, not RSS.
+            mmap_bytes: 1 << 30,
+            // SQLite's own default.
+            cache_bytes: 2 << 20,
             retention: Retention {
                 max_age: Duration::from_secs(7 * 24 * 3600),
                 max_rows: 100_000,
@@ -169,17 +173,24 @@ impl Store {
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
+        // A negative cache_size is in KiB.
+        let cache_size = -((options.cache_bytes >> 10).max(1) as i64);
+        conn.pragma_update(None, "cache_size", cache_size)?;
         migrate(&mut conn, path)?;
         pin_model(&mut conn, path, spec)?;
 
+        let mmap_size = options.mmap_bytes as i64;
         let manager = SqliteConnectionManager::file(path)
             .with_flags(OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)
-            .with_init(|c| {
+            .with_init(move |c| {
                 c.busy_timeout(BUSY_TIMEOUT)?;
-                // A KNN query reads every vector. Through SQLite's page cache that is a
-                // copy per page per query; memory-mapped, the scan reads the OS page
-                // cache in place (8.3 ms -> 3.6 ms per query at 10k vectors here).
-                c.pragma_update(None, "mmap_size", MMAP_BYTES)
+                c.pragma_update(None, "cache_size", cache_size)?;
+                // A vec0 KNN query reads every vector, and one vector by rowid walks
+                // its chunk's overflow pages. Through SQLite's page cache each page is
+                // a copy; memory-mapped, they read the OS page cache in place: 8.3 ->
+                // 3.6 ms per vec0 query at 10k vectors, 3.6 -> 0.5 ms for the 20
+                // lookups of a shortlist at 100k (BENCHMARKS.md).
+                c.pragma_update(None, "mmap_size", mmap_size)
             });
         let readers = r2d2::Pool::builder()
             .max_size(options.readers.max(1))
