@@ -77,9 +77,11 @@ pub struct Config {
     #[arg(long, env = "MNEMO_EMBED_THREADS")]
     pub embed_threads: Option<usize>,
 
-    /// Most texts embedded in one model call when requests pile up.
-    #[arg(long, env = "MNEMO_EMBED_BATCH", default_value_t = 32)]
-    pub embed_batch: usize,
+    /// Most texts embedded in one model call when requests pile up. One at a time is
+    /// fastest on real text of mixed lengths (a batch pads every text to its longest);
+    /// larger limits pay off only for many short texts of similar length.
+    #[arg(long, env = "MNEMO_EMBED_BATCH", default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=256))]
+    pub embed_batch: u64,
 
     /// Read-only database connections.
     #[arg(long, env = "MNEMO_READ_POOL", default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=64))]
@@ -289,6 +291,7 @@ mod tests {
         assert_eq!(options.readers, 2);
         for (flag, value) in [
             ("--group-commit", "0"),
+            ("--embed-batch", "0"),
             ("--read-pool", "0"),
             ("--sqlite-cache-mb", "0"),
             ("--sqlite-mmap-mb", "100000"),

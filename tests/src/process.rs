@@ -11,6 +11,7 @@ use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
+use anyhow::{Context, bail};
 use serde_json::{Value, json};
 
 /// Where a binary of this workspace is, next to the running executable (a test in
@@ -51,18 +52,23 @@ fn read_lines(child: &mut Child) -> Receiver<String> {
 }
 
 /// Waits up to `within` for a line containing `needle`.
-fn wait_for(lines: &Receiver<String>, needle: &str, within: Duration, what: &str) -> String {
+fn wait_for(
+    lines: &Receiver<String>,
+    needle: &str,
+    within: Duration,
+    what: &str,
+) -> anyhow::Result<String> {
     let deadline = Instant::now() + within;
     let mut seen = Vec::new();
     loop {
         match lines.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
-            Ok(line) if line.contains(needle) => return line,
+            Ok(line) if line.contains(needle) => return Ok(line),
             Ok(line) => seen.push(line),
-            Err(RecvTimeoutError::Timeout) => panic!(
+            Err(RecvTimeoutError::Timeout) => bail!(
                 "{what}: no line with {needle:?} within {within:?}:\n{}",
                 seen.join("\n")
             ),
-            Err(RecvTimeoutError::Disconnected) => panic!(
+            Err(RecvTimeoutError::Disconnected) => bail!(
                 "{what} exited before printing {needle:?}:\n{}",
                 seen.join("\n")
             ),
@@ -71,47 +77,71 @@ fn wait_for(lines: &Receiver<String>, needle: &str, within: Duration, what: &str
 }
 
 /// The value of `name=` in a log line (tracing's key=value format).
-fn field<'a>(line: &'a str, name: &str) -> &'a str {
+fn field<'a>(line: &'a str, name: &str) -> anyhow::Result<&'a str> {
     let start = line
         .find(&format!("{name}="))
-        .unwrap_or_else(|| panic!("no {name}= in {line:?}"))
+        .with_context(|| format!("no {name}= in {line:?}"))?
         + name.len()
         + 1;
-    line[start..].split_whitespace().next().unwrap_or_default()
+    Ok(line[start..].split_whitespace().next().unwrap_or_default())
 }
 
-/// A `mnemo-server` process on loopback with mDNS off, killed on drop.
+/// A `mnemo-server` process on loopback with mDNS off (unless `env` turns it on),
+/// killed on drop. The port is read from the `listening` log line and readiness from
+/// the `healthy` one, so nothing polls on a timer.
 pub struct ServerProcess {
     child: Child,
-    /// Held, never read after start: while it lives the reader threads keep
-    /// draining the server's pipes, which would block the server once full.
-    _log: Receiver<String>,
+    /// The server's log lines. While it lives the reader threads keep draining the
+    /// server's pipes, which would block the server once full.
+    log: Receiver<String>,
+    binary: PathBuf,
     data: PathBuf,
     env: Vec<(String, String)>,
+    spawned: Instant,
     /// `http://127.0.0.1:PORT` or `https://…`.
     pub url: String,
     /// The certificate fingerprint, when serving HTTPS.
     pub fingerprint: Option<String>,
+    /// From spawning the process to its `healthy` log line.
+    pub start_to_healthy: Duration,
 }
 
-/// How long a server may take from spawn to healthy (debug build, model load).
-const HEALTHY_WITHIN: Duration = Duration::from_secs(60);
+/// How long a server may take from spawn to healthy (debug build, model load, a
+/// loaded machine).
+const HEALTHY_WITHIN: Duration = Duration::from_secs(120);
 
 impl ServerProcess {
-    /// Starts a server with its data in `data` and extra `env`, on a free port;
-    /// returns once it is healthy.
+    /// Starts this workspace's server with its data in `data` and extra `env`, on a
+    /// free port; returns once it is healthy. Panics (it is for tests) if it is not.
     pub fn start(data: &Path, env: &[(&str, &str)]) -> Self {
         let env = env
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
-        Self::launch(data.to_path_buf(), env, 0)
+        Self::try_start(&workspace_binary("mnemo-server"), data, env)
+            .unwrap_or_else(|e| panic!("{e:#}"))
     }
 
-    fn launch(data: PathBuf, env: Vec<(String, String)>, port: u16) -> Self {
-        let mut command = Command::new(workspace_binary("mnemo-server"));
+    /// Starts `binary` like [`ServerProcess::start`], reporting failures as errors.
+    pub fn try_start(
+        binary: &Path,
+        data: &Path,
+        env: Vec<(String, String)>,
+    ) -> anyhow::Result<Self> {
+        Self::launch(binary.to_path_buf(), data.to_path_buf(), env, 0)
+    }
+
+    fn launch(
+        binary: PathBuf,
+        data: PathBuf,
+        env: Vec<(String, String)>,
+        port: u16,
+    ) -> anyhow::Result<Self> {
+        let spawned = Instant::now();
+        let mut command = Command::new(&binary);
         command
             .env("MNEMO_DATA_DIR", &data)
+            .env_remove("MCP_MEMORY_SQLITE_PATH")
             .env("MCP_HTTP_HOST", "127.0.0.1")
             .env("MCP_HTTP_PORT", port.to_string())
             .env("MCP_MDNS_ENABLED", "false")
@@ -121,34 +151,63 @@ impl ServerProcess {
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
-        let mut child = command.spawn().expect("start mnemo-server");
+        let mut child = command
+            .spawn()
+            .with_context(|| format!("starting {}", binary.display()))?;
         let lines = read_lines(&mut child);
         let what = "mnemo-server";
         let mut fingerprint = None;
         let listening = loop {
-            let line = wait_for(&lines, "", HEALTHY_WITHIN, what);
+            let line = wait_for(&lines, "", HEALTHY_WITHIN, what)?;
             if line.contains("fingerprint=") {
-                fingerprint = Some(field(&line, "fingerprint").to_owned());
+                fingerprint = Some(field(&line, "fingerprint")?.to_owned());
             }
             if line.contains("listening") {
                 break line;
             }
         };
-        let scheme = if field(&listening, "tls") == "true" {
+        let scheme = if field(&listening, "tls")? == "true" {
             "https"
         } else {
             "http"
         };
-        let url = format!("{scheme}://{}", field(&listening, "addr"));
-        wait_for(&lines, "healthy", HEALTHY_WITHIN, what);
-        Self {
+        let url = format!("{scheme}://{}", field(&listening, "addr")?);
+        wait_for(&lines, "healthy", HEALTHY_WITHIN, what)?;
+        Ok(Self {
             child,
-            _log: lines,
+            log: lines,
+            binary,
             data,
             env,
+            spawned,
             url,
             fingerprint,
+            start_to_healthy: spawned.elapsed(),
+        })
+    }
+
+    /// Waits for a log line containing `needle`; returns the time since spawning.
+    pub fn wait_for_log(&self, needle: &str, within: Duration) -> anyhow::Result<Duration> {
+        wait_for(&self.log, needle, within, "mnemo-server")?;
+        Ok(self.spawned.elapsed())
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Stops the server with SIGTERM (a clean shutdown, which checkpoints the WAL
+    /// into the database file) and waits for it.
+    pub fn terminate(mut self) -> anyhow::Result<()> {
+        let status = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status()?;
+        if !status.success() {
+            bail!("kill -TERM {} failed", self.child.id());
         }
+        self.child.wait()?;
+        Ok(())
     }
 
     pub fn port(&self) -> u16 {
@@ -169,7 +228,12 @@ impl ServerProcess {
     /// Starts a killed server again on its port and data.
     pub fn relaunch(&mut self) {
         let port = self.port();
-        *self = Self::launch(self.data.clone(), std::mem::take(&mut self.env), port);
+        let (binary, data, env) = (
+            self.binary.clone(),
+            self.data.clone(),
+            std::mem::take(&mut self.env),
+        );
+        *self = Self::launch(binary, data, env, port).unwrap_or_else(|e| panic!("{e:#}"));
     }
 
     /// Kills the server and waits for it to be gone.

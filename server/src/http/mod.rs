@@ -301,7 +301,7 @@ async fn load(
     let feed_config = config.clone();
     let service = tokio::task::spawn_blocking(move || -> Result<MemoryService, ServeError> {
         let model = FastEmbedModel::load(&files, &config.model_id, config.embed_threads())?;
-        let embedder = Embedder::start(Box::new(model), config.embed_batch);
+        let embedder = Embedder::start(Box::new(model), config.embed_batch as usize);
         let options = config.store_options();
         let store = Store::open(&database, embedder.spec(), options)?;
         Ok(MemoryService::new(

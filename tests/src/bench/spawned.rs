@@ -1,26 +1,23 @@
-//! A `mnemo-server` process that the harness starts itself: its own data folder,
-//! loopback, port 0, mDNS off. The port is read from the `listening` log line and
-//! readiness from the `healthy` one, so nothing polls on a timer.
+//! A `mnemo-server` process that the harness starts itself ([`ServerProcess`]: its
+//! own data folder, loopback, port 0, mDNS off), with the harness's key and its view
+//! of readiness: the first `200` on `/api/health`, and the vector copy loaded.
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{Context, bail};
+
+use crate::process::ServerProcess;
 
 /// The all-scopes key the harness gives the servers it starts.
 pub const KEY: &str = "mnemo-bench-key-0123456789abcdef";
 
-/// How long a start may take before the harness gives up.
-const START_TIMEOUT: Duration = Duration::from_secs(120);
+/// How long the vector copy may take to load after the server is healthy.
+const COPY_WITHIN: Duration = Duration::from_secs(120);
 
 pub struct Spawned {
-    child: Child,
-    /// Log lines the harness waits for, as the drain thread sees them.
-    lines: mpsc::Receiver<String>,
-    started: Instant,
+    // Boxed: the harness keeps an `Option<Spawned>` in an enum beside small variants.
+    server: Box<ServerProcess>,
     copy_loaded: std::cell::Cell<bool>,
     pub url: String,
     /// From spawning the process to its first `200` on `GET /api/health`.
@@ -36,63 +33,31 @@ impl Spawned {
         extra_env: &[(String, String)],
         http: &reqwest::Client,
     ) -> anyhow::Result<Self> {
-        let started = Instant::now();
-        let mut command = Command::new(binary);
-        command
-            .env("MNEMO_DATA_DIR", data_dir)
-            .env("MCP_HTTP_HOST", "127.0.0.1")
-            .env("MCP_HTTP_PORT", "0")
-            .env("MCP_API_KEY", KEY)
-            .env("MNEMO_AUTH_FAILURES_PER_MINUTE", "100000")
-            .env("RUST_LOG", "info")
-            .env("NO_COLOR", "1")
-            .env_remove("MCP_MEMORY_SQLITE_PATH")
-            .envs(extra_env.iter().map(|(k, v)| (k, v)))
-            // Last, so no passed-through setting can turn multicast on.
-            .env("MCP_MDNS_ENABLED", "false")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit());
-        let mut child = command
-            .spawn()
-            .with_context(|| format!("starting {}", binary.display()))?;
-        let stdout = child.stdout.take().context("server stdout")?;
-        let (lines_tx, lines) = mpsc::channel();
-        // Drains the log for the server's whole life: a full pipe would block it.
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if line.contains("listening")
-                    || line.contains("healthy")
-                    || line.contains("vector copy")
-                {
-                    let _ = lines_tx.send(line);
-                }
-            }
-        });
-        let mut addr = None;
-        loop {
-            let line = lines
-                .recv_timeout(START_TIMEOUT)
-                .context("the server exited or hung before it was healthy")?;
-            if let Some(rest) = line.split("addr=").nth(1) {
-                addr = rest.split_whitespace().next().map(str::to_owned);
-            }
-            if line.contains("healthy") {
-                break;
-            }
-        }
-        let url = format!("http://{}", addr.context("no listening address logged")?);
+        let mut env = vec![
+            ("MCP_API_KEY".to_owned(), KEY.to_owned()),
+            (
+                "MNEMO_AUTH_FAILURES_PER_MINUTE".to_owned(),
+                "100000".to_owned(),
+            ),
+        ];
+        env.extend(extra_env.iter().cloned());
+        // Last, so no passed-through setting can turn multicast on.
+        env.push(("MCP_MDNS_ENABLED".to_owned(), "false".to_owned()));
+        let (binary, data_dir) = (binary.to_path_buf(), data_dir.to_path_buf());
+        let server =
+            tokio::task::spawn_blocking(move || ServerProcess::try_start(&binary, &data_dir, env))
+                .await??;
+        let url = server.url.clone();
         let status = http.get(format!("{url}/api/health")).send().await?.status();
         if status != 200 {
             bail!("health answered {status} after the healthy log line");
         }
+        let start_to_healthy = server.start_to_healthy;
         Ok(Self {
-            child,
-            lines,
-            started,
+            server: Box::new(server),
             copy_loaded: std::cell::Cell::new(false),
             url,
-            start_to_healthy: started.elapsed(),
+            start_to_healthy,
         })
     }
 
@@ -103,41 +68,21 @@ impl Spawned {
         if self.copy_loaded.get() {
             return Ok(None);
         }
-        loop {
-            let line = self
-                .lines
-                .recv_timeout(START_TIMEOUT)
-                .context("the server never logged its vector copy")?;
-            if line.contains("vector copy") {
-                self.copy_loaded.set(true);
-                return Ok(Some(self.started.elapsed()));
-            }
-        }
+        let loaded = self
+            .server
+            .wait_for_log("vector copy", COPY_WITHIN)
+            .context("the server never logged its vector copy")?;
+        self.copy_loaded.set(true);
+        Ok(Some(loaded))
     }
 
     pub fn pid(&self) -> u32 {
-        self.child.id()
+        self.server.pid()
     }
 
-    /// Stops the server with SIGTERM (a clean shutdown, which checkpoints the WAL
-    /// into the database file) and waits for it.
-    pub fn stop(mut self) -> anyhow::Result<()> {
-        let status = Command::new("kill")
-            .arg("-TERM")
-            .arg(self.child.id().to_string())
-            .status()?;
-        if !status.success() {
-            bail!("kill -TERM failed");
-        }
-        self.child.wait()?;
-        Ok(())
-    }
-}
-
-impl Drop for Spawned {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+    /// Stops the server cleanly (SIGTERM) and waits for it.
+    pub fn stop(self) -> anyhow::Result<()> {
+        self.server.terminate()
     }
 }
 
