@@ -65,6 +65,13 @@ async fn call(server: &TestServer, key: &str, tool: &str, args: Value) -> Value 
     message["result"].clone()
 }
 
+/// A legacy-era (2025-06-18) `initialize` request, which opens a session.
+fn legacy_initialize() -> Value {
+    json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+        "protocolVersion": "2025-06-18", "capabilities": {},
+        "clientInfo": {"name": "test", "version": "0"}}})
+}
+
 fn text(result: &Value) -> &str {
     result["content"][0]["text"].as_str().unwrap_or_default()
 }
@@ -220,11 +227,7 @@ async fn legacy_sessions_echo_the_clients_version() {
     let response = server
         .request(Method::POST, "/mcp")
         .header("Accept", "application/json, text/event-stream")
-        .json(
-            &json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
-            "protocolVersion": "2025-06-18", "capabilities": {},
-            "clientInfo": {"name": "test", "version": "0"}}}),
-        )
+        .json(&legacy_initialize())
         .send()
         .await
         .unwrap();
@@ -305,11 +308,7 @@ async fn host_names_on_loopback_and_on_the_lan() {
             .request(Method::POST, "/mcp")
             .header("Host", "mybox.local:8000")
             .header("Accept", "application/json, text/event-stream")
-            .json(
-                &json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
-                "protocolVersion": "2025-06-18", "capabilities": {},
-                "clientInfo": {"name": "test", "version": "0"}}}),
-            )
+            .json(&legacy_initialize())
             .send()
             .await
             .unwrap()

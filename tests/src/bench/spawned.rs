@@ -19,7 +19,6 @@ pub struct Spawned {
     // Boxed: the harness keeps an `Option<Spawned>` in an enum beside small variants.
     server: Box<ServerProcess>,
     copy_loaded: std::cell::Cell<bool>,
-    pub url: String,
     /// From spawning the process to its first `200` on `GET /api/health`.
     pub start_to_healthy: Duration,
 }
@@ -47,8 +46,11 @@ impl Spawned {
         let server =
             tokio::task::spawn_blocking(move || ServerProcess::try_start(&binary, &data_dir, env))
                 .await??;
-        let url = server.url.clone();
-        let status = http.get(format!("{url}/api/health")).send().await?.status();
+        let status = http
+            .get(format!("{}/api/health", server.url))
+            .send()
+            .await?
+            .status();
         if status != 200 {
             bail!("health answered {status} after the healthy log line");
         }
@@ -56,7 +58,6 @@ impl Spawned {
         Ok(Self {
             server: Box::new(server),
             copy_loaded: std::cell::Cell::new(false),
-            url,
             start_to_healthy,
         })
     }
@@ -74,6 +75,11 @@ impl Spawned {
             .context("the server never logged its vector copy")?;
         self.copy_loaded.set(true);
         Ok(Some(loaded))
+    }
+
+    /// `http://127.0.0.1:PORT`.
+    pub fn url(&self) -> &str {
+        &self.server.url
     }
 
     pub fn pid(&self) -> u32 {

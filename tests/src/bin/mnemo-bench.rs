@@ -143,6 +143,12 @@ struct Api {
 }
 
 impl Api {
+    /// Stores the next fresh text, as a client would.
+    async fn store_fresh(&self, fresh: &Fresh) -> anyhow::Result<(u16, Value, Duration)> {
+        self.post("/api/memories", &json!({"content": fresh.take()}))
+            .await
+    }
+
     /// POSTs `body`; returns the status, the answer's JSON (Null if none) and the time
     /// until the whole answer arrived.
     async fn post(&self, path: &str, body: &Value) -> anyhow::Result<(u16, Value, Duration)> {
@@ -325,9 +331,7 @@ async fn store_latency(api: &Api, args: &Args, fresh: &Fresh) -> anyhow::Result<
     let mut latencies = Vec::with_capacity(args.samples);
     let mut errors = 0;
     for _ in 0..args.samples {
-        let (status, _, took) = api
-            .post("/api/memories", &json!({"content": fresh.take()}))
-            .await?;
+        let (status, _, took) = api.store_fresh(fresh).await?;
         errors += usize::from(status != 200);
         latencies.push(took);
     }
@@ -376,8 +380,7 @@ async fn mixed(
                 while Instant::now() < deadline {
                     let store = (j + w) % 10 == 0;
                     let result = if store {
-                        api.post("/api/memories", &json!({"content": fresh.take()}))
-                            .await
+                        api.store_fresh(&fresh).await
                     } else {
                         let query = corpus.query(w * 7919 + j);
                         api.post("/api/search", &json!({"query": query, "n_results": 10}))
@@ -468,9 +471,7 @@ async fn fan_out(api: &Api, args: &Args, fresh: &Fresh) -> anyhow::Result<Row> {
     }
     let mut errors = 0;
     for _ in 0..args.sse_writes {
-        let (status, _, _) = api
-            .post("/api/memories", &json!({"content": fresh.take()}))
-            .await?;
+        let (status, _, _) = api.store_fresh(fresh).await?;
         errors += usize::from(status != 200);
     }
     let mut all = Vec::new();
@@ -755,7 +756,10 @@ async fn main() -> anyhow::Result<()> {
             } else if server.is_none() {
                 *server = Some(Spawned::start(binary, data_dir.path(), env, &http).await?);
             }
-            api.url = server.as_ref().map(|s| s.url.clone()).unwrap_or_default();
+            api.url = server
+                .as_ref()
+                .map(|s| s.url().to_owned())
+                .unwrap_or_default();
         }
         if have < level {
             let started = Instant::now();
@@ -808,7 +812,7 @@ async fn main() -> anyhow::Result<()> {
                     Row::new(format!("cold start to healthy, {level} memories"))
                         .latencies(&[started.start_to_healthy]),
                 );
-                api.url = started.url.clone();
+                api.url = started.url().to_owned();
                 *server = Some(started);
             }
         }
