@@ -3,7 +3,7 @@
 
 use std::fmt::Write as _;
 
-use mnemo_schema::ops::MemoryOps;
+use mnemo_mcp::ops::MemoryOps;
 
 use crate::config::Config;
 use crate::endpoint::{Report, Resolver};

@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use clap::Parser;
 use clap::builder::BoolishValueParser;
+use mnemo_api::Secret;
 use mnemo_certs::Fingerprint;
-use mnemo_schema::Secret;
 
 #[derive(Parser, Clone, Debug)]
 #[command(

@@ -13,7 +13,7 @@ use std::time::Duration;
 use mdns_sd::{Receiver, ResolvedService, ServiceDaemon, ServiceEvent};
 
 /// The DNS-SD service type Mnemo servers advertise.
-pub use mnemo_schema::mdns::SERVICE_TYPE;
+pub use mnemo_api::mdns::SERVICE_TYPE;
 
 /// How long closing a [`Browser`] waits for its daemon thread to confirm it stopped.
 const SHUTDOWN_WAIT: Duration = Duration::from_secs(1);
@@ -47,7 +47,7 @@ impl Candidate {
         addresses.sort_by_key(|ip| (ip.is_ipv6(), *ip));
         addresses.dedup();
         let https = txt
-            .get(mnemo_schema::mdns::txt::HTTPS)
+            .get(mnemo_api::mdns::txt::HTTPS)
             .is_some_and(|v| v.eq_ignore_ascii_case("true"));
         let scheme = if https { "https" } else { "http" };
         // A link-local IPv6 address needs its zone to be reachable, which URLs cannot

@@ -7,10 +7,10 @@
 
 use std::time::{Duration, Instant};
 
+use mnemo_api::health::{Health, HealthStatus};
+use mnemo_api::mdns::txt;
 use mnemo_certs::{Fingerprint, pinned_client_config};
-use mnemo_schema::health::{Health, HealthStatus};
-use mnemo_schema::mdns::txt;
-use mnemo_schema::ops::{OpsError, OpsErrorKind};
+use mnemo_mcp::ops::{OpsError, OpsErrorKind};
 
 use crate::config::Config;
 use crate::discovery::{self, Candidate};

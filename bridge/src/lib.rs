@@ -2,7 +2,7 @@
 //! like) that serves Mnemo's memory tools by forwarding them to a Mnemo server's
 //! REST API (DESIGN §9).
 //!
-//! The tools themselves are `mnemo-schema`'s registry, the same one the server
+//! The tools themselves are `mnemo-mcp`'s registry, the same one the server
 //! serves at `/mcp`; the bridge only supplies the operations behind them.
 //!
 //! # Layout
@@ -26,7 +26,7 @@ pub mod rest;
 
 use std::sync::Arc;
 
-use mnemo_schema::tools::Registry;
+use mnemo_mcp::tools::Registry;
 
 pub use config::Config;
 

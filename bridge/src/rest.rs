@@ -12,12 +12,12 @@ use std::time::Duration;
 
 use futures::FutureExt;
 
-use mnemo_schema::Secret;
-use mnemo_schema::api::{
+use mnemo_api::Secret;
+use mnemo_api::rest::{
     DeleteMatchingRequest, DeleteMatchingResponse, DetailedHealth, ListQuery, ListResponse, Memory,
     MutationResponse, SearchRequest, SearchResponse, StoreRequest, UpdateRequest,
 };
-use mnemo_schema::ops::{MemoryOps, OpsError, OpsErrorKind};
+use mnemo_mcp::ops::{MemoryOps, OpsError, OpsErrorKind};
 use reqwest::{Method, Url};
 use serde::Serialize;
 use serde::de::DeserializeOwned;

@@ -10,7 +10,7 @@ use clap::{Parser, Subcommand};
 use crate::auth::keys::KeysCommand;
 use crate::embed::ModelFiles;
 use crate::store::{Retention, StoreOptions};
-pub use mnemo_schema::Secret;
+pub use mnemo_api::Secret;
 
 /// The command line: serve (no subcommand) or manage keys.
 #[derive(Parser, Debug)]

@@ -18,7 +18,7 @@
 //!   `mnemo-certs`, fingerprint published) and its mDNS advertisement.
 //! * [`mdns`]: the mDNS advertisement (`_mcp-memory._tcp`), only on the addresses the
 //!   server listens on, withdrawn with a goodbye on shutdown.
-//! * [`http`]: the router (REST, SSE, and `/mcp`, where `mnemo-schema`'s tool
+//! * [`http`]: the router (REST, SSE, and `/mcp`, where `mnemo-mcp`'s tool
 //!   registry runs over the REST handlers) and [`serve`], which answers health checks
 //!   while the model loads and stops on a cancellation token.
 

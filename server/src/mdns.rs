@@ -16,8 +16,8 @@ use mdns_sd::{IfKind, IfPredicate, ServiceDaemon, ServiceInfo, UnregisterStatus}
 use tracing::{debug, warn};
 
 /// The DNS-SD service type Mnemo advertises and the bridge browses for.
-pub use mnemo_schema::mdns::SERVICE_TYPE;
-use mnemo_schema::mdns::txt;
+pub use mnemo_api::mdns::SERVICE_TYPE;
+use mnemo_api::mdns::txt;
 
 /// `MCP_MDNS_SERVICE_NAME` when it is not set; the instance name adds the host name.
 pub const DEFAULT_SERVICE_NAME: &str = "MCP Memory Service";

@@ -29,11 +29,11 @@ pub struct Memory {
     pub updated_at: f64,
 }
 
-impl From<Memory> for mnemo_schema::api::Memory {
+impl From<Memory> for mnemo_api::rest::Memory {
     fn from(m: Memory) -> Self {
         Self {
-            created_at_iso: mnemo_schema::api::iso8601(m.created_at),
-            updated_at_iso: mnemo_schema::api::iso8601(m.updated_at),
+            created_at_iso: mnemo_api::rest::iso8601(m.created_at),
+            updated_at_iso: mnemo_api::rest::iso8601(m.updated_at),
             content: m.content,
             content_hash: m.content_hash,
             tags: m.tags,
@@ -67,7 +67,7 @@ pub struct MemoryPatch {
     pub metadata: Option<Map<String, Value>>,
 }
 
-pub use mnemo_schema::api::TagMatch;
+pub use mnemo_api::rest::TagMatch;
 
 /// Restrictions applied before ranking or paging, so that a filtered search still
 /// fills its `k` when `k` matching memories exist.

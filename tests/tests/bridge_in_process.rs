@@ -1,7 +1,7 @@
 //! The bridge's registry (its REST client behind the tools) connected to an rmcp
 //! client over `tokio::io::duplex`, against a real server in the same process: each
 //! legacy alias's arguments must arrive at the server as the memory they describe.
-//! `schema/tests/registry.rs` checks the same mapping against a recording fake.
+//! `mcp/tests/registry.rs` checks the same mapping against a recording fake.
 
 use clap::Parser;
 use mnemo_server::Config as ServerConfig;

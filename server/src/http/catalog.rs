@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::State;
-use mnemo_schema::api::{TagCount, TagsResponse, TypeCount};
+use mnemo_api::rest::{TagCount, TagsResponse, TypeCount};
 
 use super::AppState;
 use super::error::ApiError;

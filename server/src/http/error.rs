@@ -8,8 +8,8 @@ use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use mnemo_schema::api::MutationResponse;
-use mnemo_schema::error::ErrorBody;
+use mnemo_api::error::ErrorBody;
+use mnemo_api::rest::MutationResponse;
 use serde::de::DeserializeOwned;
 
 use crate::service::ServiceError;

@@ -5,8 +5,8 @@ use std::sync::Arc;
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
-use mnemo_schema::api::DetailedHealth;
-use mnemo_schema::health::{Health, HealthStatus};
+use mnemo_api::health::{Health, HealthStatus};
+use mnemo_api::rest::DetailedHealth;
 
 use super::AppState;
 use super::error::ApiError;

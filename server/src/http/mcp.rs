@@ -1,4 +1,4 @@
-//! `/mcp`: the tool registry of `mnemo-schema`, served with rmcp's streamable HTTP
+//! `/mcp`: the tool registry of `mnemo-mcp`, served with rmcp's streamable HTTP
 //! transport behind the same API-key check as every REST route.
 //!
 //! The operations call the REST handlers themselves, so a tool call and the REST
@@ -10,12 +10,12 @@ use std::sync::Arc;
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::HeaderMap;
-use mnemo_schema::api::{
+use mnemo_api::rest::{
     DeleteMatchingRequest, DeleteMatchingResponse, DetailedHealth, ListQuery, ListResponse, Memory,
     MutationResponse, SearchRequest, SearchResponse, StoreRequest, UpdateRequest,
 };
-use mnemo_schema::ops::{MemoryOps, OpsError, OpsErrorKind};
-use mnemo_schema::tools::Registry;
+use mnemo_mcp::ops::{MemoryOps, OpsError, OpsErrorKind};
+use mnemo_mcp::tools::Registry;
 use rmcp::model::Extensions;
 use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
 use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};

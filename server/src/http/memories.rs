@@ -6,7 +6,7 @@ use std::sync::Arc;
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
-use mnemo_schema::api::{
+use mnemo_api::rest::{
     BatchResponse, BatchStoreRequest, DeleteMatchingRequest, DeleteMatchingResponse, ImportRequest,
     ListQuery, ListResponse, MAX_BATCH, MAX_RESULTS, Memory, MutationResponse, SessionRequest,
     StoreRequest, UpdateRequest,

@@ -7,7 +7,7 @@ use std::time::Instant;
 use axum::Json;
 use axum::extract::State;
 use jiff::tz::TimeZone;
-use mnemo_schema::api::{
+use mnemo_api::rest::{
     self, MAX_RESULTS, SearchMode, SearchRequest, SearchResponse, SearchResult, TagMatch,
     TagSearchRequest, TimeSearchRequest,
 };
@@ -146,9 +146,9 @@ pub async fn by_time(
 /// `before` narrowed by the period of a `time` phrase read in zone `tz`.
 pub(super) fn filter(
     tags: Vec<String>,
-    tag_match: api::TagMatch,
+    tag_match: rest::TagMatch,
     memory_type: Option<String>,
-    period: &api::Period,
+    period: &rest::Period,
 ) -> Result<Filter, ApiError> {
     let bad = |e: timeexpr::TimeExprError| ApiError::bad_request(e.to_string());
     let tz = timeexpr::parse_tz(period.tz.as_deref()).map_err(bad)?;
@@ -178,11 +178,11 @@ pub(super) fn filter(
 }
 
 /// An instant of a request (epoch seconds or text) as epoch seconds.
-pub(super) fn instant(value: &api::Instant, tz: &TimeZone) -> Result<f64, ApiError> {
+pub(super) fn instant(value: &rest::Instant, tz: &TimeZone) -> Result<f64, ApiError> {
     match value {
-        api::Instant::Epoch(seconds) if seconds.is_finite() => Ok(*seconds),
-        api::Instant::Epoch(_) => Err(ApiError::bad_request("a time must be a finite number")),
-        api::Instant::Text(text) => {
+        rest::Instant::Epoch(seconds) if seconds.is_finite() => Ok(*seconds),
+        rest::Instant::Epoch(_) => Err(ApiError::bad_request("a time must be a finite number")),
+        rest::Instant::Text(text) => {
             timeexpr::parse_instant(text, tz).map_err(|e| ApiError::bad_request(e.to_string()))
         }
     }

@@ -17,6 +17,7 @@
 //! [`crate::service`]); nothing here holds a lock across an `.await`.
 
 mod filter;
+pub mod migrations;
 mod read;
 mod vec_extension;
 mod vectors;
@@ -26,7 +27,7 @@ mod writer;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use mnemo_schema::migrations::{self, meta_keys};
+use migrations::meta_keys;
 use r2d2_sqlite::SqliteConnectionManager;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior};
 use thiserror::Error;

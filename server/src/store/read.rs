@@ -1,7 +1,7 @@
 //! Queries. Each takes a plain connection, so the same code serves the read pool and
 //! the writer (which reads back what it just wrote).
 
-use mnemo_schema::migrations::VECTOR_TABLE;
+use super::migrations::VECTOR_TABLE;
 use rusqlite::{Connection, OptionalExtension, Row, params_from_iter, types::Value};
 
 use super::StoreError;

@@ -22,7 +22,7 @@ use std::collections::HashMap;
 use std::sync::RwLock;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use mnemo_schema::migrations::VECTOR_TABLE;
+use super::migrations::VECTOR_TABLE;
 use rusqlite::Connection;
 
 use super::StoreError;

@@ -2,8 +2,8 @@
 //! group's transaction, and each appends its change-feed event in that same
 //! transaction, so the feed can never disagree with the data.
 
-use mnemo_schema::events::EventKind;
-use mnemo_schema::migrations::VECTOR_TABLE;
+use crate::store::migrations::VECTOR_TABLE;
+use mnemo_api::events::EventKind;
 use rusqlite::{OptionalExtension, Transaction, params};
 use serde_json::{Map, Value, json};
 

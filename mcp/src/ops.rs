@@ -2,7 +2,7 @@
 //!
 //! The server implements [`MemoryOps`] over its own REST handlers, and the bridge
 //! implements it as a REST client, so the tool registry in [`crate::tools`] cannot
-//! tell them apart. The requests and answers are the REST bodies of [`crate::api`],
+//! tell them apart. The requests and answers are the REST bodies of [`mnemo_api::rest`],
 //! which keeps the two implementations honest: whatever the bridge can say, the REST
 //! API can carry.
 
@@ -12,11 +12,11 @@ use rmcp::model::Extensions;
 use serde_json::Value;
 use thiserror::Error;
 
-use crate::api::{
+use mnemo_api::error::ErrorBody;
+use mnemo_api::rest::{
     DeleteMatchingRequest, DeleteMatchingResponse, DetailedHealth, ListQuery, ListResponse, Memory,
     MutationResponse, SearchRequest, SearchResponse, StoreRequest, UpdateRequest,
 };
-use crate::error::ErrorBody;
 
 /// What a memory operation can do. Every method mirrors one REST endpoint.
 ///

@@ -26,12 +26,12 @@ use rmcp::model::{
 use rmcp::service::RequestContext;
 use rmcp::{ErrorData, RoleServer, ServerHandler, tool, tool_router};
 
-use crate::api::{
+use crate::ops::{MemoryOps, OpsError, OpsErrorKind};
+use args::{DeleteArgs, GetArgs, HealthArgs, ListArgs, SearchArgs, StoreArgs, UpdateArgs};
+use mnemo_api::rest::{
     DeleteMatchingRequest, Instant, ListQuery, Period, SearchRequest, StoreRequest, TagMatch,
     UpdateRequest,
 };
-use crate::ops::{MemoryOps, OpsError, OpsErrorKind};
-use args::{DeleteArgs, GetArgs, HealthArgs, ListArgs, SearchArgs, StoreArgs, UpdateArgs};
 use output::{
     DeleteOutput, HealthOutput, ListOutput, MemoryItem, SearchOutput, StoreOutput, ToolOutput,
     UpdateOutput,

@@ -5,15 +5,15 @@
 
 use std::sync::{Arc, Mutex};
 
-use mnemo_schema::api::{
+use mnemo_api::health::HealthStatus;
+use mnemo_api::rest::{
     self, DeleteMatchingRequest, DeleteMatchingResponse, DetailedHealth, ListQuery, ListResponse,
     Memory, MutationResponse, SearchRequest, SearchResponse, SearchResult, StoreRequest,
     UpdateRequest,
 };
-use mnemo_schema::health::HealthStatus;
-use mnemo_schema::ops::{MemoryOps, OpsError, OpsErrorKind};
-use mnemo_schema::tools::Registry;
-use mnemo_schema::tools::output::PREVIEW_CHARS;
+use mnemo_mcp::ops::{MemoryOps, OpsError, OpsErrorKind};
+use mnemo_mcp::tools::Registry;
+use mnemo_mcp::tools::output::PREVIEW_CHARS;
 use rmcp::model::{CallToolRequestParams, CallToolResult, Extensions};
 use rmcp::service::RunningService;
 use rmcp::{RoleClient, ServiceExt};
@@ -54,9 +54,9 @@ impl Recorder {
             memory_type: Some("note".into()),
             metadata: Default::default(),
             created_at: 1.0,
-            created_at_iso: api::iso8601(1.0),
+            created_at_iso: rest::iso8601(1.0),
             updated_at: 1.0,
-            updated_at_iso: api::iso8601(1.0),
+            updated_at_iso: rest::iso8601(1.0),
         }
     }
 

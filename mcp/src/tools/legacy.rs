@@ -18,8 +18,8 @@ use super::args::{DeleteArgs, HealthArgs, ListArgs, SearchArgs, StoreArgs, Updat
 use super::output::{
     DeleteOutput, HealthOutput, ListOutput, SearchOutput, StoreOutput, UpdateOutput,
 };
-use crate::api::TagMatch;
 use crate::ops::MemoryOps;
+use mnemo_api::rest::TagMatch;
 
 /// Tags as the anchor took them: a list, or one comma-separated string.
 #[derive(Debug, Clone, Deserialize, JsonSchema)]

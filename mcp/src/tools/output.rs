@@ -7,7 +7,7 @@ use schemars::JsonSchema;
 use serde::Serialize;
 use serde_json::{Map, Value};
 
-use crate::api::{self, DeleteMatchingResponse, DetailedHealth, SearchResponse};
+use mnemo_api::rest::{self, DeleteMatchingResponse, DetailedHealth, SearchResponse};
 
 /// Contents longer than this many characters are cut in lists and search results;
 /// `memory_get` always gives the whole text.
@@ -34,7 +34,7 @@ pub struct MemoryItem {
 
 impl MemoryItem {
     /// The memory with its content cut to [`PREVIEW_CHARS`] and a marker.
-    pub fn preview(memory: api::Memory) -> Self {
+    pub fn preview(memory: rest::Memory) -> Self {
         let mut item = Self::full(memory);
         if let Some(cut) = truncate(&item.content, PREVIEW_CHARS) {
             item.content = format!(
@@ -45,7 +45,7 @@ impl MemoryItem {
         item
     }
 
-    pub fn full(memory: api::Memory) -> Self {
+    pub fn full(memory: rest::Memory) -> Self {
         Self {
             content_hash: memory.content_hash,
             content: memory.content,
@@ -176,8 +176,8 @@ pub struct ListOutput {
     pub has_more: bool,
 }
 
-impl From<api::ListResponse> for ListOutput {
-    fn from(response: api::ListResponse) -> Self {
+impl From<rest::ListResponse> for ListOutput {
+    fn from(response: rest::ListResponse) -> Self {
         Self {
             memories: response
                 .memories
@@ -329,17 +329,17 @@ impl ToolOutput for HealthOutput {
 mod tests {
     use super::*;
 
-    fn memory(content: &str) -> api::Memory {
-        api::Memory {
+    fn memory(content: &str) -> rest::Memory {
+        rest::Memory {
             content: content.into(),
             content_hash: "h".into(),
             tags: vec!["a".into()],
             memory_type: None,
             metadata: Map::new(),
             created_at: 0.0,
-            created_at_iso: api::iso8601(0.0),
+            created_at_iso: rest::iso8601(0.0),
             updated_at: 0.0,
-            updated_at_iso: api::iso8601(0.0),
+            updated_at_iso: rest::iso8601(0.0),
         }
     }
 

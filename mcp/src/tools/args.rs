@@ -5,10 +5,10 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
-use crate::api::{SearchMode, TagMatch};
+use mnemo_api::rest::{SearchMode, TagMatch};
 
 /// Largest page of `memory_list` and most results of `memory_search`.
-pub const MAX_LIMIT: u32 = crate::api::MAX_RESULTS;
+pub const MAX_LIMIT: u32 = mnemo_api::rest::MAX_RESULTS;
 
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
