@@ -29,7 +29,7 @@ pub async fn run(config: &Config) -> (String, bool) {
     // server is up.
     let ops =
         RestOps::new(resolver, config.api_key.clone(), config.call_timeout()).starting_at(endpoint);
-    match ops.health().await {
+    match ops.health(&()).await {
         Ok(health) => {
             let _ = writeln!(
                 out,

@@ -19,6 +19,7 @@ use mnemo_api::rest::{
 };
 use mnemo_mcp::ops::{MemoryOps, OpsError, OpsErrorKind};
 use reqwest::{Method, Url};
+use rmcp::model::Extensions;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
@@ -230,29 +231,38 @@ impl RestOps {
     }
 }
 
+/// The bridge's server checks the key on every REST call, so the bridge needs
+/// nothing of its MCP caller.
 impl MemoryOps for RestOps {
-    async fn store(&self, request: StoreRequest) -> Result<MutationResponse, OpsError> {
+    type Caller = ();
+
+    fn caller(&self, _extensions: &Extensions) -> Result<(), OpsError> {
+        Ok(())
+    }
+
+    async fn store(&self, _: &(), request: StoreRequest) -> Result<MutationResponse, OpsError> {
         self.post(&["api", "memories"], &request, Repeat::Safe)
             .await
     }
 
-    async fn search(&self, request: SearchRequest) -> Result<SearchResponse, OpsError> {
+    async fn search(&self, _: &(), request: SearchRequest) -> Result<SearchResponse, OpsError> {
         self.post(&["api", "search"], &request, Repeat::Safe).await
     }
 
-    async fn list(&self, query: ListQuery) -> Result<ListResponse, OpsError> {
+    async fn list(&self, _: &(), query: ListQuery) -> Result<ListResponse, OpsError> {
         let path = ["api", "memories"];
         self.call(Method::GET, &path, Some(&query), None, Repeat::Safe)
             .await
     }
 
-    async fn get(&self, content_hash: String) -> Result<Memory, OpsError> {
+    async fn get(&self, _: &(), content_hash: String) -> Result<Memory, OpsError> {
         self.plain(Method::GET, &["api", "memories", &content_hash])
             .await
     }
 
     async fn update(
         &self,
+        _: &(),
         content_hash: String,
         request: UpdateRequest,
     ) -> Result<MutationResponse, OpsError> {
@@ -262,20 +272,21 @@ impl MemoryOps for RestOps {
             .await
     }
 
-    async fn delete(&self, content_hash: String) -> Result<MutationResponse, OpsError> {
+    async fn delete(&self, _: &(), content_hash: String) -> Result<MutationResponse, OpsError> {
         self.plain(Method::DELETE, &["api", "memories", &content_hash])
             .await
     }
 
     async fn delete_matching(
         &self,
+        _: &(),
         request: DeleteMatchingRequest,
     ) -> Result<DeleteMatchingResponse, OpsError> {
         self.post(&["api", "memories", "delete"], &request, Repeat::Unsafe)
             .await
     }
 
-    async fn health(&self) -> Result<DetailedHealth, OpsError> {
+    async fn health(&self, _: &()) -> Result<DetailedHealth, OpsError> {
         self.plain(Method::GET, &["api", "health", "detailed"])
             .await
     }

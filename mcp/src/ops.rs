@@ -1,6 +1,6 @@
 //! The memory operations both MCP paths serve, as one trait.
 //!
-//! The server implements [`MemoryOps`] over its own REST handlers, and the bridge
+//! The server implements [`MemoryOps`] over its operations layer, and the bridge
 //! implements it as a REST client, so the tool registry in [`crate::tools`] cannot
 //! tell them apart. The requests and answers are the REST bodies of [`mnemo_api::rest`],
 //! which keeps the two implementations honest: whatever the bridge can say, the REST
@@ -23,48 +23,70 @@ use mnemo_api::rest::{
 /// The futures are `Send` because MCP requests are served on a multi-threaded
 /// runtime; implementors may still write `async fn`.
 pub trait MemoryOps: Send + Sync + 'static {
+    /// Who calls, as this implementation needs to know it. The server reads the key's
+    /// scope and the agent from the HTTP request; the bridge needs nothing, because
+    /// its server checks the key on every REST call.
+    type Caller: Send + Sync + 'static;
+
+    /// Reads the caller from an MCP request's extensions (over HTTP they hold the
+    /// request's parts). Called once per tool call, before the tool runs.
+    fn caller(&self, extensions: &Extensions) -> Result<Self::Caller, OpsError>;
+
+    /// Refuses a write the caller may not make, before the tool does anything. The
+    /// default allows everything, which suits the bridge.
+    fn authorize_write(&self, caller: &Self::Caller) -> Result<(), OpsError> {
+        let _ = caller;
+        Ok(())
+    }
+
     /// `POST /api/memories`.
     fn store(
         &self,
+        caller: &Self::Caller,
         request: StoreRequest,
     ) -> impl Future<Output = Result<MutationResponse, OpsError>> + Send;
     /// `POST /api/search`.
     fn search(
         &self,
+        caller: &Self::Caller,
         request: SearchRequest,
     ) -> impl Future<Output = Result<SearchResponse, OpsError>> + Send;
     /// `GET /api/memories`.
-    fn list(&self, query: ListQuery)
-    -> impl Future<Output = Result<ListResponse, OpsError>> + Send;
+    fn list(
+        &self,
+        caller: &Self::Caller,
+        query: ListQuery,
+    ) -> impl Future<Output = Result<ListResponse, OpsError>> + Send;
     /// `GET /api/memories/{hash}`.
-    fn get(&self, content_hash: String) -> impl Future<Output = Result<Memory, OpsError>> + Send;
+    fn get(
+        &self,
+        caller: &Self::Caller,
+        content_hash: String,
+    ) -> impl Future<Output = Result<Memory, OpsError>> + Send;
     /// `PUT /api/memories/{hash}`.
     fn update(
         &self,
+        caller: &Self::Caller,
         content_hash: String,
         request: UpdateRequest,
     ) -> impl Future<Output = Result<MutationResponse, OpsError>> + Send;
     /// `DELETE /api/memories/{hash}`.
     fn delete(
         &self,
+        caller: &Self::Caller,
         content_hash: String,
     ) -> impl Future<Output = Result<MutationResponse, OpsError>> + Send;
     /// `POST /api/memories/delete`.
     fn delete_matching(
         &self,
+        caller: &Self::Caller,
         request: DeleteMatchingRequest,
     ) -> impl Future<Output = Result<DeleteMatchingResponse, OpsError>> + Send;
     /// `GET /api/health/detailed`.
-    fn health(&self) -> impl Future<Output = Result<DetailedHealth, OpsError>> + Send;
-
-    /// Refuses a write the caller may not make. `extensions` are the MCP request's:
-    /// over HTTP they hold the request parts, where the server's auth layer left the
-    /// key's scope. The default allows everything, which suits the bridge: its server
-    /// checks the key on every REST call.
-    fn authorize_write(&self, extensions: &Extensions) -> Result<(), OpsError> {
-        let _ = extensions;
-        Ok(())
-    }
+    fn health(
+        &self,
+        caller: &Self::Caller,
+    ) -> impl Future<Output = Result<DetailedHealth, OpsError>> + Send;
 }
 
 /// Why an operation failed, in terms a caller can act on.
@@ -123,8 +145,8 @@ impl OpsError {
         }
     }
 
-    /// Reads a REST error answer: its status and its JSON body (the error body of
-    /// DESIGN §5, or the anchor's envelope for a duplicate).
+    /// Reads a REST error answer: its status and its JSON body (the JSON error
+    /// body, or mcp-memory-service's envelope for a duplicate).
     pub fn from_http(status: u16, body: &[u8]) -> Self {
         let kind = OpsErrorKind::for_status(status);
         let json: Option<Value> = serde_json::from_slice(body).ok();

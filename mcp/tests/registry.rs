@@ -71,11 +71,17 @@ impl Recorder {
 }
 
 impl MemoryOps for Recorder {
-    async fn store(&self, request: StoreRequest) -> Result<MutationResponse, OpsError> {
+    type Caller = ();
+
+    fn caller(&self, _extensions: &Extensions) -> Result<(), OpsError> {
+        Ok(())
+    }
+
+    async fn store(&self, _: &(), request: StoreRequest) -> Result<MutationResponse, OpsError> {
         self.record("store", &request)?;
         Ok(self.mutation("h1"))
     }
-    async fn search(&self, request: SearchRequest) -> Result<SearchResponse, OpsError> {
+    async fn search(&self, _: &(), request: SearchRequest) -> Result<SearchResponse, OpsError> {
         self.record("search", &request)?;
         Ok(SearchResponse {
             results: vec![SearchResult {
@@ -90,7 +96,7 @@ impl MemoryOps for Recorder {
             processing_time_ms: 1.0,
         })
     }
-    async fn list(&self, query: ListQuery) -> Result<ListResponse, OpsError> {
+    async fn list(&self, _: &(), query: ListQuery) -> Result<ListResponse, OpsError> {
         self.record("list", &query)?;
         Ok(ListResponse {
             memories: vec![self.memory("h1")],
@@ -100,24 +106,26 @@ impl MemoryOps for Recorder {
             has_more: true,
         })
     }
-    async fn get(&self, content_hash: String) -> Result<Memory, OpsError> {
+    async fn get(&self, _: &(), content_hash: String) -> Result<Memory, OpsError> {
         self.record("get", &content_hash)?;
         Ok(self.memory(&content_hash))
     }
     async fn update(
         &self,
+        _: &(),
         content_hash: String,
         request: UpdateRequest,
     ) -> Result<MutationResponse, OpsError> {
         self.record("update", &json!({"hash": content_hash, "request": request}))?;
         Ok(self.mutation(&content_hash))
     }
-    async fn delete(&self, content_hash: String) -> Result<MutationResponse, OpsError> {
+    async fn delete(&self, _: &(), content_hash: String) -> Result<MutationResponse, OpsError> {
         self.record("delete", &content_hash)?;
         Ok(self.mutation(&content_hash))
     }
     async fn delete_matching(
         &self,
+        _: &(),
         request: DeleteMatchingRequest,
     ) -> Result<DeleteMatchingResponse, OpsError> {
         self.record("delete_matching", &request)?;
@@ -129,7 +137,7 @@ impl MemoryOps for Recorder {
             has_more: false,
         })
     }
-    async fn health(&self) -> Result<DetailedHealth, OpsError> {
+    async fn health(&self, _: &()) -> Result<DetailedHealth, OpsError> {
         self.record("health", &())?;
         Ok(DetailedHealth {
             status: HealthStatus::Healthy,
@@ -143,7 +151,7 @@ impl MemoryOps for Recorder {
             tls_fingerprint: None,
         })
     }
-    fn authorize_write(&self, _extensions: &Extensions) -> Result<(), OpsError> {
+    fn authorize_write(&self, _caller: &()) -> Result<(), OpsError> {
         if self.read_only {
             return Err(OpsError::new(
                 OpsErrorKind::Forbidden,

@@ -12,15 +12,23 @@
 //!   loads the model with fastembed, and batches concurrent requests on one thread.
 //! * [`feed`]: the change feed behind `GET /api/events`: a bounded in-memory ring for
 //!   subscribers that keep up, the events table for those that do not.
-//! * [`service`]: the async memory operations the HTTP layer calls; it embeds, then
-//!   stores or searches, on blocking threads.
+//! * [`service`]: the memory service: it validates, embeds, then stores or searches,
+//!   on blocking threads.
+//! * [`operations`]: one function per thing a client can ask, taking the wire request
+//!   and the caller; the REST handlers and the tools at `/mcp` both call them.
+//! * [`auth`]: API keys and their scopes, and whether a key may do what a request
+//!   needs; nothing in it knows HTTP.
+//! * [`timeexpr`]: time phrases ("last week", "yesterday morning") as time ranges.
 //! * [`lan`]: what the server shows the network: its TLS certificate (made with
 //!   `mnemo-certs`, fingerprint published) and its mDNS advertisement.
 //! * [`mdns`]: the mDNS advertisement (`_mcp-memory._tcp`), only on the addresses the
 //!   server listens on, withdrawn with a goodbye on shutdown.
-//! * [`http`]: the router (REST, SSE, and `/mcp`, where `mnemo-mcp`'s tool
-//!   registry runs over the REST handlers) and [`serve`], which answers health checks
-//!   while the model loads and stops on a cancellation token.
+//! * [`http`]: the shared state and the route table (REST, SSE, and `/mcp`, where
+//!   `mnemo-mcp`'s tool registry runs over the operations), each route registered with
+//!   the access it needs; the handlers; the accept loop.
+//! * [`startup`]: [`Server`]: keys, TLS and the listener first, then the model and
+//!   database in the background while health checks already answer; mDNS once
+//!   healthy; a cancellation token stops it.
 
 pub mod auth;
 pub mod config;
@@ -30,9 +38,11 @@ pub mod http;
 pub mod lan;
 pub mod mdns;
 pub mod memory;
+pub mod operations;
 pub mod service;
+pub mod startup;
 pub mod store;
 pub mod timeexpr;
 
 pub use config::Config;
-pub use http::serve;
+pub use startup::{Server, serve};

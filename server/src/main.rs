@@ -31,7 +31,13 @@ async fn main() -> anyhow::Result<()> {
 
     let shutdown = CancellationToken::new();
     tokio::spawn(cancel_on_signal(shutdown.clone()));
-    mnemo_server::serve(config, listener, shutdown).await?;
+    let lan = config.lan;
+    let server = mnemo_server::Server::prepare(config, listener)?;
+    if lan {
+        // The one line of stdout: what to paste into the bridge's configuration.
+        println!("{}", server.bridge_line());
+    }
+    server.serve(shutdown).await?;
     Ok(())
 }
 

@@ -320,3 +320,41 @@ async fn host_names_on_loopback_and_on_the_lan() {
     let lan = TestServer::spawn_with(|config| config.host = [0, 0, 0, 0].into()).await;
     assert_eq!(status_with_host(&lan).await, 200);
 }
+
+/// `X-Agent-ID` on the HTTP request that carries a tool call tags the memory, as it
+/// does on `POST /api/memories`: the operation gets the caller, not a blank header.
+#[tokio::test]
+async fn the_agent_header_reaches_mcp_tools() {
+    let server = TestServer::spawn().await;
+    let params = json!({
+        "name": "memory_store",
+        "arguments": {"content": "stored by a named agent"},
+        "_meta": {
+            "io.modelcontextprotocol/protocolVersion": STATELESS,
+            "io.modelcontextprotocol/clientCapabilities": {},
+        },
+    });
+    let response = server
+        .http
+        .post(format!("{}/mcp", server.url))
+        .bearer_auth(MASTER_KEY)
+        .header("Accept", "application/json, text/event-stream")
+        .header("MCP-Protocol-Version", STATELESS)
+        .header("Mcp-Method", "tools/call")
+        .header("Mcp-Name", "memory_store")
+        .header("X-Agent-ID", "claude-code")
+        .json(&json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": params}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let stored = answer(&response.text().await.unwrap());
+    let hash = stored["result"]["structuredContent"]["content_hash"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{stored}"))
+        .to_owned();
+    let (_, memory) = server
+        .send(Method::GET, &format!("/api/memories/{hash}"), None)
+        .await;
+    assert_eq!(memory["tags"], json!(["agent:claude-code"]), "{memory}");
+}

@@ -13,11 +13,11 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
-use super::Registry;
 use super::args::{DeleteArgs, HealthArgs, ListArgs, SearchArgs, StoreArgs, UpdateArgs};
 use super::output::{
     DeleteOutput, HealthOutput, ListOutput, SearchOutput, StoreOutput, UpdateOutput,
 };
+use super::{Registry, Who};
 use crate::ops::MemoryOps;
 use mnemo_api::rest::TagMatch;
 
@@ -255,8 +255,12 @@ impl<M: MemoryOps> Registry<M> {
         output_schema = schema_for_output::<StoreOutput>(),
         annotations(read_only_hint = false)
     )]
-    async fn store_memory(&self, Parameters(a): Parameters<StoreMemory>) -> CallToolResult {
-        self.memory_store(Parameters(a.into())).await
+    async fn store_memory(
+        &self,
+        who: Who<M>,
+        Parameters(a): Parameters<StoreMemory>,
+    ) -> CallToolResult {
+        self.memory_store(who, Parameters(a.into())).await
     }
 
     /// Legacy name of memory_search.
@@ -264,8 +268,12 @@ impl<M: MemoryOps> Registry<M> {
         output_schema = schema_for_output::<SearchOutput>(),
         annotations(read_only_hint = true)
     )]
-    async fn retrieve_memory(&self, Parameters(a): Parameters<RetrieveMemory>) -> CallToolResult {
-        self.memory_search(Parameters(a.into())).await
+    async fn retrieve_memory(
+        &self,
+        who: Who<M>,
+        Parameters(a): Parameters<RetrieveMemory>,
+    ) -> CallToolResult {
+        self.memory_search(who, Parameters(a.into())).await
     }
 
     /// Legacy name of memory_search with a time phrase.
@@ -273,8 +281,12 @@ impl<M: MemoryOps> Registry<M> {
         output_schema = schema_for_output::<SearchOutput>(),
         annotations(read_only_hint = true)
     )]
-    async fn recall_memory(&self, Parameters(a): Parameters<RecallMemory>) -> CallToolResult {
-        self.memory_search(Parameters(a.into())).await
+    async fn recall_memory(
+        &self,
+        who: Who<M>,
+        Parameters(a): Parameters<RecallMemory>,
+    ) -> CallToolResult {
+        self.memory_search(who, Parameters(a.into())).await
     }
 
     /// Legacy name of memory_list by tags.
@@ -282,8 +294,12 @@ impl<M: MemoryOps> Registry<M> {
         output_schema = schema_for_output::<ListOutput>(),
         annotations(read_only_hint = true)
     )]
-    async fn search_by_tag(&self, Parameters(a): Parameters<SearchByTag>) -> CallToolResult {
-        self.memory_list(Parameters(a.into())).await
+    async fn search_by_tag(
+        &self,
+        who: Who<M>,
+        Parameters(a): Parameters<SearchByTag>,
+    ) -> CallToolResult {
+        self.memory_list(who, Parameters(a.into())).await
     }
 
     /// Legacy name of memory_delete by hash.
@@ -291,8 +307,12 @@ impl<M: MemoryOps> Registry<M> {
         output_schema = schema_for_output::<DeleteOutput>(),
         annotations(read_only_hint = false)
     )]
-    async fn delete_memory(&self, Parameters(a): Parameters<DeleteMemory>) -> CallToolResult {
-        self.memory_delete(Parameters(a.into())).await
+    async fn delete_memory(
+        &self,
+        who: Who<M>,
+        Parameters(a): Parameters<DeleteMemory>,
+    ) -> CallToolResult {
+        self.memory_delete(who, Parameters(a.into())).await
     }
 
     /// Legacy name of memory_delete by tags.
@@ -300,8 +320,12 @@ impl<M: MemoryOps> Registry<M> {
         output_schema = schema_for_output::<DeleteOutput>(),
         annotations(read_only_hint = false)
     )]
-    async fn delete_by_tag(&self, Parameters(a): Parameters<DeleteByTag>) -> CallToolResult {
-        self.memory_delete(Parameters(a.into())).await
+    async fn delete_by_tag(
+        &self,
+        who: Who<M>,
+        Parameters(a): Parameters<DeleteByTag>,
+    ) -> CallToolResult {
+        self.memory_delete(who, Parameters(a.into())).await
     }
 
     /// Legacy name of memory_health.
@@ -309,8 +333,12 @@ impl<M: MemoryOps> Registry<M> {
         output_schema = schema_for_output::<HealthOutput>(),
         annotations(read_only_hint = true)
     )]
-    async fn check_database_health(&self, Parameters(a): Parameters<HealthArgs>) -> CallToolResult {
-        self.memory_health(Parameters(a)).await
+    async fn check_database_health(
+        &self,
+        who: Who<M>,
+        Parameters(a): Parameters<HealthArgs>,
+    ) -> CallToolResult {
+        self.memory_health(who, Parameters(a)).await
     }
 
     /// Legacy name of memory_list.
@@ -318,8 +346,12 @@ impl<M: MemoryOps> Registry<M> {
         output_schema = schema_for_output::<ListOutput>(),
         annotations(read_only_hint = true)
     )]
-    async fn list_memories(&self, Parameters(a): Parameters<ListMemories>) -> CallToolResult {
-        self.memory_list(Parameters(a.into())).await
+    async fn list_memories(
+        &self,
+        who: Who<M>,
+        Parameters(a): Parameters<ListMemories>,
+    ) -> CallToolResult {
+        self.memory_list(who, Parameters(a.into())).await
     }
 
     /// Legacy name of memory_update.
@@ -329,8 +361,9 @@ impl<M: MemoryOps> Registry<M> {
     )]
     async fn update_memory_metadata(
         &self,
+        who: Who<M>,
         Parameters(a): Parameters<UpdateMemoryMetadata>,
     ) -> CallToolResult {
-        self.memory_update(Parameters(a.into())).await
+        self.memory_update(who, Parameters(a.into())).await
     }
 }

@@ -17,7 +17,7 @@ pub mod output;
 use std::sync::Arc;
 
 use rmcp::handler::server::router::tool::ToolRouter;
-use rmcp::handler::server::tool::{ToolCallContext, schema_for_output};
+use rmcp::handler::server::tool::{Extension, ToolCallContext, schema_for_output};
 use rmcp::handler::server::wrapper::Parameters;
 use rmcp::model::{
     CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, Implementation,
@@ -44,6 +44,9 @@ const INSTRUCTIONS: &str = "Mnemo is a memory shared by several assistants and p
     Store durable facts, decisions and preferences with memory_store; look them up by \
     meaning with memory_search before asking the user again. Results name each memory's \
     content_hash, which memory_get, memory_update and memory_delete take.";
+
+/// The caller of a tool, as [`MemoryOps::caller`] read it from the request.
+pub type Who<M> = Extension<Arc<<M as MemoryOps>::Caller>>;
 
 /// The tools over a [`MemoryOps`].
 pub struct Registry<M> {
@@ -83,7 +86,11 @@ impl<M: MemoryOps> Registry<M> {
         output_schema = schema_for_output::<StoreOutput>(),
         annotations(read_only_hint = false, destructive_hint = false, idempotent_hint = true)
     )]
-    pub async fn memory_store(&self, Parameters(args): Parameters<StoreArgs>) -> CallToolResult {
+    pub async fn memory_store(
+        &self,
+        who: Who<M>,
+        Parameters(args): Parameters<StoreArgs>,
+    ) -> CallToolResult {
         let request = StoreRequest {
             content: args.content,
             tags: args.tags,
@@ -91,7 +98,7 @@ impl<M: MemoryOps> Registry<M> {
             metadata: args.metadata.unwrap_or_default(),
             conversation_id: None,
         };
-        let stored = match self.ops.store(request).await {
+        let stored = match self.ops.store(&who.0, request).await {
             Ok(r) => Ok(StoreOutput {
                 content_hash: r.content_hash,
                 duplicate: false,
@@ -113,7 +120,11 @@ impl<M: MemoryOps> Registry<M> {
         output_schema = schema_for_output::<SearchOutput>(),
         annotations(read_only_hint = true)
     )]
-    pub async fn memory_search(&self, Parameters(args): Parameters<SearchArgs>) -> CallToolResult {
+    pub async fn memory_search(
+        &self,
+        who: Who<M>,
+        Parameters(args): Parameters<SearchArgs>,
+    ) -> CallToolResult {
         let request = SearchRequest {
             n_results: args.limit.unwrap_or(10).clamp(1, args::MAX_LIMIT),
             similarity_threshold: args.min_score,
@@ -129,7 +140,12 @@ impl<M: MemoryOps> Registry<M> {
             },
             ..SearchRequest::new(args.query)
         };
-        answer(self.ops.search(request).await.map(SearchOutput::from))
+        answer(
+            self.ops
+                .search(&who.0, request)
+                .await
+                .map(SearchOutput::from),
+        )
     }
 
     /// List memories newest first, a page at a time, optionally only those with given
@@ -138,7 +154,11 @@ impl<M: MemoryOps> Registry<M> {
         output_schema = schema_for_output::<ListOutput>(),
         annotations(read_only_hint = true)
     )]
-    pub async fn memory_list(&self, Parameters(args): Parameters<ListArgs>) -> CallToolResult {
+    pub async fn memory_list(
+        &self,
+        who: Who<M>,
+        Parameters(args): Parameters<ListArgs>,
+    ) -> CallToolResult {
         let tags: Vec<String> = args
             .tags
             .iter()
@@ -153,7 +173,7 @@ impl<M: MemoryOps> Registry<M> {
             tag_match: args.tag_match,
             memory_type: args.memory_type,
         };
-        answer(self.ops.list(query).await.map(ListOutput::from))
+        answer(self.ops.list(&who.0, query).await.map(ListOutput::from))
     }
 
     /// Read one memory in full, by its content_hash.
@@ -161,8 +181,17 @@ impl<M: MemoryOps> Registry<M> {
         output_schema = schema_for_output::<MemoryItem>(),
         annotations(read_only_hint = true)
     )]
-    pub async fn memory_get(&self, Parameters(args): Parameters<GetArgs>) -> CallToolResult {
-        answer(self.ops.get(args.content_hash).await.map(MemoryItem::full))
+    pub async fn memory_get(
+        &self,
+        who: Who<M>,
+        Parameters(args): Parameters<GetArgs>,
+    ) -> CallToolResult {
+        answer(
+            self.ops
+                .get(&who.0, args.content_hash)
+                .await
+                .map(MemoryItem::full),
+        )
     }
 
     /// Change a memory's tags, type or metadata. Its content stays as it is.
@@ -170,7 +199,11 @@ impl<M: MemoryOps> Registry<M> {
         output_schema = schema_for_output::<UpdateOutput>(),
         annotations(read_only_hint = false, destructive_hint = false, idempotent_hint = true)
     )]
-    pub async fn memory_update(&self, Parameters(args): Parameters<UpdateArgs>) -> CallToolResult {
+    pub async fn memory_update(
+        &self,
+        who: Who<M>,
+        Parameters(args): Parameters<UpdateArgs>,
+    ) -> CallToolResult {
         let request = UpdateRequest {
             tags: args.tags,
             memory_type: args
@@ -178,7 +211,7 @@ impl<M: MemoryOps> Registry<M> {
                 .map(|t| Some(t).filter(|t| !t.trim().is_empty())),
             metadata: args.metadata,
         };
-        let updated = self.ops.update(args.content_hash, request).await;
+        let updated = self.ops.update(&who.0, args.content_hash, request).await;
         answer(updated.and_then(|r| match r.memory {
             Some(memory) => Ok(UpdateOutput {
                 content_hash: r.content_hash,
@@ -197,8 +230,12 @@ impl<M: MemoryOps> Registry<M> {
         output_schema = schema_for_output::<DeleteOutput>(),
         annotations(read_only_hint = false, destructive_hint = true, idempotent_hint = true)
     )]
-    pub async fn memory_delete(&self, Parameters(args): Parameters<DeleteArgs>) -> CallToolResult {
-        answer(self.delete(args).await)
+    pub async fn memory_delete(
+        &self,
+        who: Who<M>,
+        Parameters(args): Parameters<DeleteArgs>,
+    ) -> CallToolResult {
+        answer(self.delete(&who.0, args).await)
     }
 
     /// Whether the memory server is up, how many memories it holds and which model
@@ -207,13 +244,17 @@ impl<M: MemoryOps> Registry<M> {
         output_schema = schema_for_output::<HealthOutput>(),
         annotations(read_only_hint = true)
     )]
-    pub async fn memory_health(&self, Parameters(_): Parameters<HealthArgs>) -> CallToolResult {
-        answer(self.ops.health().await.map(HealthOutput::from))
+    pub async fn memory_health(
+        &self,
+        who: Who<M>,
+        Parameters(_): Parameters<HealthArgs>,
+    ) -> CallToolResult {
+        answer(self.ops.health(&who.0).await.map(HealthOutput::from))
     }
 }
 
 impl<M: MemoryOps> Registry<M> {
-    async fn delete(&self, args: DeleteArgs) -> Result<DeleteOutput, OpsError> {
+    async fn delete(&self, caller: &M::Caller, args: DeleteArgs) -> Result<DeleteOutput, OpsError> {
         let has_filter = !args.tags.is_empty()
             || args.memory_type.is_some()
             || args.time.is_some()
@@ -225,7 +266,7 @@ impl<M: MemoryOps> Registry<M> {
                 "give either content_hash or filters (tags, memory_type, time, after, before), not both",
             )),
             Some(hash) if args.dry_run => {
-                let memory = self.ops.get(hash).await?;
+                let memory = self.ops.get(caller, hash).await?;
                 Ok(DeleteOutput {
                     content_hashes: vec![memory.content_hash],
                     matched: 1,
@@ -234,7 +275,7 @@ impl<M: MemoryOps> Registry<M> {
                 })
             }
             Some(hash) => {
-                let deleted = self.ops.delete(hash).await?;
+                let deleted = self.ops.delete(caller, hash).await?;
                 Ok(DeleteOutput {
                     content_hashes: vec![deleted.content_hash],
                     matched: 1,
@@ -260,7 +301,7 @@ impl<M: MemoryOps> Registry<M> {
                     dry_run: args.dry_run,
                     limit: None,
                 };
-                Ok(self.ops.delete_matching(request).await?.into())
+                Ok(self.ops.delete_matching(caller, request).await?.into())
             }
         }
     }
@@ -348,10 +389,17 @@ impl<M: MemoryOps> ServerHandler for Registry<M> {
                 None,
             ));
         };
+        let caller = match self.ops.caller(&context.extensions) {
+            Ok(caller) => caller,
+            Err(error) => return Ok(failure(&error).into()),
+        };
         let writes = tool.annotations.as_ref().and_then(|a| a.read_only_hint) != Some(true);
-        if writes && let Err(error) = self.ops.authorize_write(&context.extensions) {
+        if writes && let Err(error) = self.ops.authorize_write(&caller) {
             return Ok(failure(&error).into());
         }
+        // The tool methods take the caller back out as their `Who` argument.
+        let mut context = context;
+        context.extensions.insert(Arc::new(caller));
         let router = if self.tools.has_route(&request.name) {
             &self.tools
         } else {

@@ -1,33 +1,46 @@
-//! Authentication: which key a request carries and what it may do (DESIGN §7).
+//! Authentication without HTTP: which keys exist, what scope each grants, and whether
+//! a presented key may do what a request needs.
 //!
-//! One middleware, [`authorize`], guards every route. What a route needs is decided in
-//! one place, [`required_scope`], from the method and path, so a new route cannot be
-//! added without deciding its scope here.
+//! Nothing here knows about requests or responses. The HTTP layer (`http/auth.rs`)
+//! finds the key in a request, asks [`Auth::check`] and turns an [`AuthError`] into
+//! its answer; the scope each route needs is declared where the route is registered
+//! (`http/mod.rs`). See ARCHITECTURE.md, "Authentication".
 
 pub mod keys;
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::IpAddr;
 use std::num::NonZeroU32;
-use std::sync::Arc;
+use std::time::Duration;
 
-use axum::extract::{ConnectInfo, Request, State};
-use axum::http::{Method, header};
-use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use keys::KeyRing;
 pub use keys::Scope;
+use thiserror::Error;
 
-use crate::http::AppState;
-use crate::http::error::ApiError;
+/// Why a request was refused. The messages are for the person at the client.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum AuthError {
+    #[error(
+        "an API key is required: send `Authorization: Bearer <key>`, `X-API-Key: <key>` or `?api_key=<key>`"
+    )]
+    Missing,
+    #[error("the API key is not valid")]
+    Invalid,
+    #[error("this key has the {has} scope; this request needs {needs}")]
+    Insufficient { has: Scope, needs: Scope },
+    #[error("too many failed authentication attempts; retry in {} s", retry_after.as_secs())]
+    RateLimited { retry_after: Duration },
+}
 
 /// The credentials checker shared by every request.
 pub struct Auth {
+    /// The master key and the managed keys of `keys.json`.
     keys: KeyRing,
     /// `MCP_ALLOW_ANONYMOUS_ACCESS`: requests without any key may read and write.
     anonymous: bool,
-    /// Failed attempts per client address; past the quota they get 429.
+    /// Failed attempts per client address; past the quota they are refused outright,
+    /// so a LAN host cannot guess keys at line rate.
     failures: DefaultKeyedRateLimiter<IpAddr>,
 }
 
@@ -43,132 +56,110 @@ impl Auth {
         }
     }
 
-    /// Decides a request: Ok to go on, or the error to answer with.
-    fn check(
+    /// Decides a request from `client` that presents `presented` and needs `required`:
+    /// the scope it is granted, or why not.
+    pub fn check(
         &self,
         presented: Option<&str>,
         client: IpAddr,
         required: Scope,
-    ) -> Result<Scope, ApiError> {
+    ) -> Result<Scope, AuthError> {
         let granted = match presented {
             // A wrong key is refused even when anonymous access is on.
-            Some(key) => self
-                .keys
-                .authenticate(key)
-                .ok_or("the API key is not valid"),
+            Some(key) => self.keys.authenticate(key).ok_or(AuthError::Invalid),
             None if self.anonymous && required != Scope::Admin => Ok(Scope::Write),
-            None => Err(
-                "an API key is required: send `Authorization: Bearer <key>`, `X-API-Key: <key>` or `?api_key=<key>`",
-            ),
+            None => Err(AuthError::Missing),
         };
         match granted {
             Ok(scope) if scope.allows(required) => Ok(scope),
-            Ok(scope) => Err(ApiError::forbidden(format!(
-                "this key has the {} scope; this request needs {}",
-                scope.as_str(),
-                required.as_str()
-            ))),
-            Err(message) => {
+            Ok(has) => Err(AuthError::Insufficient {
+                has,
+                needs: required,
+            }),
+            Err(refused) => {
                 if let Err(not_until) = self.failures.check_key(&client) {
-                    let wait = not_until.wait_time_from(DefaultClock::default().now());
-                    return Err(ApiError::rate_limited(wait.as_secs().max(1)));
+                    let retry_after = not_until
+                        .wait_time_from(DefaultClock::default().now())
+                        .max(Duration::from_secs(1));
+                    return Err(AuthError::RateLimited { retry_after });
                 }
-                Err(ApiError::unauthorized(message))
+                Err(refused)
             }
-        }
-    }
-}
-
-/// The scope a request needs, or `None` for the public routes.
-pub fn required_scope(method: &Method, path: &str) -> Option<Scope> {
-    if path == "/api/health" {
-        return None;
-    }
-    if path == "/mcp" {
-        // Every MCP request needs a key; whether it may write is decided per tool.
-        return Some(Scope::Read);
-    }
-    if path == "/api/memories/import" || path == "/api/events/stats" {
-        return Some(Scope::Admin);
-    }
-    let reads = method == Method::GET
-        || method == Method::HEAD
-        || method == Method::OPTIONS
-        || (method == Method::POST && path.starts_with("/api/search"));
-    Some(if reads { Scope::Read } else { Scope::Write })
-}
-
-/// The key a request presents, from the first of: `Authorization: Bearer`,
-/// `X-API-Key`, `?api_key=` (for EventSource, which cannot set headers).
-fn presented_key(request: &Request) -> Option<String> {
-    let headers = request.headers();
-    if let Some(bearer) = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-    {
-        return Some(bearer.trim().to_owned());
-    }
-    if let Some(key) = headers.get("x-api-key").and_then(|v| v.to_str().ok()) {
-        return Some(key.trim().to_owned());
-    }
-    let query = request.uri().query()?;
-    serde_urlencoded::from_str::<Vec<(String, String)>>(query)
-        .ok()?
-        .into_iter()
-        .find_map(|(name, value)| (name == "api_key").then_some(value))
-}
-
-/// Middleware: lets a request through if its key has the scope the route needs.
-pub async fn authorize(
-    State(state): State<Arc<AppState>>,
-    request: Request,
-    next: Next,
-) -> Response {
-    let Some(required) = required_scope(request.method(), request.uri().path()) else {
-        return next.run(request).await;
-    };
-    let client = request
-        .extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |c| c.0.ip());
-    let presented = presented_key(&request);
-    let mut request = request;
-    match state.auth.check(presented.as_deref(), client, required) {
-        Ok(granted) => {
-            // Handlers that decide per operation (each MCP tool) read the scope here.
-            request.extensions_mut().insert(granted);
-            next.run(request).await
-        }
-        Err(error) => {
-            tracing::info!(%client, status = error.status().as_u16(), "request refused");
-            error.into_response()
         }
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use std::net::Ipv4Addr;
 
-    /// Reads need read, writes need write, import and feed stats need admin, health nothing.
+    use super::*;
+    use keys::KeyFile;
+
+    fn auth(dir: &std::path::Path, anonymous: bool, failures_per_minute: u32) -> Auth {
+        let ring = KeyRing::new(Some("master".into()), KeyFile::new(dir));
+        Auth::new(ring, anonymous, failures_per_minute)
+    }
+
+    const CLIENT: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
+
+    /// The master key has every scope; no key and a wrong key are told apart.
     #[test]
-    fn scopes_by_route() {
-        let table = [
-            (Method::GET, "/api/health", None),
-            (Method::GET, "/api/health/detailed", Some(Scope::Read)),
-            (Method::POST, "/api/search/by-tag", Some(Scope::Read)),
-            (Method::POST, "/api/memories", Some(Scope::Write)),
-            (Method::POST, "/api/memories/batch", Some(Scope::Write)),
-            (Method::DELETE, "/api/memories/x", Some(Scope::Write)),
-            (Method::POST, "/api/memories/import", Some(Scope::Admin)),
-            (Method::GET, "/api/events/stats", Some(Scope::Admin)),
-            (Method::POST, "/api/memories/delete", Some(Scope::Write)),
-            (Method::POST, "/mcp", Some(Scope::Read)),
-            (Method::DELETE, "/mcp", Some(Scope::Read)),
-        ];
-        for (method, path, scope) in table {
-            assert_eq!(required_scope(&method, path), scope, "{method} {path}");
+    fn decides_by_key_and_scope() {
+        let dir = tempfile::tempdir().unwrap();
+        let auth = auth(dir.path(), false, 100);
+        assert_eq!(
+            auth.check(Some("master"), CLIENT, Scope::Admin),
+            Ok(Scope::Admin)
+        );
+        assert_eq!(
+            auth.check(None, CLIENT, Scope::Read),
+            Err(AuthError::Missing)
+        );
+        assert_eq!(
+            auth.check(Some("nope"), CLIENT, Scope::Read),
+            Err(AuthError::Invalid)
+        );
+        let (_, reader) = KeyFile::new(dir.path()).add("r", Scope::Read).unwrap();
+        assert_eq!(
+            auth.check(Some(&reader), CLIENT, Scope::Write),
+            Err(AuthError::Insufficient {
+                has: Scope::Read,
+                needs: Scope::Write
+            })
+        );
+    }
+
+    /// Anonymous access writes without a key, but never with a wrong one, never admin.
+    #[test]
+    fn anonymous_access_has_limits() {
+        let dir = tempfile::tempdir().unwrap();
+        let auth = auth(dir.path(), true, 100);
+        assert_eq!(auth.check(None, CLIENT, Scope::Write), Ok(Scope::Write));
+        assert_eq!(
+            auth.check(None, CLIENT, Scope::Admin),
+            Err(AuthError::Missing)
+        );
+        assert_eq!(
+            auth.check(Some("nope"), CLIENT, Scope::Read),
+            Err(AuthError::Invalid)
+        );
+    }
+
+    /// Past the quota of failures, a client that keeps guessing is told to wait.
+    #[test]
+    fn failures_are_rate_limited() {
+        let dir = tempfile::tempdir().unwrap();
+        let auth = auth(dir.path(), false, 2);
+        for _ in 0..2 {
+            assert_eq!(
+                auth.check(Some("nope"), CLIENT, Scope::Read),
+                Err(AuthError::Invalid)
+            );
         }
+        assert!(matches!(
+            auth.check(Some("nope"), CLIENT, Scope::Read),
+            Err(AuthError::RateLimited { retry_after }) if retry_after >= Duration::from_secs(1)
+        ));
     }
 }

@@ -12,6 +12,7 @@ use mnemo_api::error::ErrorBody;
 use mnemo_api::rest::MutationResponse;
 use serde::de::DeserializeOwned;
 
+use crate::operations::OpError;
 use crate::service::ServiceError;
 use crate::store::StoreError;
 
@@ -143,6 +144,16 @@ impl From<ServiceError> for ApiError {
                     "the server failed to handle this request; the server log has the details",
                 )
             }
+        }
+    }
+}
+
+impl From<OpError> for ApiError {
+    fn from(error: OpError) -> Self {
+        match error {
+            OpError::BadRequest(message) => Self::bad_request(message),
+            forbidden @ OpError::Forbidden { .. } => Self::forbidden(forbidden.to_string()),
+            OpError::Service(service) => service.into(),
         }
     }
 }

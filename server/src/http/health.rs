@@ -10,6 +10,7 @@ use mnemo_api::rest::DetailedHealth;
 
 use super::AppState;
 use super::error::ApiError;
+use crate::operations::health;
 
 /// `GET /api/health`: no key needed, and nothing about the data in the answer.
 pub async fn health(State(state): State<Arc<AppState>>) -> (StatusCode, Json<Health>) {
@@ -28,20 +29,8 @@ pub async fn health(State(state): State<Arc<AppState>>) -> (StatusCode, Json<Hea
 pub async fn detailed(
     State(state): State<Arc<AppState>>,
 ) -> Result<Json<DetailedHealth>, ApiError> {
-    let service = state.service()?;
-    let spec = service.embedder().spec().clone();
-    let store = service.store_handle();
-    Ok(Json(DetailedHealth {
-        status: HealthStatus::Healthy,
-        version: env!("CARGO_PKG_VERSION").to_owned(),
-        uptime_seconds: state.started.elapsed().as_secs_f64(),
-        model: spec.model_id,
-        dimension: spec.dimension,
-        memories: service.count().await?,
-        database_path: store.path().display().to_string(),
-        database_bytes: store.size_on_disk(),
-        tls_fingerprint: state.tls_fingerprint.clone(),
-    }))
+    let report = health::detailed(state.service()?, state.facts()).await?;
+    Ok(Json(report))
 }
 
 #[cfg(test)]

@@ -1,15 +1,14 @@
 //! `/mcp`: the tool registry of `mnemo-mcp`, served with rmcp's streamable HTTP
 //! transport behind the same API-key check as every REST route.
 //!
-//! The operations call the REST handlers themselves, so a tool call and the REST
-//! request it mirrors validate, store and emit change events the same way: a memory
-//! stored over `/mcp` reaches SSE subscribers like any other write.
+//! The tools call the same operations as the REST handlers, so a tool call and the
+//! REST request it mirrors validate, store and emit change events the same way: a
+//! memory stored over `/mcp` reaches SSE subscribers like any other write. The caller
+//! (the key's scope, `X-Agent-ID`) comes from the HTTP request that carried the call.
 
 use std::sync::Arc;
 
-use axum::Json;
-use axum::extract::{Path, State};
-use axum::http::HeaderMap;
+use axum::http::request::Parts;
 use mnemo_api::rest::{
     DeleteMatchingRequest, DeleteMatchingResponse, DetailedHealth, ListQuery, ListResponse, Memory,
     MutationResponse, SearchRequest, SearchResponse, StoreRequest, UpdateRequest,
@@ -21,17 +20,20 @@ use rmcp::transport::streamable_http_server::session::local::LocalSessionManager
 use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
 use tokio_util::sync::CancellationToken;
 
-use super::error::{ApiError, ApiJson, ApiQuery};
-use super::{AppState, health, memories, search};
+use super::AppState;
+use super::error::ApiError;
 use crate::auth::Scope;
 use crate::config::Config;
+use crate::operations::{Caller, OpError, health, memories, search};
+use crate::service::MemoryService;
 
-/// The memory operations as the REST API performs them.
+/// The memory operations for MCP tools, over the server's own operations layer.
 pub struct ServerOps(Arc<AppState>);
 
 impl ServerOps {
-    fn state(&self) -> State<Arc<AppState>> {
-        State(Arc::clone(&self.0))
+    /// The memory service, or "unavailable" while it loads.
+    fn service(&self) -> Result<&MemoryService, OpsError> {
+        Ok(self.0.service()?)
     }
 }
 
@@ -45,68 +47,93 @@ impl From<ApiError> for OpsError {
     }
 }
 
+impl From<OpError> for OpsError {
+    fn from(error: OpError) -> Self {
+        ApiError::from(error).into()
+    }
+}
+
 impl MemoryOps for ServerOps {
-    async fn store(&self, request: StoreRequest) -> Result<MutationResponse, OpsError> {
-        let (_, Json(r)) =
-            memories::create(self.state(), HeaderMap::new(), ApiJson(request)).await?;
-        Ok(r)
+    type Caller = Caller;
+
+    /// Over HTTP, rmcp hands the tool the request's parts, where the auth middleware
+    /// left the scope of the key that was presented.
+    fn caller(&self, extensions: &Extensions) -> Result<Caller, OpsError> {
+        extensions
+            .get::<Parts>()
+            .and_then(Caller::from_parts)
+            .ok_or_else(|| {
+                OpsError::new(
+                    OpsErrorKind::Unauthorized,
+                    "the request carried no authenticated key",
+                )
+            })
     }
 
-    async fn search(&self, request: SearchRequest) -> Result<SearchResponse, OpsError> {
-        Ok(search::search(self.state(), ApiJson(request)).await?.0)
+    fn authorize_write(&self, caller: &Caller) -> Result<(), OpsError> {
+        if caller.scope.allows(Scope::Write) {
+            return Ok(());
+        }
+        Err(OpsError::new(
+            OpsErrorKind::Forbidden,
+            format!(
+                "this key has the {} scope; storing, updating and deleting need write",
+                caller.scope
+            ),
+        ))
     }
 
-    async fn list(&self, query: ListQuery) -> Result<ListResponse, OpsError> {
-        Ok(memories::list(self.state(), ApiQuery(query)).await?.0)
+    async fn store(
+        &self,
+        caller: &Caller,
+        request: StoreRequest,
+    ) -> Result<MutationResponse, OpsError> {
+        Ok(memories::store(self.service()?, caller, request).await?)
     }
 
-    async fn get(&self, content_hash: String) -> Result<Memory, OpsError> {
-        Ok(memories::get(self.state(), Path(content_hash)).await?.0)
+    async fn search(
+        &self,
+        _caller: &Caller,
+        request: SearchRequest,
+    ) -> Result<SearchResponse, OpsError> {
+        Ok(search::search(self.service()?, request).await?)
+    }
+
+    async fn list(&self, _caller: &Caller, query: ListQuery) -> Result<ListResponse, OpsError> {
+        Ok(memories::list(self.service()?, query).await?)
+    }
+
+    async fn get(&self, _caller: &Caller, content_hash: String) -> Result<Memory, OpsError> {
+        Ok(memories::get(self.service()?, &content_hash).await?)
     }
 
     async fn update(
         &self,
+        caller: &Caller,
         content_hash: String,
         request: UpdateRequest,
     ) -> Result<MutationResponse, OpsError> {
-        let answer = memories::update(self.state(), Path(content_hash), ApiJson(request));
-        Ok(answer.await?.0)
+        Ok(memories::update(self.service()?, caller, &content_hash, request).await?)
     }
 
-    async fn delete(&self, content_hash: String) -> Result<MutationResponse, OpsError> {
-        Ok(memories::delete(self.state(), Path(content_hash)).await?.0)
+    async fn delete(
+        &self,
+        caller: &Caller,
+        content_hash: String,
+    ) -> Result<MutationResponse, OpsError> {
+        Ok(memories::delete(self.service()?, caller, &content_hash).await?)
     }
 
     async fn delete_matching(
         &self,
+        caller: &Caller,
         request: DeleteMatchingRequest,
     ) -> Result<DeleteMatchingResponse, OpsError> {
-        Ok(memories::delete_matching(self.state(), ApiJson(request))
-            .await?
-            .0)
+        Ok(memories::delete_matching(self.service()?, caller, request).await?)
     }
 
-    async fn health(&self) -> Result<DetailedHealth, OpsError> {
-        Ok(health::detailed(self.state()).await?.0)
-    }
-
-    /// Over HTTP, rmcp hands the tool the request's parts, where the auth middleware
-    /// left the scope of the key that was presented.
-    fn authorize_write(&self, extensions: &Extensions) -> Result<(), OpsError> {
-        let scope = extensions
-            .get::<axum::http::request::Parts>()
-            .and_then(|parts| parts.extensions.get::<Scope>())
-            .copied();
-        match scope {
-            Some(scope) if !scope.allows(Scope::Write) => Err(OpsError::new(
-                OpsErrorKind::Forbidden,
-                format!(
-                    "this key has the {} scope; storing, updating and deleting need write",
-                    scope.as_str()
-                ),
-            )),
-            _ => Ok(()),
-        }
+    async fn health(&self, _caller: &Caller) -> Result<DetailedHealth, OpsError> {
+        Ok(health::detailed(self.service()?, self.0.facts()).await?)
     }
 }
 

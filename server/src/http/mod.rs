@@ -1,13 +1,12 @@
-//! The HTTP side: the router, and [`serve`], which starts answering at once and loads
-//! the model and database in the background.
+//! The HTTP side: the state every handler shares, and the route table.
 //!
-//! The listener is bound before anything slow happens, so a supervisor (or a test)
-//! can poll `GET /api/health` from the first moment: it answers `503 loading` until the
-//! memory service exists, then `200 healthy`. Every other route answers `503` with the
-//! JSON error body until then.
+//! Handlers extract the request, call one operation (`crate::operations`) and shape
+//! the answer. Each route is registered with the access it needs (see [`auth`]), so
+//! the table below is also the authorization table.
 
+mod auth;
 mod catalog;
-mod connections;
+pub(crate) mod connections;
 pub mod error;
 mod events;
 mod health;
@@ -18,37 +17,35 @@ mod search;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
+use axum::Router;
 use axum::extract::{DefaultBodyLimit, Request};
-use axum::http::{HeaderValue, StatusCode};
-use axum::routing::{get, post};
-use axum::{Router, middleware};
-use thiserror::Error;
-use tokio::net::TcpListener;
+use axum::http::{HeaderValue, Method, StatusCode};
 use tokio_util::sync::CancellationToken;
 use tower_http::cors::{AllowOrigin, Any, CorsLayer};
 use tower_http::trace::TraceLayer;
-use tracing::{info, warn};
 
-use crate::auth::keys::{KeyError, KeyFile, KeyRing, load_or_create_default_key};
-use crate::auth::{self, Auth};
+use crate::auth::Auth;
 use crate::config::Config;
-use crate::embed::{Embedder, FastEmbedModel, LoadError};
 use crate::feed::ChangeFeed;
+use crate::operations::health::ServerFacts;
 use crate::service::MemoryService;
-use crate::store::{Store, StoreError};
-use connections::Connections;
+use auth::{ADMIN, PUBLIC, READ, Routes, WRITE};
+pub use connections::Connections;
 use error::ApiError;
 
 /// State shared by every handler.
 pub struct AppState {
-    /// Set once, when the model and database are ready.
+    /// Set once, when the model and database are ready; until then every route but
+    /// health answers 503.
     pub service: OnceLock<MemoryService>,
     /// Set with the service: the change feed over its store.
     pub feed: OnceLock<Arc<ChangeFeed>>,
+    /// Checks the key of every request that is not public.
     pub auth: Auth,
+    /// When the server started, for the uptime in detailed health.
     pub started: Instant,
     /// Every open connection, so the feed can close a stalled subscriber's.
-    connections: Arc<Connections>,
+    pub connections: Arc<Connections>,
     /// Set when serving HTTPS.
     pub tls: Option<tokio_rustls::TlsAcceptor>,
     /// SHA-256 of the served certificate, for detailed health and mDNS.
@@ -78,6 +75,14 @@ impl AppState {
         self.feed.get().ok_or_else(ApiError::loading)
     }
 
+    /// What detailed health reports about the server itself.
+    pub fn facts(&self) -> ServerFacts<'_> {
+        ServerFacts {
+            started: self.started,
+            tls_fingerprint: self.tls_fingerprint.as_deref(),
+        }
+    }
+
     /// Publishes a loaded service and the change feed over its store.
     pub fn publish(&self, service: MemoryService, config: &Config, shutdown: CancellationToken) {
         let heartbeat = Duration::from_secs(config.sse_heartbeat.max(1));
@@ -92,52 +97,52 @@ impl AppState {
     }
 }
 
-/// Why the server could not start.
-#[derive(Debug, Error)]
-pub enum ServeError {
-    #[error("cannot set up API keys")]
-    Keys(#[from] KeyError),
-    #[error("cannot set up TLS")]
-    Tls(#[from] mnemo_certs::CertError),
-    #[error("cannot load the embedding model")]
-    Model(#[from] LoadError),
-    #[error("cannot open the database")]
-    Store(#[from] StoreError),
-    #[error("the loader thread failed")]
-    Task(#[from] tokio::task::JoinError),
-    #[error("the HTTP server failed")]
-    Io(#[from] std::io::Error),
+/// Every route of the server with the access it needs. `shutdown` ends the MCP
+/// sessions and their streams.
+fn routes(state: &Arc<AppState>, config: &Config, shutdown: CancellationToken) -> Routes {
+    use Method as M;
+    Routes::new()
+        .route(M::GET, "/api/health", PUBLIC, health::health)
+        .route(M::GET, "/api/health/detailed", READ, health::detailed)
+        .route(M::POST, "/api/memories", WRITE, memories::create)
+        .route(M::GET, "/api/memories", READ, memories::list)
+        .route(
+            M::POST,
+            "/api/memories/batch",
+            WRITE,
+            memories::create_batch,
+        )
+        .route(M::POST, "/api/memories/import", ADMIN, memories::import)
+        .route(
+            M::POST,
+            "/api/memories/delete",
+            WRITE,
+            memories::delete_matching,
+        )
+        .route(M::GET, "/api/memories/{hash}", READ, memories::get)
+        .route(M::PUT, "/api/memories/{hash}", WRITE, memories::update)
+        .route(M::DELETE, "/api/memories/{hash}", WRITE, memories::delete)
+        .route(M::POST, "/api/sessions", WRITE, memories::create_session)
+        .route(M::POST, "/api/search", READ, search::search)
+        .route(M::POST, "/api/search/by-tag", READ, search::by_tag)
+        .route(M::POST, "/api/search/by-time", READ, search::by_time)
+        .route(M::GET, "/api/events", READ, events::stream)
+        .route(M::GET, "/api/events/stats", ADMIN, events::stats)
+        .route(M::GET, "/api/tags", READ, catalog::tags)
+        .route(M::GET, "/api/types", READ, catalog::types)
+        // Every MCP request needs a key; whether it may write is decided per tool.
+        .service(
+            "/mcp",
+            READ,
+            mcp::service(Arc::clone(state), config, shutdown.child_token()),
+        )
 }
 
-/// Every route of the server, behind the auth middleware. `shutdown` ends the
-/// MCP sessions and their streams.
+/// The whole application: the routes behind their access checks, then body limit,
+/// CORS and tracing.
 pub fn router(state: Arc<AppState>, config: &Config, shutdown: CancellationToken) -> Router {
-    Router::new()
-        .route("/api/health", get(health::health))
-        .route("/api/health/detailed", get(health::detailed))
-        .route("/api/memories", post(memories::create).get(memories::list))
-        .route("/api/memories/batch", post(memories::create_batch))
-        .route("/api/memories/import", post(memories::import))
-        .route("/api/memories/delete", post(memories::delete_matching))
-        .route(
-            "/api/memories/{hash}",
-            get(memories::get).put(memories::update).delete(memories::delete),
-        )
-        .route("/api/sessions", post(memories::create_session))
-        .route("/api/search", post(search::search))
-        .route("/api/search/by-tag", post(search::by_tag))
-        .route("/api/search/by-time", post(search::by_time))
-        .route("/api/events", get(events::stream))
-        .route("/api/events/stats", get(events::stats))
-        .route("/api/tags", get(catalog::tags))
-        .route("/api/types", get(catalog::types))
-        .route_service(
-            "/mcp",
-            mcp::service(Arc::clone(&state), config, shutdown.child_token()),
-        )
-        .fallback(not_found)
-        .method_not_allowed_fallback(method_not_allowed)
-        .layer(middleware::from_fn_with_state(Arc::clone(&state), auth::authorize))
+    routes(&state, config, shutdown)
+        .into_router(&state, not_found, method_not_allowed)
         .layer(DefaultBodyLimit::max(config.max_body_bytes))
         .layer(cors(&config.cors_origins))
         // The span names the path only: a query string may hold `api_key`.
@@ -168,158 +173,4 @@ fn cors(origins: &[String]) -> CorsLayer {
         let list: Vec<HeaderValue> = origins.iter().filter_map(|o| o.parse().ok()).collect();
         layer.allow_origin(AllowOrigin::list(list))
     }
-}
-
-/// The key checker for `config`: `MCP_API_KEY`, or the generated default key, plus the
-/// managed keys in `<data dir>/keys.json`.
-pub fn auth_for(config: &Config) -> Result<Auth, ServeError> {
-    let data_dir = config.data_dir();
-    let master = match &config.api_key {
-        Some(key) => key.expose().to_owned(),
-        None => {
-            let (key, created) = load_or_create_default_key(&data_dir)?;
-            let path = data_dir.join("api_key");
-            if created {
-                info!(path = %path.display(), "generated an API key (all scopes); read it from this file");
-            } else {
-                info!(path = %path.display(), "using the API key in this file (all scopes)");
-            }
-            key
-        }
-    };
-    if config.allow_anonymous {
-        warn!("anonymous access is on: requests without a key may read and write");
-    }
-    let keys = KeyRing::new(Some(master), KeyFile::new(&data_dir));
-    Ok(Auth::new(
-        keys,
-        config.allow_anonymous,
-        config.auth_failures_per_minute,
-    ))
-}
-
-/// The state for `config` before the service loads: API keys and, with HTTPS on, the
-/// certificate.
-pub fn prepare_state(config: &Config) -> Result<AppState, ServeError> {
-    let mut state = AppState::new(auth_for(config)?);
-    if config.https_enabled {
-        let identity = crate::lan::load_identity(config)?;
-        state.tls = Some(crate::lan::acceptor(&identity)?);
-        state.tls_fingerprint = Some(identity.fingerprint.to_string());
-    }
-    Ok(state)
-}
-
-/// Serves on `listener` until `shutdown` is cancelled. Loads the model and opens the
-/// database while already answering health checks; if either fails, stops and
-/// returns the error.
-pub async fn serve(
-    config: Config,
-    listener: TcpListener,
-    shutdown: CancellationToken,
-) -> Result<(), ServeError> {
-    let state = Arc::new(prepare_state(&config)?);
-    let addr = listener.local_addr()?;
-    if !addr.ip().is_loopback() && state.tls.is_none() {
-        warn!(%addr, "serving plain HTTP on a non-loopback address: memories and API keys cross the network unencrypted");
-    }
-    info!(%addr, tls = state.tls.is_some(), "listening");
-    if config.lan {
-        let line =
-            crate::lan::bridge_line(addr, state.tls.is_some(), state.tls_fingerprint.as_deref());
-        info!("bridge configuration: {line}");
-        println!("{line}");
-    }
-    let app = router(Arc::clone(&state), &config, shutdown.clone());
-    let server = run(listener, app, Arc::clone(&state), shutdown.clone());
-    tokio::pin!(server);
-
-    let advertised = config.clone();
-    let loader = load(config, Arc::clone(&state), shutdown.clone());
-    tokio::select! {
-        served = &mut server => return served,
-        loaded = loader => {
-            if let Err(e) = loaded {
-                shutdown.cancel();
-                return Err(e);
-            }
-        }
-    }
-    // Advertised once healthy, so a client that finds the server can use it. Dropped
-    // when serving ends, which sends the mDNS goodbye.
-    let _advertiser = crate::lan::advertise(&advertised, addr, state.tls_fingerprint.clone());
-    server.await
-}
-
-/// How long shutdown waits for open connections before dropping them. Streams end
-/// on their own when `shutdown` fires; this bounds a client that stopped reading.
-const SHUTDOWN_GRACE: Duration = Duration::from_secs(1);
-
-/// Serves `app` on `listener` until `shutdown`, then gives open connections
-/// [`SHUTDOWN_GRACE`] to finish.
-async fn run(
-    listener: TcpListener,
-    app: Router,
-    state: Arc<AppState>,
-    shutdown: CancellationToken,
-) -> Result<(), ServeError> {
-    let connections = Arc::clone(&state.connections);
-    let tls = state.tls.clone();
-    Ok(connections::serve(listener, app, tls, connections, shutdown, SHUTDOWN_GRACE).await?)
-}
-
-/// Serves a state whose service is already published (see [`AppState::publish`]) on
-/// `listener` until `shutdown`. For tests and tools that share one model across
-/// several servers.
-pub async fn serve_ready(
-    config: Config,
-    listener: TcpListener,
-    state: Arc<AppState>,
-    shutdown: CancellationToken,
-) -> Result<(), ServeError> {
-    let app = router(Arc::clone(&state), &config, shutdown.clone());
-    run(listener, app, state, shutdown).await
-}
-
-/// Loads the model, opens the database and publishes the service.
-async fn load(
-    config: Config,
-    state: Arc<AppState>,
-    shutdown: CancellationToken,
-) -> Result<(), ServeError> {
-    let files = config.model_files();
-    let database = config.database_path();
-    info!(
-        data_dir = %config.data_dir().display(),
-        database = %database.display(),
-        cache_dir = %config.cache_dir().display(),
-        model_dir = %files.model_dir.display(),
-        onnxruntime = %files.ort_dylib.display(),
-        "loading",
-    );
-    let started = Instant::now();
-    let feed_config = config.clone();
-    let service = tokio::task::spawn_blocking(move || -> Result<MemoryService, ServeError> {
-        let model = FastEmbedModel::load(&files, &config.model_id, config.embed_threads())?;
-        let embedder = Embedder::start(Box::new(model), config.embed_batch as usize);
-        let options = config.store_options();
-        let store = Store::open(&database, embedder.spec(), options)?;
-        Ok(MemoryService::new(
-            store,
-            embedder,
-            config.max_content_bytes,
-        ))
-    })
-    .await??;
-    let spec = service.embedder().spec().clone();
-    let memories = service.store_handle().count()?;
-    info!(
-        model = %spec.model_id,
-        dimension = spec.dimension,
-        memories,
-        elapsed_ms = started.elapsed().as_millis() as u64,
-        "healthy",
-    );
-    state.publish(service, &feed_config, shutdown);
-    Ok(())
 }

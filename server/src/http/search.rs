@@ -1,77 +1,21 @@
-//! The search endpoints. All answer the anchor's envelope: results with
-//! `similarity_score`, `cosine_similarity` and a `relevance_reason`.
+//! `/api/search`, `/api/search/by-tag` and `/api/search/by-time`.
 
 use std::sync::Arc;
-use std::time::Instant;
 
 use axum::Json;
 use axum::extract::State;
-use jiff::tz::TimeZone;
-use mnemo_api::rest::{
-    self, MAX_RESULTS, SearchMode, SearchRequest, SearchResponse, SearchResult, TagMatch,
-    TagSearchRequest, TimeSearchRequest,
-};
+use mnemo_api::rest::{SearchRequest, SearchResponse, TagSearchRequest, TimeSearchRequest};
 
 use super::AppState;
 use super::error::{ApiError, ApiJson};
-use crate::memory::{Filter, Memory, ScoredMemory};
-use crate::timeexpr;
+use crate::operations::search;
 
 /// `POST /api/search`: `mode` picks semantic (default), hybrid or exact.
 pub async fn search(
     State(state): State<Arc<AppState>>,
     ApiJson(request): ApiJson<SearchRequest>,
 ) -> Result<Json<SearchResponse>, ApiError> {
-    let started = Instant::now();
-    let query = request.query.trim().to_owned();
-    if query.is_empty() {
-        return Err(ApiError::bad_request("query is empty"));
-    }
-    let k = request.n_results.min(MAX_RESULTS);
-    let filter = filter(
-        request.tags,
-        request.tag_match,
-        request.memory_type,
-        &request.period,
-    )?;
-    let service = state.service()?;
-    let mut results: Vec<SearchResult> = match request.mode {
-        SearchMode::Semantic => service
-            .search(&query, k, filter)
-            .await?
-            .into_iter()
-            .map(|hit| scored(hit, "semantic similarity".into()))
-            .collect(),
-        SearchMode::Hybrid => service
-            .search_hybrid(&query, k, filter)
-            .await?
-            .into_iter()
-            .map(|h| {
-                let reason = match (h.semantic_rank, h.keyword_rank) {
-                    (Some(s), Some(w)) => format!("hybrid: semantic rank {s}, keyword rank {w}"),
-                    (Some(s), None) => format!("hybrid: semantic rank {s}"),
-                    (None, Some(w)) => format!("hybrid: keyword rank {w}"),
-                    (None, None) => "hybrid".into(),
-                };
-                scored(h.hit, reason)
-            })
-            .collect(),
-        SearchMode::Exact => service
-            .search_exact(&query, k, filter)
-            .await?
-            .into_iter()
-            .map(|m| exact(m, "exact substring match"))
-            .collect(),
-    };
-    if let Some(threshold) = request.similarity_threshold {
-        results.retain(|r: &SearchResult| r.similarity_score >= threshold);
-    }
-    Ok(Json(envelope(
-        results,
-        query,
-        request.mode.as_str(),
-        started,
-    )))
+    Ok(Json(search::search(state.service()?, request).await?))
 }
 
 /// `POST /api/search/by-tag`: newest first.
@@ -79,145 +23,13 @@ pub async fn by_tag(
     State(state): State<Arc<AppState>>,
     ApiJson(request): ApiJson<TagSearchRequest>,
 ) -> Result<Json<SearchResponse>, ApiError> {
-    let started = Instant::now();
-    if request.tags.iter().all(|t| t.trim().is_empty()) {
-        return Err(ApiError::bad_request("give at least one tag"));
-    }
-    let query = request.tags.join(",");
-    let filter = Filter {
-        tags: request.tags,
-        tag_match: if request.match_all {
-            TagMatch::All
-        } else {
-            TagMatch::Any
-        },
-        ..Filter::default()
-    };
-    let page = state
-        .service()?
-        .list(filter, 1, request.limit.clamp(1, MAX_RESULTS))
-        .await?;
-    let results = page
-        .memories
-        .into_iter()
-        .map(|m| exact(m, "tag match"))
-        .collect();
-    Ok(Json(envelope(results, query, "tag", started)))
+    Ok(Json(search::by_tag(state.service()?, request).await?))
 }
 
-/// `POST /api/search/by-time`: memories of a period ("yesterday", "last week", …),
-/// ranked by `semantic_query` when given, else newest first.
+/// `POST /api/search/by-time`: a period in words, optionally ranked by meaning.
 pub async fn by_time(
     State(state): State<Arc<AppState>>,
     ApiJson(request): ApiJson<TimeSearchRequest>,
 ) -> Result<Json<SearchResponse>, ApiError> {
-    let started = Instant::now();
-    let tz = timeexpr::parse_tz(request.tz.as_deref())
-        .map_err(|e| ApiError::bad_request(e.to_string()))?;
-    let range = timeexpr::parse(&request.query, jiff::Timestamp::now(), &tz)
-        .map_err(|e| ApiError::bad_request(e.to_string()))?;
-    let filter = Filter {
-        after: range.start,
-        before: range.end,
-        ..Filter::default()
-    };
-    let k = request.n_results.clamp(1, MAX_RESULTS);
-    let service = state.service()?;
-    let reason = format!("created {}", request.query.trim());
-    let results = match request.semantic_query.as_deref().map(str::trim) {
-        Some(text) if !text.is_empty() => service
-            .search(text, k, filter)
-            .await?
-            .into_iter()
-            .map(|hit| scored(hit, format!("{reason}; semantic similarity")))
-            .collect(),
-        _ => service
-            .list(filter, 1, k)
-            .await?
-            .memories
-            .into_iter()
-            .map(|m| exact(m, &reason))
-            .collect(),
-    };
-    Ok(Json(envelope(results, request.query, "time", started)))
-}
-
-/// A request's filter: its tags and type, and its creation-time bounds, `after` and
-/// `before` narrowed by the period of a `time` phrase read in zone `tz`.
-pub(super) fn filter(
-    tags: Vec<String>,
-    tag_match: rest::TagMatch,
-    memory_type: Option<String>,
-    period: &rest::Period,
-) -> Result<Filter, ApiError> {
-    let bad = |e: timeexpr::TimeExprError| ApiError::bad_request(e.to_string());
-    let tz = timeexpr::parse_tz(period.tz.as_deref()).map_err(bad)?;
-    let mut after = period.after.as_ref().map(|t| instant(t, &tz)).transpose()?;
-    let mut before = period
-        .before
-        .as_ref()
-        .map(|t| instant(t, &tz))
-        .transpose()?;
-    if let Some(text) = period
-        .time
-        .as_deref()
-        .map(str::trim)
-        .filter(|t| !t.is_empty())
-    {
-        let range = timeexpr::find(text, jiff::Timestamp::now(), &tz).map_err(bad)?;
-        after = [after, range.start].into_iter().flatten().reduce(f64::max);
-        before = [before, range.end].into_iter().flatten().reduce(f64::min);
-    }
-    Ok(Filter {
-        tags,
-        tag_match,
-        memory_type,
-        after,
-        before,
-    })
-}
-
-/// An instant of a request (epoch seconds or text) as epoch seconds.
-pub(super) fn instant(value: &rest::Instant, tz: &TimeZone) -> Result<f64, ApiError> {
-    match value {
-        rest::Instant::Epoch(seconds) if seconds.is_finite() => Ok(*seconds),
-        rest::Instant::Epoch(_) => Err(ApiError::bad_request("a time must be a finite number")),
-        rest::Instant::Text(text) => {
-            timeexpr::parse_instant(text, tz).map_err(|e| ApiError::bad_request(e.to_string()))
-        }
-    }
-}
-
-fn scored(hit: ScoredMemory, relevance_reason: String) -> SearchResult {
-    SearchResult {
-        similarity_score: hit.similarity_score(),
-        cosine_similarity: hit.cosine_similarity,
-        memory: hit.memory.into(),
-        relevance_reason,
-    }
-}
-
-/// A hit found by a filter rather than by similarity: it matches fully.
-fn exact(memory: Memory, reason: &str) -> SearchResult {
-    SearchResult {
-        memory: memory.into(),
-        similarity_score: 1.0,
-        cosine_similarity: 1.0,
-        relevance_reason: reason.to_owned(),
-    }
-}
-
-fn envelope(
-    results: Vec<SearchResult>,
-    query: String,
-    search_type: &str,
-    started: Instant,
-) -> SearchResponse {
-    SearchResponse {
-        total_found: results.len(),
-        results,
-        query,
-        search_type: search_type.to_owned(),
-        processing_time_ms: started.elapsed().as_secs_f64() * 1000.0,
-    }
+    Ok(Json(search::by_time(state.service()?, request).await?))
 }

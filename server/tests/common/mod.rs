@@ -7,8 +7,9 @@
 use std::sync::{Arc, OnceLock};
 
 use mnemo_server::Config;
+use mnemo_server::Server;
 use mnemo_server::embed::{Embedder, FastEmbedModel};
-use mnemo_server::http::{AppState, prepare_state};
+use mnemo_server::http::AppState;
 use mnemo_server::service::{DEFAULT_MAX_CONTENT_BYTES, MemoryService};
 use mnemo_server::store::{Store, StoreOptions};
 use reqwest::{Method, RequestBuilder};
@@ -98,7 +99,7 @@ pub struct TestServer {
     pub shutdown: CancellationToken,
     /// The server's state, for tests that watch its internals (the change feed).
     pub state: Arc<AppState>,
-    task: Option<tokio::task::JoinHandle<Result<(), mnemo_server::http::ServeError>>>,
+    task: Option<tokio::task::JoinHandle<Result<(), mnemo_server::startup::ServeError>>>,
 }
 
 impl TestServer {
@@ -123,19 +124,14 @@ impl TestServer {
         let url = format!("{scheme}://{}", listener.local_addr().unwrap());
         let service = open_service_with(&dir, config.store_options());
         let shutdown = CancellationToken::new();
-        let state = Arc::new(prepare_state(&config).unwrap());
+        let server = Server::prepare(config, listener).unwrap();
+        let state = Arc::clone(server.state());
         // Over HTTPS the test client pins the server's own certificate.
         let http = match &state.tls_fingerprint {
             Some(fp) => pinned_client(fp.parse().unwrap()),
             None => reqwest::Client::new(),
         };
-        state.publish(service, &config, shutdown.clone());
-        let task = tokio::spawn(mnemo_server::http::serve_ready(
-            config,
-            listener,
-            Arc::clone(&state),
-            shutdown.clone(),
-        ));
+        let task = tokio::spawn(server.serve_loaded(service, shutdown.clone()));
         Self {
             url,
             dir,

@@ -1,0 +1,35 @@
+//! The detailed health report: what the server runs and what it holds.
+
+use std::time::Instant;
+
+use mnemo_api::health::HealthStatus;
+use mnemo_api::rest::DetailedHealth;
+
+use super::OpError;
+use crate::service::MemoryService;
+
+/// What the server knows about itself that the memory service does not.
+pub struct ServerFacts<'a> {
+    pub started: Instant,
+    /// SHA-256 of the served certificate, when TLS is on.
+    pub tls_fingerprint: Option<&'a str>,
+}
+
+pub async fn detailed(
+    service: &MemoryService,
+    server: ServerFacts<'_>,
+) -> Result<DetailedHealth, OpError> {
+    let spec = service.embedder().spec().clone();
+    let store = service.store_handle();
+    Ok(DetailedHealth {
+        status: HealthStatus::Healthy,
+        version: env!("CARGO_PKG_VERSION").to_owned(),
+        uptime_seconds: server.started.elapsed().as_secs_f64(),
+        model: spec.model_id,
+        dimension: spec.dimension,
+        memories: service.count().await?,
+        database_path: store.path().display().to_string(),
+        database_bytes: store.size_on_disk(),
+        tls_fingerprint: server.tls_fingerprint.map(str::to_owned),
+    })
+}

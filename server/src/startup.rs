@@ -1,0 +1,232 @@
+//! Starting the server: keys, TLS, the listener, loading the model and database in
+//! the background, publishing them, and advertising over mDNS.
+//!
+//! The listener is bound before anything slow happens, so a supervisor (or a test)
+//! can poll `GET /api/health` from the first moment: it answers `503 loading` until
+//! the memory service exists, then `200 healthy`. Every other route answers `503`
+//! with the JSON error body until then.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use thiserror::Error;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use crate::auth::Auth;
+use crate::auth::keys::{KeyError, KeyFile, KeyRing, load_or_create_default_key};
+use crate::config::Config;
+use crate::embed::{Embedder, FastEmbedModel, LoadError};
+use crate::http::{self, AppState, connections};
+use crate::service::MemoryService;
+use crate::store::{Store, StoreError};
+
+/// Why the server could not start, or stopped.
+#[derive(Debug, Error)]
+pub enum ServeError {
+    #[error("cannot set up API keys")]
+    Keys(#[from] KeyError),
+    #[error("cannot set up TLS")]
+    Tls(#[from] mnemo_certs::CertError),
+    #[error("cannot load the embedding model")]
+    Model(#[from] LoadError),
+    #[error("cannot open the database")]
+    Store(#[from] StoreError),
+    #[error("the loader thread failed")]
+    Task(#[from] tokio::task::JoinError),
+    #[error("the HTTP server failed")]
+    Io(#[from] std::io::Error),
+}
+
+/// How long shutdown waits for open connections before dropping them. Streams end
+/// on their own when `shutdown` fires; this bounds a client that stopped reading.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(1);
+
+/// A server with its keys, its certificate and a bound listener, not yet serving.
+///
+/// Preparing is quick and fails early on a bad key file or certificate; the model
+/// and database load once [`Server::serve`] runs.
+pub struct Server {
+    config: Config,
+    listener: TcpListener,
+    addr: SocketAddr,
+    state: Arc<AppState>,
+}
+
+impl Server {
+    /// Sets up the API keys and, with HTTPS on, the certificate, for a server on
+    /// `listener`.
+    pub fn prepare(config: Config, listener: TcpListener) -> Result<Self, ServeError> {
+        let mut state = AppState::new(auth_for(&config)?);
+        if config.https_enabled {
+            let identity = crate::lan::load_identity(&config)?;
+            state.tls = Some(crate::lan::acceptor(&identity)?);
+            state.tls_fingerprint = Some(identity.fingerprint.to_string());
+        }
+        let addr = listener.local_addr()?;
+        Ok(Self {
+            config,
+            listener,
+            addr,
+            state: Arc::new(state),
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The state the handlers share, for tests that watch its internals.
+    pub fn state(&self) -> &Arc<AppState> {
+        &self.state
+    }
+
+    /// The one line a user pastes into the bridge's configuration (never the key).
+    pub fn bridge_line(&self) -> String {
+        crate::lan::bridge_line(
+            self.addr,
+            self.state.tls.is_some(),
+            self.state.tls_fingerprint.as_deref(),
+        )
+    }
+
+    /// Serves until `shutdown` is cancelled. Loads the model and opens the database
+    /// while already answering health checks; if either fails, stops and returns the
+    /// error. Advertises over mDNS once healthy.
+    pub async fn serve(self, shutdown: CancellationToken) -> Result<(), ServeError> {
+        let Self {
+            config,
+            listener,
+            addr,
+            state,
+        } = self;
+        if !addr.ip().is_loopback() && state.tls.is_none() {
+            warn!(%addr, "serving plain HTTP on a non-loopback address: memories and API keys cross the network unencrypted");
+        }
+        info!(%addr, tls = state.tls.is_some(), "listening");
+        let server = run(listener, &config, Arc::clone(&state), shutdown.clone());
+        tokio::pin!(server);
+
+        let loader = load(&config, Arc::clone(&state), shutdown.clone());
+        tokio::select! {
+            served = &mut server => return served,
+            loaded = loader => {
+                if let Err(e) = loaded {
+                    shutdown.cancel();
+                    return Err(e);
+                }
+            }
+        }
+        // Advertised once healthy, so a client that finds the server can use it.
+        // Dropped when serving ends, which sends the mDNS goodbye.
+        let _advertiser = crate::lan::advertise(&config, addr, state.tls_fingerprint.clone());
+        server.await
+    }
+
+    /// Serves `service`, already loaded, until `shutdown`. For tests and tools that
+    /// share one model across several servers; no mDNS.
+    pub async fn serve_loaded(
+        self,
+        service: MemoryService,
+        shutdown: CancellationToken,
+    ) -> Result<(), ServeError> {
+        self.state.publish(service, &self.config, shutdown.clone());
+        run(self.listener, &self.config, self.state, shutdown).await
+    }
+}
+
+/// Prepares and serves a server on `listener` until `shutdown`: what `mnemo-server`
+/// does.
+pub async fn serve(
+    config: Config,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+) -> Result<(), ServeError> {
+    Server::prepare(config, listener)?.serve(shutdown).await
+}
+
+/// The key checker for `config`: `MCP_API_KEY`, or the generated default key, plus the
+/// managed keys in `<data dir>/keys.json`.
+fn auth_for(config: &Config) -> Result<Auth, ServeError> {
+    let data_dir = config.data_dir();
+    let master = match &config.api_key {
+        Some(key) => key.expose().to_owned(),
+        None => {
+            let (key, created) = load_or_create_default_key(&data_dir)?;
+            let path = data_dir.join("api_key");
+            if created {
+                info!(path = %path.display(), "generated an API key (all scopes); read it from this file");
+            } else {
+                info!(path = %path.display(), "using the API key in this file (all scopes)");
+            }
+            key
+        }
+    };
+    if config.allow_anonymous {
+        warn!("anonymous access is on: requests without a key may read and write");
+    }
+    let keys = KeyRing::new(Some(master), KeyFile::new(&data_dir));
+    Ok(Auth::new(
+        keys,
+        config.allow_anonymous,
+        config.auth_failures_per_minute,
+    ))
+}
+
+/// Serves the router on `listener` until `shutdown`, then gives open connections
+/// [`SHUTDOWN_GRACE`] to finish.
+async fn run(
+    listener: TcpListener,
+    config: &Config,
+    state: Arc<AppState>,
+    shutdown: CancellationToken,
+) -> Result<(), ServeError> {
+    let app = http::router(Arc::clone(&state), config, shutdown.clone());
+    let connections = Arc::clone(&state.connections);
+    let tls = state.tls.clone();
+    Ok(connections::serve(listener, app, tls, connections, shutdown, SHUTDOWN_GRACE).await?)
+}
+
+/// Loads the model, opens the database and publishes the service.
+async fn load(
+    config: &Config,
+    state: Arc<AppState>,
+    shutdown: CancellationToken,
+) -> Result<(), ServeError> {
+    let files = config.model_files();
+    let database = config.database_path();
+    info!(
+        data_dir = %config.data_dir().display(),
+        database = %database.display(),
+        cache_dir = %config.cache_dir().display(),
+        model_dir = %files.model_dir.display(),
+        onnxruntime = %files.ort_dylib.display(),
+        "loading",
+    );
+    let started = Instant::now();
+    let settings = config.clone();
+    let service = tokio::task::spawn_blocking(move || -> Result<MemoryService, ServeError> {
+        let model = FastEmbedModel::load(&files, &settings.model_id, settings.embed_threads())?;
+        let embedder = Embedder::start(Box::new(model), settings.embed_batch as usize);
+        let store = Store::open(&database, embedder.spec(), settings.store_options())?;
+        Ok(MemoryService::new(
+            store,
+            embedder,
+            settings.max_content_bytes,
+        ))
+    })
+    .await??;
+    let spec = service.embedder().spec().clone();
+    let memories = service.store_handle().count()?;
+    info!(
+        model = %spec.model_id,
+        dimension = spec.dimension,
+        memories,
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "healthy",
+    );
+    state.publish(service, config, shutdown);
+    Ok(())
+}
