@@ -13,6 +13,8 @@ mod health;
 mod mcp;
 mod memories;
 mod search;
+#[cfg(test)]
+mod tests;
 
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};

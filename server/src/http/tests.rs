@@ -1,0 +1,242 @@
+//! The fast tier: the whole router driven with `oneshot`, no socket, over a real
+//! SQLite file and the fake embedding model, so auth and every error body are
+//! checked in milliseconds without ONNX. The real model's behaviour is tested end to
+//! end in `server/tests/`.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::{Method, Request, StatusCode, header};
+use mnemo_api::error::ErrorBody;
+use serde_json::{Value, json};
+use tempfile::TempDir;
+use tokio_util::sync::CancellationToken;
+use tower::ServiceExt;
+
+use super::{AppState, router};
+use crate::auth::Auth;
+use crate::auth::keys::{KeyFile, KeyRing};
+use crate::config::Config;
+use crate::embed::Embedder;
+use crate::embed::fake::FakeModel;
+use crate::service::{DEFAULT_MAX_CONTENT_BYTES, MemoryService};
+use crate::store::{Store, StoreOptions};
+
+const KEY: &str = "fast-tier-master-key";
+
+struct App {
+    router: Router,
+    dir: TempDir,
+    _shutdown: tokio_util::sync::DropGuard,
+}
+
+/// A router over a fresh database with the fake model; `loaded: false` leaves the
+/// service unpublished, as while the real model loads.
+fn app(loaded: bool, tweak: impl FnOnce(&mut Config)) -> App {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = Config::for_data_dir(dir.path());
+    config.max_body_bytes = 4096;
+    tweak(&mut config);
+    let ring = KeyRing::new(Some(KEY.into()), KeyFile::new(dir.path()));
+    let auth = Auth::new(ring, false, config.auth_failures_per_minute);
+    let state = Arc::new(AppState::new(auth));
+    let shutdown = CancellationToken::new();
+    if loaded {
+        let embedder = Embedder::start(Box::new(FakeModel::new(8)), 1);
+        let options = StoreOptions::default();
+        let store = Store::open(&dir.path().join("memories.db"), embedder.spec(), options).unwrap();
+        let service = MemoryService::new(store, embedder, DEFAULT_MAX_CONTENT_BYTES);
+        state.publish(service, &config, shutdown.clone());
+    }
+    App {
+        router: router(state, &config, shutdown.clone()),
+        dir,
+        _shutdown: shutdown.drop_guard(),
+    }
+}
+
+/// Sends a request with the master key (unless `key` says otherwise); returns the
+/// status, the headers and the body as JSON.
+async fn send(
+    app: &App,
+    method: Method,
+    path: &str,
+    key: Option<&str>,
+    body: Option<&str>,
+) -> (StatusCode, axum::http::HeaderMap, Value) {
+    let mut request = Request::builder().method(method).uri(path);
+    if let Some(key) = key {
+        request = request.header(header::AUTHORIZATION, format!("Bearer {key}"));
+    }
+    if body.is_some() {
+        request = request.header(header::CONTENT_TYPE, "application/json");
+    }
+    let body = body.map_or_else(Body::empty, |b| Body::from(b.to_owned()));
+    let response = app
+        .router
+        .clone()
+        .oneshot(request.body(body).unwrap())
+        .await
+        .unwrap();
+    let status = response.status();
+    let headers = response.headers().clone();
+    let bytes = axum::body::to_bytes(response.into_body(), 1 << 20)
+        .await
+        .unwrap();
+    let json = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+    (status, headers, json)
+}
+
+/// The JSON error body: `error`, `message`, and `detail` equal to the message.
+fn error_code(body: &Value) -> String {
+    let parsed: ErrorBody = serde_json::from_value(body.clone())
+        .unwrap_or_else(|e| panic!("not the error body ({e}): {body}"));
+    assert_eq!(parsed.detail, parsed.message, "{body}");
+    assert!(!parsed.message.is_empty(), "{body}");
+    parsed.error
+}
+
+/// Every refusal of a bad request names its cause in the JSON error body.
+#[tokio::test]
+async fn bad_requests_get_the_json_error_body() {
+    let app = app(true, |_| {});
+    let cases: [(Method, &str, Option<&str>, StatusCode, &str); 9] = [
+        (
+            Method::POST,
+            "/api/memories",
+            Some("{not json"),
+            StatusCode::BAD_REQUEST,
+            "malformed_json",
+        ),
+        (
+            Method::POST,
+            "/api/memories",
+            Some(r#"{"tags": 5}"#),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_body",
+        ),
+        (
+            Method::POST,
+            "/api/memories",
+            Some(r#"{"content": "  "}"#),
+            StatusCode::BAD_REQUEST,
+            "invalid_input",
+        ),
+        (
+            Method::POST,
+            "/api/search",
+            Some(r#"{"query": " "}"#),
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+        ),
+        (
+            Method::POST,
+            "/api/search",
+            Some(r#"{"query": "x", "time": "when pigs fly"}"#),
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+        ),
+        (
+            Method::GET,
+            "/api/memories?page=abc",
+            None,
+            StatusCode::BAD_REQUEST,
+            "invalid_query",
+        ),
+        (
+            Method::GET,
+            "/api/memories/0000",
+            None,
+            StatusCode::NOT_FOUND,
+            "not_found",
+        ),
+        (
+            Method::GET,
+            "/api/nothing-here",
+            None,
+            StatusCode::NOT_FOUND,
+            "not_found",
+        ),
+        (
+            Method::PATCH,
+            "/api/memories",
+            None,
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+        ),
+    ];
+    for (method, path, body, status, code) in cases {
+        let what = format!("{method} {path} {body:?}");
+        let (got, _, json) = send(&app, method, path, Some(KEY), body).await;
+        assert_eq!(got, status, "{what}: {json}");
+        assert_eq!(error_code(&json), code, "{what}");
+    }
+    let big = json!({"content": "x".repeat(8192)}).to_string();
+    let (status, _, json) = send(&app, Method::POST, "/api/memories", Some(KEY), Some(&big)).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(error_code(&json), "body_too_large");
+}
+
+/// A duplicate is 409 with both mcp-memory-service's envelope and the error body.
+#[tokio::test]
+async fn a_duplicate_names_the_memory_that_holds_its_content() {
+    let app = app(true, |_| {});
+    let body = r#"{"content": "the same words"}"#;
+    let (status, _, first) = send(&app, Method::POST, "/api/memories", Some(KEY), Some(body)).await;
+    assert_eq!(status, StatusCode::OK, "{first}");
+    let (status, _, again) = send(&app, Method::POST, "/api/memories", Some(KEY), Some(body)).await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    assert_eq!(again["success"], false);
+    assert_eq!(again["content_hash"], first["content_hash"]);
+    assert_eq!(error_code(&again), "duplicate");
+}
+
+/// Without a key: 401 with `WWW-Authenticate`; a read key writing: 403; too many
+/// failures: 429 with `Retry-After`; health stays public.
+#[tokio::test]
+async fn refusals_by_auth() {
+    let app = app(true, |c| c.auth_failures_per_minute = 2);
+    let (status, headers, json) = send(&app, Method::GET, "/api/tags", None, None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(headers[header::WWW_AUTHENTICATE], "Bearer");
+    assert_eq!(error_code(&json), "unauthorized");
+
+    let (_, reader) = KeyFile::new(app.dir.path())
+        .add("reader", crate::auth::Scope::Read)
+        .unwrap();
+    let body = Some(r#"{"content": "a reader may not"}"#);
+    let (status, _, json) = send(&app, Method::POST, "/api/memories", Some(&reader), body).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert_eq!(error_code(&json), "forbidden");
+    let (status, _, _) = send(&app, Method::GET, "/api/tags", Some(&reader), None).await;
+    assert_eq!(status, StatusCode::OK);
+
+    // The keyless request above was the first failure of the quota of two.
+    let (status, _, _) = send(&app, Method::GET, "/api/tags", Some("wrong"), None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let (status, headers, json) = send(&app, Method::GET, "/api/tags", Some("wrong"), None).await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+    assert!(headers.contains_key(header::RETRY_AFTER));
+    assert_eq!(error_code(&json), "rate_limited");
+
+    let (status, _, json) = send(&app, Method::GET, "/api/health", None, None).await;
+    assert_eq!(
+        (status, &json["status"]),
+        (StatusCode::OK, &json!("healthy"))
+    );
+}
+
+/// While the model loads, data routes answer 503 `loading` and health says so.
+#[tokio::test]
+async fn loading_is_503_with_the_error_body() {
+    let app = app(false, |_| {});
+    let (status, _, json) = send(&app, Method::GET, "/api/memories", Some(KEY), None).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(error_code(&json), "loading");
+    let (status, _, json) = send(&app, Method::GET, "/api/health", None, None).await;
+    assert_eq!(
+        (status, &json["status"]),
+        (StatusCode::SERVICE_UNAVAILABLE, &json!("loading"))
+    );
+}
