@@ -45,6 +45,14 @@ impl From<Memory> for mnemo_api::rest::Memory {
     }
 }
 
+/// The embedding model a set of vectors belongs to. The model produces it and storage
+/// pins the first one it sees, so vectors of two models never mix in one database.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EmbeddingSpec {
+    pub model_id: String,
+    pub dimension: usize,
+}
+
 /// What a caller asks to store.
 #[derive(Debug, Clone, Default)]
 pub struct NewMemory {

@@ -4,9 +4,9 @@ mod common;
 
 use common::{TestService, embedder, open_service};
 use mnemo_server::embed::{EmbedError, EmbedModel, Embedder};
-use mnemo_server::memory::{Filter, MemoryPatch, NewMemory, content_hash};
+use mnemo_server::memory::{EmbeddingSpec, Filter, MemoryPatch, NewMemory, content_hash};
 use mnemo_server::service::ServiceError;
-use mnemo_server::store::{EmbeddingSpec, Store, StoreError, StoreOptions};
+use mnemo_server::store::{Store, StoreError, StoreOptions};
 use serde_json::json;
 
 fn memory(content: &str, tags: &[&str]) -> NewMemory {

@@ -32,7 +32,7 @@ use r2d2_sqlite::SqliteConnectionManager;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior};
 use thiserror::Error;
 
-use crate::memory::{Filter, Memory, MemoryPatch, ScoredMemory};
+use crate::memory::{EmbeddingSpec, Filter, Memory, MemoryPatch, ScoredMemory};
 pub use read::{EventRow, Page};
 use vectors::VectorCopy;
 pub use write::NewRecord;
@@ -41,14 +41,6 @@ use writer::{Command, Writer};
 
 /// How long a connection waits for a lock before giving up (DESIGN §3).
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// The embedding model a database's vectors belong to. A database pins the first one it
-/// is opened with and refuses any other, so vectors of two models never mix.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct EmbeddingSpec {
-    pub model_id: String,
-    pub dimension: usize,
-}
 
 /// Tunables of a [`Store`].
 #[derive(Debug, Clone)]
