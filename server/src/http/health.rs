@@ -30,7 +30,7 @@ pub async fn detailed(
 ) -> Result<Json<DetailedHealth>, ApiError> {
     let service = state.service()?;
     let spec = service.embedder().spec().clone();
-    let store = service.store_handle();
+    let storage = service.storage();
     Ok(Json(DetailedHealth {
         status: HealthStatus::Healthy,
         version: env!("CARGO_PKG_VERSION").to_owned(),
@@ -38,8 +38,11 @@ pub async fn detailed(
         model: spec.model_id,
         dimension: spec.dimension,
         memories: service.count().await?,
-        database_path: store.path().display().to_string(),
-        database_bytes: store.size_on_disk(),
+        database_path: storage.location(),
+        database_bytes: storage
+            .size_on_disk()
+            .await
+            .map_err(crate::service::ServiceError::from)?,
         tls_fingerprint: state.tls_fingerprint.clone(),
     }))
 }

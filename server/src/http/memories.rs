@@ -17,7 +17,7 @@ use super::AppState;
 use super::error::{ApiError, ApiJson, ApiQuery};
 use crate::memory::{Filter, MemoryPatch, NewMemory};
 use crate::service::ServiceError;
-use crate::store::StoreError;
+use crate::storage::StorageError;
 
 /// `POST /api/memories`. `X-Agent-ID` adds the tag `agent:<id>`; `conversation_id`
 /// goes into metadata, as the anchor does.
@@ -95,7 +95,8 @@ fn batch_response(
         results.push(match outcome {
             Ok(memory) => stored(memory.into()),
             Err(
-                e @ (ServiceError::Invalid(_) | ServiceError::Store(StoreError::Duplicate { .. })),
+                e @ (ServiceError::Invalid(_)
+                | ServiceError::Storage(StorageError::Duplicate { .. })),
             ) => refused(e),
             Err(other) => return Err(other.into()),
         });
@@ -120,7 +121,7 @@ fn stored(memory: Memory) -> MutationResponse {
 /// memory that already holds its content.
 fn refused(error: ServiceError) -> MutationResponse {
     let content_hash = match &error {
-        ServiceError::Store(StoreError::Duplicate { content_hash }) => content_hash.clone(),
+        ServiceError::Storage(StorageError::Duplicate { content_hash }) => content_hash.clone(),
         _ => String::new(),
     };
     MutationResponse {
@@ -283,7 +284,7 @@ pub async fn delete_matching(
         if !request.dry_run {
             match service.delete(&memory.content_hash).await {
                 // Deleted meanwhile by someone else: the goal is reached all the same.
-                Ok(_) | Err(ServiceError::Store(StoreError::NotFound { .. })) => {}
+                Ok(_) | Err(ServiceError::Storage(StorageError::NotFound { .. })) => {}
                 Err(e) => return Err(e.into()),
             }
         }

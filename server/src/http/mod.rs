@@ -35,7 +35,8 @@ use crate::config::Config;
 use crate::embed::{Embedder, FastEmbedModel, LoadError};
 use crate::feed::ChangeFeed;
 use crate::service::MemoryService;
-use crate::store::{Store, StoreError};
+use crate::storage::StorageError;
+use crate::storage::sqlite::SqliteStore;
 use connections::Connections;
 use error::ApiError;
 
@@ -81,7 +82,7 @@ impl AppState {
     /// Publishes a loaded service and the change feed over its store.
     pub fn publish(&self, service: MemoryService, config: &Config, shutdown: CancellationToken) {
         let heartbeat = Duration::from_secs(config.sse_heartbeat.max(1));
-        let feed = ChangeFeed::new(Arc::clone(service.store_handle()), heartbeat, shutdown);
+        let feed = ChangeFeed::new(Arc::clone(service.storage()), heartbeat, shutdown);
         let connections = Arc::clone(&self.connections);
         feed.spawn_reaper(
             Duration::from_secs_f64(config.sse_stall_timeout),
@@ -102,7 +103,7 @@ pub enum ServeError {
     #[error("cannot load the embedding model")]
     Model(#[from] LoadError),
     #[error("cannot open the database")]
-    Store(#[from] StoreError),
+    Storage(#[from] StorageError),
     #[error("the loader thread failed")]
     Task(#[from] tokio::task::JoinError),
     #[error("the HTTP server failed")]
@@ -303,16 +304,16 @@ async fn load(
         let model = FastEmbedModel::load(&files, &config.model_id, config.embed_threads())?;
         let embedder = Embedder::start(Box::new(model), config.embed_batch as usize);
         let options = config.store_options();
-        let store = Store::open(&database, embedder.spec(), options)?;
+        let store = SqliteStore::open(&database, embedder.spec(), options)?;
         Ok(MemoryService::new(
-            store,
+            Arc::new(store),
             embedder,
             config.max_content_bytes,
         ))
     })
     .await??;
     let spec = service.embedder().spec().clone();
-    let memories = service.store_handle().count()?;
+    let memories = service.storage().count().await?;
     info!(
         model = %spec.model_id,
         dimension = spec.dimension,
