@@ -69,8 +69,8 @@ pub struct SqliteOptions {
     /// Committed events kept in memory for live subscribers; one that falls further
     /// behind catches up from the events table.
     pub feed_capacity: usize,
-    /// Keep a quantised copy of every vector in memory and search that (see
-    /// [`vectors`]), rather than scanning the vec0 table: 1 byte per dimension plus
+    /// Keep a quantised copy of every vector in memory and search that (see the
+    /// `vectors` module), rather than scanning the vec0 table: 1 byte per dimension plus
     /// 16 bytes per memory of RSS.
     pub memory_vectors: bool,
 }
@@ -388,7 +388,7 @@ impl SqliteStore {
 }
 
 /// Each async method runs the blocking method of the same name through
-/// [`SqliteStore::blocking`], after copying its borrowed arguments, since a blocking
+/// `SqliteStore::blocking`, after copying its borrowed arguments, since a blocking
 /// thread cannot borrow from the caller.
 impl Storage for SqliteStore {
     fn insert(&self, record: NewRecord) -> StorageFuture<'_, Memory> {
