@@ -9,7 +9,8 @@ use clap::{Parser, Subcommand};
 
 use crate::auth::keys::KeysCommand;
 use crate::embed::ModelFiles;
-use crate::store::{Retention, StoreOptions};
+use crate::storage::Retention;
+use crate::storage::sqlite::SqliteOptions;
 pub use mnemo_api::Secret;
 
 /// The command line: serve (no subcommand) or manage keys.
@@ -230,9 +231,9 @@ impl Config {
         }
     }
 
-    /// The store settings this configuration asks for.
-    pub fn store_options(&self) -> StoreOptions {
-        StoreOptions {
+    /// The SQLite storage settings this configuration asks for.
+    pub fn store_options(&self) -> SqliteOptions {
+        SqliteOptions {
             readers: self.read_pool,
             max_group_commit: self.group_commit as usize,
             mmap_bytes: self.sqlite_mmap_mb << 20,
@@ -242,7 +243,7 @@ impl Config {
                 max_age: std::time::Duration::from_secs(self.event_retention_days * 24 * 3600),
                 max_rows: self.event_retention_rows,
             },
-            ..StoreOptions::default()
+            ..SqliteOptions::default()
         }
     }
 

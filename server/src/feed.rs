@@ -1,8 +1,9 @@
 //! The change feed: every committed write, in order, to every subscriber, without
-//! loss (DESIGN §6).
+//! loss.
 //!
 //! The events table is the source of truth; memory only speeds up the common case.
-//! The writer thread publishes each committed event on a bounded broadcast ring. A
+//! Storage publishes each committed event on a bounded broadcast ring
+//! ([`Storage::subscribe`]). A
 //! subscriber delivers from the ring while it keeps up. When it falls behind (the ring
 //! overwrote events it had not read) or sees a gap in sequence numbers, it reads the
 //! missing events from the table, then goes back to the ring, skipping what it has
@@ -23,7 +24,7 @@ use futures::Stream;
 use tokio::sync::broadcast::error::RecvError;
 use tokio_util::sync::CancellationToken;
 
-use crate::store::{EventRow, Store, StoreError};
+use crate::storage::{EventRow, Storage, StorageError};
 
 /// Events read from the table per query while catching up.
 const CATCH_UP_PAGE: u32 = 500;
@@ -78,11 +79,18 @@ impl Subscriber {
 
 /// The feed shared by every subscriber.
 pub struct ChangeFeed {
-    store: Arc<Store>,
+    /// The events table, its head and oldest sequence numbers, and the ring of events
+    /// as they commit. Every stream reads through it; the feed keeps no events itself.
+    storage: Arc<dyn Storage>,
+    /// How often an idle stream sends a heartbeat, so proxies and clients can tell a
+    /// quiet feed from a dead connection.
     heartbeat: Duration,
     /// Ends every stream on shutdown, so open streams never hold the process up.
     shutdown: CancellationToken,
+    /// The connected subscribers by id, for stats and the reaper. Each stream removes
+    /// its own entry when dropped; the lock is never held across an `.await`.
     subscribers: Mutex<HashMap<u64, Arc<Subscriber>>>,
+    /// The id the next subscriber gets.
     next_id: AtomicU64,
     /// Counts subscribers disconnected for making no progress.
     stalled: tokio::sync::watch::Sender<u64>,
@@ -105,9 +113,13 @@ impl Drop for Registration {
 }
 
 impl ChangeFeed {
-    pub fn new(store: Arc<Store>, heartbeat: Duration, shutdown: CancellationToken) -> Arc<Self> {
+    pub fn new(
+        storage: Arc<dyn Storage>,
+        heartbeat: Duration,
+        shutdown: CancellationToken,
+    ) -> Arc<Self> {
         Arc::new(Self {
-            store,
+            storage,
             heartbeat,
             shutdown,
             subscribers: Mutex::default(),
@@ -170,9 +182,8 @@ impl ChangeFeed {
     }
 
     /// The newest sequence number.
-    pub async fn head(&self) -> Result<i64, StoreError> {
-        let store = Arc::clone(&self.store);
-        blocking(move || store.head_seq()).await
+    pub async fn head(&self) -> Result<i64, StorageError> {
+        self.storage.head_seq().await
     }
 
     /// A stream of every event after `last_event_id` (or from now on, when `None`),
@@ -181,12 +192,12 @@ impl ChangeFeed {
         self: &Arc<Self>,
         last_event_id: Option<i64>,
         peer: Option<SocketAddr>,
-    ) -> impl Stream<Item = Result<FeedItem, StoreError>> + Send + 'static {
+    ) -> impl Stream<Item = Result<FeedItem, StorageError>> + Send + 'static {
         let feed = Arc::clone(self);
         async_stream::try_stream! {
             // Subscribe before reading the head: every event committed from here on
             // arrives on the ring, and the ones up to the head are read from the table.
-            let mut live = feed.store.subscribe();
+            let mut live = feed.storage.subscribe();
             let head = feed.head().await?;
             let subscriber = feed.register(peer, head);
             let _registration = Registration { feed: Arc::clone(&feed), subscriber: Arc::clone(&subscriber) };
@@ -271,23 +282,13 @@ impl ChangeFeed {
     }
 
     /// Whether every event after `id` is still in the table.
-    async fn replayable_from(&self, id: i64) -> Result<bool, StoreError> {
-        let store = Arc::clone(&self.store);
-        let oldest = blocking(move || store.oldest_seq()).await?;
+    async fn replayable_from(&self, id: i64) -> Result<bool, StorageError> {
+        let oldest = self.storage.oldest_seq().await?;
         let head = self.head().await?;
         Ok(id >= head || oldest.is_some_and(|oldest| oldest <= id + 1))
     }
 
-    async fn page_after(&self, last: i64) -> Result<Vec<EventRow>, StoreError> {
-        let store = Arc::clone(&self.store);
-        blocking(move || store.events_after(last, CATCH_UP_PAGE)).await
+    async fn page_after(&self, last: i64) -> Result<Vec<EventRow>, StorageError> {
+        self.storage.events_after(last, CATCH_UP_PAGE).await
     }
-}
-
-async fn blocking<T: Send + 'static>(
-    call: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
-) -> Result<T, StoreError> {
-    tokio::task::spawn_blocking(call)
-        .await
-        .unwrap_or_else(|e| Err(StoreError::Task(e.to_string())))
 }

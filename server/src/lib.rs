@@ -4,16 +4,20 @@
 //!
 //! * [`config`]: every setting, as one clap struct whose flags all have an
 //!   environment variable (the Python anchor's names where the meaning matches).
-//! * [`memory`]: the memory type and its rules: content identity, tag normalisation,
-//!   metadata merging, search filters.
-//! * [`store`]: the SQLite database. One writer thread with group commit, a pool of
-//!   read-only connections, sqlite-vec vectors, FTS5 and the change-feed table.
+//! * [`memory`]: the domain types every layer shares (a memory, a search filter, the
+//!   embedding model's spec) and their rules: content identity, tag normalisation,
+//!   metadata merging.
+//! * [`storage`]: the [`storage::Storage`] trait, what the service needs from a
+//!   database (writes that append their change-feed event in the same transaction,
+//!   filtered exact KNN, full-text ranking, the events table), and its SQLite backend
+//!   in [`storage::sqlite`]: one writer thread with group commit, a pool of read-only
+//!   connections, sqlite-vec vectors and FTS5.
 //! * [`embed`]: turning text into vectors. Finds the model files and ONNX Runtime,
 //!   loads the model with fastembed, and batches concurrent requests on one thread.
 //! * [`feed`]: the change feed behind `GET /api/events`: a bounded in-memory ring for
 //!   subscribers that keep up, the events table for those that do not.
-//! * [`service`]: the memory service: it validates, embeds, then stores or searches,
-//!   on blocking threads.
+//! * [`service`]: the memory service: it validates, embeds, then stores or searches
+//!   through `Arc<dyn Storage>`.
 //! * [`operations`]: one function per thing a client can ask, taking the wire request
 //!   and the caller; the REST handlers and the tools at `/mcp` both call them.
 //! * [`auth`]: API keys and their scopes, and whether a key may do what a request
@@ -41,7 +45,7 @@ pub mod memory;
 pub mod operations;
 pub mod service;
 pub mod startup;
-pub mod store;
+pub mod storage;
 pub mod timeexpr;
 
 pub use config::Config;

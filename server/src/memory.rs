@@ -1,8 +1,11 @@
 //! The memory as the server sees it, and the rules that make two memories the same.
 //!
 //! Identity is the SHA-256 of the trimmed content, with case preserved: "Hello" and
-//! "hello" are two memories (DESIGN §3; the Python anchor lower-cases, Mnemo does not).
+//! "hello" are two memories (mcp-memory-service lower-cases, Mnemo does not).
 //! Tags are normalised here, once, so that every write path stores them the same way.
+//!
+//! These are the domain types every layer shares (the embedding model's spec
+//! included), so this module imports none of the others.
 
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
@@ -43,6 +46,14 @@ impl From<Memory> for mnemo_api::rest::Memory {
             updated_at: m.updated_at,
         }
     }
+}
+
+/// The embedding model a set of vectors belongs to. The model produces it and storage
+/// pins the first one it sees, so vectors of two models never mix in one database.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EmbeddingSpec {
+    pub model_id: String,
+    pub dimension: usize,
 }
 
 /// What a caller asks to store.
@@ -92,7 +103,7 @@ pub struct ScoredMemory {
 }
 
 impl ScoredMemory {
-    /// The anchor's score, `1 - cosine_distance / 2`, so that existing
+    /// mcp-memory-service's score, `1 - cosine_distance / 2`, so that existing
     /// `similarity_threshold` settings keep their meaning.
     pub fn similarity_score(&self) -> f64 {
         1.0 - (1.0 - self.cosine_similarity) / 2.0
@@ -217,7 +228,7 @@ mod tests {
         assert_eq!(Value::Object(base), json!({"a": 1, "c": 3}));
     }
 
-    /// The anchor's score maps cosine 1 to 1, 0 to 0.5 and -1 to 0.
+    /// mcp-memory-service's score maps cosine 1 to 1, 0 to 0.5 and -1 to 0.
     #[test]
     fn similarity_score_scale() {
         let hit = |c| ScoredMemory {

@@ -1,8 +1,10 @@
 //! The memory operations, as async functions the HTTP handlers call (and, through
 //! them, the tools at `/mcp`).
 //!
-//! A call validates its input, embeds text on the embedding thread, then runs the
-//! blocking store call on a blocking thread. The runtime's own threads only wait.
+//! A call validates its input, embeds text on the embedding thread, then awaits
+//! storage. The service holds storage as an `Arc<dyn Storage>`, so it neither knows
+//! nor cares which database that is, nor how it keeps its blocking work off the
+//! runtime.
 
 use std::sync::Arc;
 
@@ -13,10 +15,9 @@ use crate::memory::{
     Filter, InvalidInput, Memory, MemoryPatch, NewMemory, ScoredMemory, content_hash,
     normalize_tags, normalize_type,
 };
-use crate::store::{NewRecord, Page, Store, StoreError};
+use crate::storage::{NewRecord, Page, Storage, StorageError};
 
-/// Largest page of a listing and most results of a search (DESIGN §5: no list is
-/// unbounded).
+/// Largest page of a listing and most results of a search: no list is unbounded.
 pub const MAX_PAGE_SIZE: u32 = 100;
 /// Default cap on a memory's content, in bytes.
 pub const DEFAULT_MAX_CONTENT_BYTES: usize = 64 * 1024;
@@ -26,52 +27,52 @@ pub enum ServiceError {
     #[error(transparent)]
     Invalid(#[from] InvalidInput),
     #[error(transparent)]
-    Store(#[from] StoreError),
+    Storage(#[from] StorageError),
     #[error(transparent)]
     Embed(#[from] EmbedError),
-    #[error("a blocking task failed: {0}")]
-    Task(#[from] tokio::task::JoinError),
 }
 
-/// The memory service: one store and one embedder, shared by every request.
+/// The memory service: one storage and one embedder, shared by every request.
 #[derive(Clone)]
 pub struct MemoryService {
-    store: Arc<Store>,
+    storage: Arc<dyn Storage>,
     embedder: Embedder,
     max_content_bytes: usize,
 }
 
 impl MemoryService {
-    pub fn new(store: Store, embedder: Embedder, max_content_bytes: usize) -> Self {
+    pub fn new(storage: Arc<dyn Storage>, embedder: Embedder, max_content_bytes: usize) -> Self {
         Self {
-            store: Arc::new(store),
+            storage,
             embedder,
             max_content_bytes,
         }
     }
 
-    pub fn store_handle(&self) -> &Arc<Store> {
-        &self.store
+    /// The storage underneath, for what is not a memory operation: the change feed
+    /// and detailed health.
+    pub fn storage(&self) -> &Arc<dyn Storage> {
+        &self.storage
     }
 
     pub fn embedder(&self) -> &Embedder {
         &self.embedder
     }
 
-    /// Stores a memory. Duplicate content fails with [`StoreError::Duplicate`], which
+    /// Stores a memory. Duplicate content fails with [`StorageError::Duplicate`], which
     /// carries the existing hash.
     pub async fn store(&self, new: NewMemory) -> Result<Memory, ServiceError> {
         self.store_many(vec![new])
             .await?
             .pop()
-            .unwrap_or(Err(ServiceError::Store(StoreError::WriterGone)))
+            .unwrap_or(Err(ServiceError::Storage(StorageError::Stopped)))
     }
 
     /// Stores several memories, each succeeding or failing on its own (in order): the
-    /// texts go to the model as one batch and the rows to the writer as one group, so
-    /// a batch costs about what its embedding costs. A duplicate, of a stored memory or
+    /// texts go to the model as one batch and the rows to storage as one call, so a
+    /// batch costs about what its embedding costs. A duplicate, of a stored memory or
     /// of an earlier item, fails only itself. The outer error is for failures that
-    /// concern the whole batch (the embedder or a blocking task).
+    /// concern the whole batch (the embedder, or storage as a whole).
     pub async fn store_many(
         &self,
         batch: Vec<NewMemory>,
@@ -83,7 +84,7 @@ impl MemoryService {
             outcomes.push(None);
             match self.prepare(new) {
                 Ok(record) if !seen.insert(record.content_hash.clone()) => {
-                    outcomes[index] = Some(Err(StoreError::Duplicate {
+                    outcomes[index] = Some(Err(StorageError::Duplicate {
                         content_hash: record.content_hash,
                     }
                     .into()));
@@ -92,27 +93,16 @@ impl MemoryService {
                 Err(e) => outcomes[index] = Some(Err(e)),
             }
         }
-        // Skip the embedding for content that is already stored; the writer re-checks.
+        // Skip the embedding for content that is already stored; storage re-checks.
         let hashes: Vec<String> = pending
             .iter()
             .map(|(_, r)| r.content_hash.clone())
             .collect();
-        let stored = self
-            .blocking(move |store| {
-                hashes
-                    .iter()
-                    .map(|hash| match store.get(hash) {
-                        Ok(_) => Ok(true),
-                        Err(StoreError::NotFound { .. }) => Ok(false),
-                        Err(e) => Err(e),
-                    })
-                    .collect::<Result<Vec<bool>, StoreError>>()
-            })
-            .await?;
+        let stored = self.storage.contains(&hashes).await?;
         let mut fresh = Vec::with_capacity(pending.len());
         for ((index, record), exists) in pending.into_iter().zip(stored) {
             if exists {
-                outcomes[index] = Some(Err(StoreError::Duplicate {
+                outcomes[index] = Some(Err(StorageError::Duplicate {
                     content_hash: record.content_hash,
                 }
                 .into()));
@@ -131,16 +121,14 @@ impl MemoryService {
                     (index, record)
                 })
                 .unzip();
-            let results = self
-                .blocking(move |store| Ok(store.insert_many(records)))
-                .await?;
+            let results = self.storage.insert_many(records).await?;
             for (index, result) in indexes.into_iter().zip(results) {
                 outcomes[index] = Some(result.map_err(Into::into));
             }
         }
         Ok(outcomes
             .into_iter()
-            .map(|o| o.unwrap_or(Err(ServiceError::Store(StoreError::WriterGone))))
+            .map(|o| o.unwrap_or(Err(ServiceError::Storage(StorageError::Stopped))))
             .collect())
     }
 
@@ -169,8 +157,7 @@ impl MemoryService {
     }
 
     pub async fn get(&self, content_hash: &str) -> Result<Memory, ServiceError> {
-        let hash = content_hash.to_owned();
-        self.blocking(move |store| store.get(&hash)).await
+        Ok(self.storage.get(content_hash).await?)
     }
 
     /// A page (1-based) of memories matching `filter`, newest first.
@@ -181,8 +168,7 @@ impl MemoryService {
         page_size: u32,
     ) -> Result<Page, ServiceError> {
         let page_size = page_size.clamp(1, MAX_PAGE_SIZE);
-        self.blocking(move |store| store.list(&filter, page.max(1), page_size))
-            .await
+        Ok(self.storage.list(&filter, page.max(1), page_size).await?)
     }
 
     pub async fn update(
@@ -196,13 +182,11 @@ impl MemoryService {
         if let Some(memory_type) = &patch.memory_type {
             patch.memory_type = Some(normalize_type(memory_type.as_deref())?);
         }
-        let hash = content_hash.to_owned();
-        self.blocking(move |store| store.update(&hash, patch)).await
+        Ok(self.storage.update(content_hash, patch).await?)
     }
 
     pub async fn delete(&self, content_hash: &str) -> Result<Memory, ServiceError> {
-        let hash = content_hash.to_owned();
-        self.blocking(move |store| store.delete(&hash)).await
+        Ok(self.storage.delete(content_hash).await?)
     }
 
     /// The `k` (at most [`MAX_PAGE_SIZE`]) memories matching `filter` closest in
@@ -215,8 +199,7 @@ impl MemoryService {
     ) -> Result<Vec<ScoredMemory>, ServiceError> {
         let k = k.min(MAX_PAGE_SIZE) as usize;
         let vector = self.embedder.embed_one(query).await?;
-        self.blocking(move |store| store.search(&vector, k, &filter))
-            .await
+        Ok(self.storage.search(&vector, k, &filter).await?)
     }
 
     /// Hybrid search: the vector ranking and the full-text (BM25) ranking, each over
@@ -233,34 +216,29 @@ impl MemoryService {
         // a memory that only one side ranks well.
         let depth = (k * 3).max(30);
         let vector = self.embedder.embed_one(query).await?;
-        let text = query.to_owned();
-        self.blocking(move |store| {
-            let semantic = store.search(&vector, depth, &filter)?;
-            let keyword = store.keyword_search(&text, depth, &filter)?;
-            let mut fused = fuse_rankings(&semantic, &keyword);
-            fused.truncate(k);
-            fused
-                .into_iter()
-                .map(|(content_hash, semantic_rank, keyword_rank)| {
-                    let hit = match semantic_rank {
-                        Some(rank) => semantic[rank - 1].clone(),
-                        None => {
-                            let memory = keyword[keyword_rank.unwrap_or(1) - 1].clone();
-                            ScoredMemory {
-                                cosine_similarity: store.similarity(&vector, &content_hash)?,
-                                memory,
-                            }
-                        }
-                    };
-                    Ok(HybridHit {
-                        hit,
-                        semantic_rank,
-                        keyword_rank,
-                    })
-                })
-                .collect()
-        })
-        .await
+        let semantic = self.storage.search(&vector, depth, &filter).await?;
+        let keyword = self.storage.keyword_search(query, depth, &filter).await?;
+        let mut fused = fuse_rankings(&semantic, &keyword);
+        fused.truncate(k);
+        let mut hits = Vec::with_capacity(fused.len());
+        for (content_hash, semantic_rank, keyword_rank) in fused {
+            let hit = match semantic_rank {
+                Some(rank) => semantic[rank - 1].clone(),
+                None => {
+                    let memory = keyword[keyword_rank.unwrap_or(1) - 1].clone();
+                    ScoredMemory {
+                        cosine_similarity: self.storage.similarity(&vector, &content_hash).await?,
+                        memory,
+                    }
+                }
+            };
+            hits.push(HybridHit {
+                hit,
+                semantic_rank,
+                keyword_rank,
+            });
+        }
+        Ok(hits)
     }
 
     /// Memories containing `text` (ASCII case ignored), newest first.
@@ -271,31 +249,21 @@ impl MemoryService {
         filter: Filter,
     ) -> Result<Vec<Memory>, ServiceError> {
         let k = k.min(MAX_PAGE_SIZE) as usize;
-        let text = text.to_owned();
-        self.blocking(move |store| store.substring_search(&text, k, &filter))
-            .await
+        Ok(self.storage.substring_search(text, k, &filter).await?)
     }
 
     /// The most used tags and their counts (at most `limit`).
     pub async fn tags(&self, limit: u32) -> Result<Vec<(String, u64)>, ServiceError> {
-        self.blocking(move |store| store.tag_counts(limit)).await
+        Ok(self.storage.tag_counts(limit).await?)
     }
 
     /// The memory types in use and their counts (at most `limit`).
     pub async fn types(&self, limit: u32) -> Result<Vec<(String, u64)>, ServiceError> {
-        self.blocking(move |store| store.type_counts(limit)).await
+        Ok(self.storage.type_counts(limit).await?)
     }
 
     pub async fn count(&self) -> Result<u64, ServiceError> {
-        self.blocking(Store::count).await
-    }
-
-    async fn blocking<T: Send + 'static>(
-        &self,
-        call: impl FnOnce(&Store) -> Result<T, StoreError> + Send + 'static,
-    ) -> Result<T, ServiceError> {
-        let store = Arc::clone(&self.store);
-        Ok(tokio::task::spawn_blocking(move || call(&store)).await??)
+        Ok(self.storage.count().await?)
     }
 }
 

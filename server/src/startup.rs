@@ -21,7 +21,8 @@ use crate::config::Config;
 use crate::embed::{Embedder, FastEmbedModel, LoadError};
 use crate::http::{self, AppState, connections};
 use crate::service::MemoryService;
-use crate::store::{Store, StoreError};
+use crate::storage::StorageError;
+use crate::storage::sqlite::SqliteStore;
 
 /// Why the server could not start, or stopped.
 #[derive(Debug, Error)]
@@ -33,7 +34,7 @@ pub enum ServeError {
     #[error("cannot load the embedding model")]
     Model(#[from] LoadError),
     #[error("cannot open the database")]
-    Store(#[from] StoreError),
+    Storage(#[from] StorageError),
     #[error("the loader thread failed")]
     Task(#[from] tokio::task::JoinError),
     #[error("the HTTP server failed")]
@@ -210,16 +211,16 @@ async fn load(
     let service = tokio::task::spawn_blocking(move || -> Result<MemoryService, ServeError> {
         let model = FastEmbedModel::load(&files, &settings.model_id, settings.embed_threads())?;
         let embedder = Embedder::start(Box::new(model), settings.embed_batch as usize);
-        let store = Store::open(&database, embedder.spec(), settings.store_options())?;
+        let store = SqliteStore::open(&database, embedder.spec(), settings.store_options())?;
         Ok(MemoryService::new(
-            store,
+            Arc::new(store),
             embedder,
             settings.max_content_bytes,
         ))
     })
     .await??;
     let spec = service.embedder().spec().clone();
-    let memories = service.store_handle().count()?;
+    let memories = service.storage().count().await?;
     info!(
         model = %spec.model_id,
         dimension = spec.dimension,

@@ -4,9 +4,10 @@ mod common;
 
 use common::{TestService, embedder, open_service};
 use mnemo_server::embed::{EmbedError, EmbedModel, Embedder};
-use mnemo_server::memory::{Filter, MemoryPatch, NewMemory, content_hash};
+use mnemo_server::memory::{EmbeddingSpec, Filter, MemoryPatch, NewMemory, content_hash};
 use mnemo_server::service::ServiceError;
-use mnemo_server::store::{EmbeddingSpec, Store, StoreError, StoreOptions};
+use mnemo_server::storage::StorageError;
+use mnemo_server::storage::sqlite::{SqliteOptions, SqliteStore};
 use serde_json::json;
 
 fn memory(content: &str, tags: &[&str]) -> NewMemory {
@@ -130,7 +131,7 @@ async fn duplicates_are_reported_with_their_hash() {
         .await
         .unwrap_err();
     assert!(
-        matches!(&err, ServiceError::Store(StoreError::Duplicate { content_hash: h }) if *h == content_hash(DOG)),
+        matches!(&err, ServiceError::Storage(StorageError::Duplicate { content_hash: h }) if *h == content_hash(DOG)),
         "{err}"
     );
     t.service
@@ -207,10 +208,10 @@ fn concurrent_writes_and_reads_never_fail() {
     let dir = tempfile::tempdir().unwrap();
     let embedder = embedder();
     let store = std::sync::Arc::new(
-        Store::open(
+        SqliteStore::open(
             &dir.path().join("memories.db"),
             embedder.spec(),
-            StoreOptions::default(),
+            SqliteOptions::default(),
         )
         .unwrap(),
     );
@@ -235,9 +236,9 @@ fn concurrent_writes_and_reads_never_fail() {
         .map(|chunk| {
             let store = store.clone();
             let query = query.clone();
-            std::thread::spawn(move || -> Result<(), StoreError> {
+            std::thread::spawn(move || -> Result<(), StorageError> {
                 for (text, vector) in chunk {
-                    let record = mnemo_server::store::NewRecord {
+                    let record = mnemo_server::storage::NewRecord {
                         content_hash: content_hash(&text),
                         content: text,
                         tags: vec!["load".into()],
@@ -288,7 +289,7 @@ fn another_model_cannot_open_the_database() {
     let path = dir.path().join("memories.db");
     let real = embedder().spec().clone();
     assert_eq!(real.dimension, 384);
-    drop(Store::open(&path, &real, StoreOptions::default()).unwrap());
+    drop(SqliteStore::open(&path, &real, SqliteOptions::default()).unwrap());
 
     let fake = Embedder::start(
         Box::new(Fake512 {
@@ -299,14 +300,14 @@ fn another_model_cannot_open_the_database() {
         }),
         1,
     );
-    let err = Store::open(&path, fake.spec(), StoreOptions::default())
+    let err = SqliteStore::open(&path, fake.spec(), SqliteOptions::default())
         .err()
         .unwrap();
     let message = err.to_string();
-    assert!(matches!(err, StoreError::ModelMismatch { .. }));
+    assert!(matches!(err, StorageError::ModelMismatch { .. }));
     for needle in ["all-MiniLM-L6-v2", "384", "fake-512", "512"] {
         assert!(message.contains(needle), "{needle} missing from: {message}");
     }
     // The refused open changed nothing: the real model still opens it.
-    drop(Store::open(&path, &real, StoreOptions::default()).unwrap());
+    drop(SqliteStore::open(&path, &real, SqliteOptions::default()).unwrap());
 }

@@ -7,7 +7,7 @@ use fastembed::{
 
 use super::files::{LoadError, ModelFiles};
 use super::{EmbedError, EmbedModel};
-use crate::store::EmbeddingSpec;
+use crate::memory::EmbeddingSpec;
 
 /// sentence-transformers truncates all-MiniLM-L6-v2 input at 256 tokens; longer inputs
 /// only cost time, since the model was trained on that length.

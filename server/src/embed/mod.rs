@@ -24,7 +24,7 @@ use tokio::sync::{mpsc, oneshot};
 pub use fastembed_model::FastEmbedModel;
 pub use files::{LoadError, MODEL_FILES, ModelFiles};
 
-use crate::store::EmbeddingSpec;
+use crate::memory::EmbeddingSpec;
 
 /// Requests waiting beyond this make their senders wait, which bounds the queue.
 const QUEUE_DEPTH: usize = 1024;

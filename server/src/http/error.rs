@@ -14,7 +14,7 @@ use serde::de::DeserializeOwned;
 
 use crate::operations::OpError;
 use crate::service::ServiceError;
-use crate::store::StoreError;
+use crate::storage::StorageError;
 
 /// An error answer: status, machine code and a message for people.
 #[derive(Debug)]
@@ -121,12 +121,12 @@ impl From<ServiceError> for ApiError {
                 "invalid_input",
                 invalid.to_string(),
             ),
-            ServiceError::Store(StoreError::NotFound { content_hash }) => Self::new(
+            ServiceError::Storage(StorageError::NotFound { content_hash }) => Self::new(
                 StatusCode::NOT_FOUND,
                 "not_found",
                 format!("no memory has content hash {content_hash}"),
             ),
-            ServiceError::Store(StoreError::Duplicate { content_hash }) => {
+            ServiceError::Storage(StorageError::Duplicate { content_hash }) => {
                 let mut error = Self::new(
                     StatusCode::CONFLICT,
                     "duplicate",

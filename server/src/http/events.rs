@@ -59,7 +59,7 @@ pub async fn stream(
 /// Feed items as SSE frames. Changes carry `id: <seq>`, so a browser's reconnect
 /// resumes after the last one it saw; heartbeats and the greeting carry no id.
 fn frames(
-    items: impl Stream<Item = Result<FeedItem, crate::store::StoreError>> + Send + 'static,
+    items: impl Stream<Item = Result<FeedItem, crate::storage::StorageError>> + Send + 'static,
 ) -> impl Stream<Item = Result<Event, Infallible>> + Send + 'static {
     items
         .take_while(|item| {

@@ -88,7 +88,7 @@ impl AppState {
     /// Publishes a loaded service and the change feed over its store.
     pub fn publish(&self, service: MemoryService, config: &Config, shutdown: CancellationToken) {
         let heartbeat = Duration::from_secs(config.sse_heartbeat.max(1));
-        let feed = ChangeFeed::new(Arc::clone(service.store_handle()), heartbeat, shutdown);
+        let feed = ChangeFeed::new(Arc::clone(service.storage()), heartbeat, shutdown);
         let connections = Arc::clone(&self.connections);
         feed.spawn_reaper(
             Duration::from_secs_f64(config.sse_stall_timeout),

@@ -21,7 +21,7 @@ use crate::config::Config;
 use crate::embed::Embedder;
 use crate::embed::fake::FakeModel;
 use crate::service::{DEFAULT_MAX_CONTENT_BYTES, MemoryService};
-use crate::store::{Store, StoreOptions};
+use crate::storage::sqlite::{SqliteOptions, SqliteStore};
 
 const KEY: &str = "fast-tier-master-key";
 
@@ -44,9 +44,10 @@ fn app(loaded: bool, tweak: impl FnOnce(&mut Config)) -> App {
     let shutdown = CancellationToken::new();
     if loaded {
         let embedder = Embedder::start(Box::new(FakeModel::new(8)), 1);
-        let options = StoreOptions::default();
-        let store = Store::open(&dir.path().join("memories.db"), embedder.spec(), options).unwrap();
-        let service = MemoryService::new(store, embedder, DEFAULT_MAX_CONTENT_BYTES);
+        let options = SqliteOptions::default();
+        let path = dir.path().join("memories.db");
+        let store = SqliteStore::open(&path, embedder.spec(), options).unwrap();
+        let service = MemoryService::new(Arc::new(store), embedder, DEFAULT_MAX_CONTENT_BYTES);
         state.publish(service, &config, shutdown.clone());
     }
     App {

@@ -6,7 +6,7 @@ use mnemo_api::health::HealthStatus;
 use mnemo_api::rest::DetailedHealth;
 
 use super::OpError;
-use crate::service::MemoryService;
+use crate::service::{MemoryService, ServiceError};
 
 /// What the server knows about itself that the memory service does not.
 pub struct ServerFacts<'a> {
@@ -20,7 +20,7 @@ pub async fn detailed(
     server: ServerFacts<'_>,
 ) -> Result<DetailedHealth, OpError> {
     let spec = service.embedder().spec().clone();
-    let store = service.store_handle();
+    let storage = service.storage();
     Ok(DetailedHealth {
         status: HealthStatus::Healthy,
         version: env!("CARGO_PKG_VERSION").to_owned(),
@@ -28,8 +28,8 @@ pub async fn detailed(
         model: spec.model_id,
         dimension: spec.dimension,
         memories: service.count().await?,
-        database_path: store.path().display().to_string(),
-        database_bytes: store.size_on_disk(),
+        database_path: storage.location(),
+        database_bytes: storage.size_on_disk().await.map_err(ServiceError::from)?,
         tls_fingerprint: server.tls_fingerprint.map(str::to_owned),
     })
 }

@@ -12,7 +12,7 @@ use super::{Caller, OpError};
 use crate::auth::Scope;
 use crate::memory::{self, Filter, MemoryPatch, NewMemory};
 use crate::service::{MemoryService, ServiceError};
-use crate::store::StoreError;
+use crate::storage::StorageError;
 
 /// Stores one memory. `conversation_id` goes into metadata, as mcp-memory-service
 /// does; the caller's agent becomes a tag.
@@ -197,7 +197,7 @@ pub async fn delete_matching(
         if !request.dry_run {
             match service.delete(&memory.content_hash).await {
                 // Deleted meanwhile by someone else: the goal is reached all the same.
-                Ok(_) | Err(ServiceError::Store(StoreError::NotFound { .. })) => {}
+                Ok(_) | Err(ServiceError::Storage(StorageError::NotFound { .. })) => {}
                 Err(e) => return Err(e.into()),
             }
         }
@@ -247,7 +247,8 @@ fn batch_response(
         results.push(match outcome {
             Ok(memory) => stored(memory.into()),
             Err(
-                e @ (ServiceError::Invalid(_) | ServiceError::Store(StoreError::Duplicate { .. })),
+                e @ (ServiceError::Invalid(_)
+                | ServiceError::Storage(StorageError::Duplicate { .. })),
             ) => refused(e),
             Err(other) => return Err(other.into()),
         });
@@ -272,7 +273,7 @@ fn stored(memory: Memory) -> MutationResponse {
 /// memory that already holds its content.
 fn refused(error: ServiceError) -> MutationResponse {
     let content_hash = match &error {
-        ServiceError::Store(StoreError::Duplicate { content_hash }) => content_hash.clone(),
+        ServiceError::Storage(StorageError::Duplicate { content_hash }) => content_hash.clone(),
         _ => String::new(),
     };
     MutationResponse {

@@ -11,7 +11,7 @@ use mnemo_server::Server;
 use mnemo_server::embed::{Embedder, FastEmbedModel};
 use mnemo_server::http::AppState;
 use mnemo_server::service::{DEFAULT_MAX_CONTENT_BYTES, MemoryService};
-use mnemo_server::store::{Store, StoreOptions};
+use mnemo_server::storage::sqlite::{SqliteOptions, SqliteStore};
 use reqwest::{Method, RequestBuilder};
 use serde_json::Value;
 use tempfile::TempDir;
@@ -55,14 +55,15 @@ impl TestService {
 
 /// Opens (or reopens) the service whose database lives in `dir`.
 pub fn open_service(dir: &TempDir) -> MemoryService {
-    open_service_with(dir, StoreOptions::default())
+    open_service_with(dir, SqliteOptions::default())
 }
 
 /// Opens the service in `dir` with the given store settings.
-pub fn open_service_with(dir: &TempDir, options: StoreOptions) -> MemoryService {
+pub fn open_service_with(dir: &TempDir, options: SqliteOptions) -> MemoryService {
     let embedder = embedder();
-    let store = Store::open(&dir.path().join("memories.db"), embedder.spec(), options).unwrap();
-    MemoryService::new(store, embedder, DEFAULT_MAX_CONTENT_BYTES)
+    let store =
+        SqliteStore::open(&dir.path().join("memories.db"), embedder.spec(), options).unwrap();
+    MemoryService::new(Arc::new(store), embedder, DEFAULT_MAX_CONTENT_BYTES)
 }
 
 /// A parsed SSE stream.

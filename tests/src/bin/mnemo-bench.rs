@@ -28,8 +28,9 @@ use clap::Parser;
 use futures::StreamExt;
 use mnemo_server::Config;
 use mnemo_server::embed::{Embedder, FastEmbedModel};
-use mnemo_server::memory::content_hash;
-use mnemo_server::store::{EmbeddingSpec, NewRecord, Store, StoreOptions};
+use mnemo_server::memory::{EmbeddingSpec, content_hash};
+use mnemo_server::storage::NewRecord;
+use mnemo_server::storage::sqlite::{SqliteOptions, SqliteStore};
 use mnemo_tests::bench::realtext::Corpus;
 use mnemo_tests::bench::report::{self, Row};
 use mnemo_tests::bench::spawned::{self, Spawned};
@@ -919,11 +920,11 @@ fn seed_directly(
     texts: &[String],
     range: std::ops::Range<usize>,
 ) -> anyhow::Result<usize> {
-    let options = StoreOptions {
+    let options = SqliteOptions {
         memory_vectors: false,
-        ..StoreOptions::default()
+        ..SqliteOptions::default()
     };
-    let store = Store::open(&data_dir.join("memories.db"), &truth.spec, options)?;
+    let store = SqliteStore::open(&data_dir.join("memories.db"), &truth.spec, options)?;
     let mut errors = 0;
     let rows: Vec<usize> = range.collect();
     for chunk in rows.chunks(500) {

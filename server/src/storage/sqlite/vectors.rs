@@ -22,10 +22,11 @@ use std::collections::HashMap;
 use std::sync::RwLock;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use super::migrations::VECTOR_TABLE;
 use rusqlite::Connection;
 
-use super::StoreError;
+use super::migrations::VECTOR_TABLE;
+use super::vec::floats;
+use crate::storage::StorageError;
 
 /// Below this many rows a scan is too short to be worth a second thread.
 const ROWS_PER_THREAD: usize = 16_384;
@@ -76,7 +77,7 @@ impl VectorCopy {
 
     /// Reads every vector of the vec0 table and marks the copy ready. Only the writer
     /// thread calls this, before its first command, so nothing commits meanwhile.
-    pub fn load(&self, conn: &Connection) -> Result<usize, StoreError> {
+    pub fn load(&self, conn: &Connection) -> Result<usize, StorageError> {
         let dimension = self.dimension;
         let mut inner = Inner::default();
         let mut statement =
@@ -87,7 +88,7 @@ impl VectorCopy {
             let id: i64 = row.get(0)?;
             let bytes = row.get_ref(1)?.as_blob().map_err(rusqlite::Error::from)?;
             if bytes.len() != dimension * 4 {
-                return Err(StoreError::WrongDimension {
+                return Err(StorageError::WrongDimension {
                     expected: dimension,
                     actual: bytes.len() / 4,
                 });
@@ -237,13 +238,6 @@ impl Shortlist {
     pub fn len(&self) -> usize {
         self.rows.len()
     }
-}
-
-/// Little-endian f32s of a vec0 blob.
-pub(super) fn floats(bytes: &[u8]) -> impl Iterator<Item = f32> + '_ {
-    bytes
-        .chunks_exact(4)
-        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
 }
 
 impl Inner {

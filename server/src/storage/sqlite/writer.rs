@@ -6,11 +6,11 @@ use std::thread::JoinHandle;
 
 use rusqlite::{Connection, TransactionBehavior};
 
-use super::StoreError;
-use super::read::EventRow;
+use super::events;
 use super::vectors::VectorCopy;
-use super::write::{self, NewRecord, Written};
+use super::write::{self, Written};
 use crate::memory::{Memory, MemoryPatch};
+use crate::storage::{EventRow, NewRecord, Retention, StorageError};
 
 /// Commands waiting beyond this block their senders, which bounds the queue's memory.
 const QUEUE_DEPTH: usize = 1024;
@@ -29,7 +29,7 @@ pub(super) enum Command {
 
 struct Job {
     command: Command,
-    reply: mpsc::SyncSender<Result<Memory, StoreError>>,
+    reply: mpsc::SyncSender<Result<Memory, StorageError>>,
 }
 
 /// Handle to the writer thread. Dropping it lets the thread finish the commands already
@@ -40,20 +40,20 @@ pub(super) struct Writer {
 }
 
 impl Writer {
-    /// Starts the thread. Each committed event is sent on `feed` after its group
+    /// Starts the thread. Each committed event is sent to `subscribers` after its group
     /// commits, never before, so a subscriber never sees a change that could still
     /// roll back.
     pub fn spawn(
         conn: Connection,
         max_group: usize,
         retention: Retention,
-        feed: Feed,
+        subscribers: Subscribers,
         vectors: Option<Arc<VectorCopy>>,
     ) -> Self {
         let (jobs, queue) = mpsc::sync_channel(QUEUE_DEPTH);
         let thread = std::thread::Builder::new()
             .name("mnemo-writer".into())
-            .spawn(move || run(conn, queue, max_group, retention, feed, vectors))
+            .spawn(move || run(conn, queue, max_group, retention, subscribers, vectors))
             .expect("the OS can start the writer thread");
         Self {
             jobs: Some(jobs),
@@ -62,21 +62,21 @@ impl Writer {
     }
 
     /// Queues a command and waits until its group has committed.
-    pub fn submit(&self, command: Command) -> Result<Memory, StoreError> {
+    pub fn submit(&self, command: Command) -> Result<Memory, StorageError> {
         let (reply, answer) = mpsc::sync_channel(1);
-        let jobs = self.jobs.as_ref().ok_or(StoreError::WriterGone)?;
+        let jobs = self.jobs.as_ref().ok_or(StorageError::Stopped)?;
         jobs.send(Job { command, reply })
-            .map_err(|_| StoreError::WriterGone)?;
-        answer.recv().map_err(|_| StoreError::WriterGone)?
+            .map_err(|_| StorageError::Stopped)?;
+        answer.recv().map_err(|_| StorageError::Stopped)?
     }
 
     /// Queues every command before waiting for any, so the writer can commit them in
     /// one group; returns their results in order.
-    pub fn submit_many(&self, commands: Vec<Command>) -> Vec<Result<Memory, StoreError>> {
+    pub fn submit_many(&self, commands: Vec<Command>) -> Vec<Result<Memory, StorageError>> {
         let Some(jobs) = self.jobs.as_ref() else {
             return commands
                 .iter()
-                .map(|_| Err(StoreError::WriterGone))
+                .map(|_| Err(StorageError::Stopped))
                 .collect();
         };
         let answers: Vec<_> = commands
@@ -90,9 +90,9 @@ impl Writer {
             .into_iter()
             .map(|answer| {
                 answer
-                    .ok_or(StoreError::WriterGone)?
+                    .ok_or(StorageError::Stopped)?
                     .recv()
-                    .map_err(|_| StoreError::WriterGone)?
+                    .map_err(|_| StorageError::Stopped)?
             })
             .collect()
     }
@@ -107,22 +107,15 @@ impl Drop for Writer {
     }
 }
 
-/// How long the change feed keeps events for clients to replay.
-#[derive(Debug, Clone, Copy)]
-pub struct Retention {
-    pub max_age: std::time::Duration,
-    pub max_rows: u64,
-}
-
 /// Where committed events go: every live subscriber of the change feed.
-pub(super) type Feed = tokio::sync::broadcast::Sender<Arc<EventRow>>;
+pub(super) type Subscribers = tokio::sync::broadcast::Sender<Arc<EventRow>>;
 
 fn run(
     mut conn: Connection,
     queue: mpsc::Receiver<Job>,
     max_group: usize,
     retention: Retention,
-    feed: Feed,
+    subscribers: Subscribers,
     vectors: Option<Arc<VectorCopy>>,
 ) {
     if let Some(copy) = &vectors {
@@ -165,7 +158,7 @@ fn run(
         for (job, result) in group.into_iter().zip(results) {
             let result = result.map(|written| {
                 // No subscriber is not an error.
-                let _ = feed.send(Arc::new(written.event));
+                let _ = subscribers.send(Arc::new(written.event));
                 written.memory
             });
             // A caller that gave up waiting is not an error of the store.
@@ -180,14 +173,18 @@ fn commit_group<'a>(
     conn: &mut Connection,
     commands: impl ExactSizeIterator<Item = &'a mut Command>,
     retention: &Retention,
-) -> Vec<Result<Written, StoreError>> {
+) -> Vec<Result<Written, StorageError>> {
     let count = commands.len();
     let tx = match conn.transaction_with_behavior(TransactionBehavior::Immediate) {
         Ok(tx) => tx,
         Err(e) => {
-            let message = e.to_string();
+            let source: Arc<dyn std::error::Error + Send + Sync> = Arc::new(e);
             return (0..count)
-                .map(|_| Err(StoreError::CommitFailed(message.clone())))
+                .map(|_| {
+                    Err(StorageError::CommitFailed {
+                        source: Arc::clone(&source),
+                    })
+                })
                 .collect();
         }
     };
@@ -198,14 +195,18 @@ fn commit_group<'a>(
     }
     // Pruning rides along with the group, so retention costs no extra commit and a
     // busy feed never outgrows its bounds between two writes.
-    if let Err(e) = write::prune_events(&tx, retention, now) {
+    if let Err(e) = events::prune_events(&tx, retention, now) {
         tracing::warn!(error = %e, "pruning the events table failed; will retry with the next write");
     }
     if let Err(e) = tx.commit() {
-        let message = e.to_string();
+        let source: Arc<dyn std::error::Error + Send + Sync> = Arc::new(e);
         return results
             .into_iter()
-            .map(|r| r.and(Err(StoreError::CommitFailed(message.clone()))))
+            .map(|r| {
+                r.and(Err(StorageError::CommitFailed {
+                    source: Arc::clone(&source),
+                }))
+            })
             .collect();
     }
     results
@@ -215,7 +216,7 @@ fn apply_in_savepoint(
     tx: &rusqlite::Transaction<'_>,
     command: &mut Command,
     now: f64,
-) -> Result<Written, StoreError> {
+) -> Result<Written, StorageError> {
     // Savepoints nest inside the open transaction; dropping one unreleased rolls it back.
     tx.execute_batch("SAVEPOINT command")?;
     let result = match command {

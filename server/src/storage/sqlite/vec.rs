@@ -1,4 +1,5 @@
-//! Registration of the sqlite-vec extension, the one `unsafe` block in Mnemo.
+//! sqlite-vec: registering the extension (the one `unsafe` block in Mnemo) and the
+//! blob format of its vectors, which every query that binds or reads a vector shares.
 
 use std::sync::Once;
 
@@ -26,4 +27,16 @@ pub(super) fn register() {
             )));
         }
     });
+}
+
+/// sqlite-vec reads a float vector as its little-endian bytes.
+pub(super) fn vector_bytes(vector: &[f32]) -> Vec<u8> {
+    vector.iter().flat_map(|x| x.to_le_bytes()).collect()
+}
+
+/// Little-endian f32s of a vec0 blob.
+pub(super) fn floats(bytes: &[u8]) -> impl Iterator<Item = f32> + '_ {
+    bytes
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
 }

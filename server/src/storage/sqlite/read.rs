@@ -1,34 +1,14 @@
 //! Queries. Each takes a plain connection, so the same code serves the read pool and
 //! the writer (which reads back what it just wrote).
 
-use super::migrations::VECTOR_TABLE;
 use rusqlite::{Connection, OptionalExtension, Row, params_from_iter, types::Value};
 
-use super::StoreError;
 use super::filter::SqlFilter;
-use super::vectors::{VectorCopy, floats};
-use super::write::vector_bytes;
+use super::migrations::VECTOR_TABLE;
+use super::vec::{floats, vector_bytes};
+use super::vectors::VectorCopy;
 use crate::memory::{Filter, Memory, ScoredMemory};
-
-/// One page of a listing.
-#[derive(Debug, Clone)]
-pub struct Page {
-    pub memories: Vec<Memory>,
-    /// Memories matching the filter across all pages.
-    pub total: u64,
-}
-
-/// A row of the change feed.
-#[derive(Debug, Clone, PartialEq)]
-pub struct EventRow {
-    pub seq: i64,
-    pub at: f64,
-    pub kind: String,
-    pub content_hash: String,
-    /// The payload's JSON text, as stored: sent to every subscriber as is, never
-    /// re-serialised per subscriber.
-    pub payload: String,
-}
+use crate::storage::{Page, StorageError};
 
 /// The columns [`memory_from_row`] reads, for a query over `memories m`. Tags come back
 /// as one JSON array so a page needs no second query.
@@ -70,13 +50,13 @@ fn memory_from_row(row: &Row<'_>) -> rusqlite::Result<Memory> {
     })
 }
 
-pub(super) fn get(conn: &Connection, content_hash: &str) -> Result<Memory, StoreError> {
+pub(super) fn get(conn: &Connection, content_hash: &str) -> Result<Memory, StorageError> {
     conn.prepare_cached(&format!(
         "SELECT {MEMORY_COLUMNS} FROM memories m WHERE m.content_hash = ?"
     ))?
     .query_row([content_hash], memory_from_row)
     .optional()?
-    .ok_or_else(|| StoreError::NotFound {
+    .ok_or_else(|| StorageError::NotFound {
         content_hash: content_hash.to_owned(),
     })
 }
@@ -86,7 +66,7 @@ pub(super) fn list(
     filter: &Filter,
     page: u32,
     page_size: u32,
-) -> Result<Page, StoreError> {
+) -> Result<Page, StorageError> {
     let sql = SqlFilter::new(filter);
     let total: i64 = conn
         .prepare_cached(&format!(
@@ -121,7 +101,7 @@ pub(super) fn search(
     vector: &[f32],
     k: usize,
     filter: &Filter,
-) -> Result<Vec<ScoredMemory>, StoreError> {
+) -> Result<Vec<ScoredMemory>, StorageError> {
     if k == 0 {
         return Ok(Vec::new());
     }
@@ -164,7 +144,7 @@ pub(super) fn search_copy(
     vector: &[f32],
     k: usize,
     filter: &Filter,
-) -> Result<Vec<ScoredMemory>, StoreError> {
+) -> Result<Vec<ScoredMemory>, StorageError> {
     if k == 0 {
         return Ok(Vec::new());
     }
@@ -208,34 +188,11 @@ pub(super) fn search_copy(
     Ok(hits)
 }
 
-pub(super) fn count(conn: &Connection) -> Result<u64, StoreError> {
+pub(super) fn count(conn: &Connection) -> Result<u64, StorageError> {
     let n: i64 = conn
         .prepare_cached("SELECT count(*) FROM memories")?
         .query_row([], |r| r.get(0))?;
     Ok(n as u64)
-}
-
-pub(super) fn events_after(
-    conn: &Connection,
-    after: i64,
-    limit: u32,
-) -> Result<Vec<EventRow>, StoreError> {
-    let rows = conn
-        .prepare_cached(
-            "SELECT seq, at, kind, content_hash, payload FROM events \
-             WHERE seq > ? ORDER BY seq LIMIT ?",
-        )?
-        .query_map(rusqlite::params![after, limit], |row| {
-            Ok(EventRow {
-                seq: row.get(0)?,
-                at: row.get(1)?,
-                kind: row.get(2)?,
-                content_hash: row.get(3)?,
-                payload: row.get(4)?,
-            })
-        })?
-        .collect::<rusqlite::Result<Vec<_>>>()?;
-    Ok(rows)
 }
 
 /// Memories whose content matches the words of `query` (any of them), best BM25 first.
@@ -244,7 +201,7 @@ pub(super) fn keyword_search(
     query: &str,
     k: usize,
     filter: &Filter,
-) -> Result<Vec<Memory>, StoreError> {
+) -> Result<Vec<Memory>, StorageError> {
     let Some(fts_query) = fts_query(query) else {
         return Ok(Vec::new());
     };
@@ -281,7 +238,7 @@ pub(super) fn substring_search(
     text: &str,
     k: usize,
     filter: &Filter,
-) -> Result<Vec<Memory>, StoreError> {
+) -> Result<Vec<Memory>, StorageError> {
     let sql = SqlFilter::new(filter);
     let mut params = vec![Value::Text(text.to_lowercase())];
     params.extend(sql.params);
@@ -303,7 +260,7 @@ pub(super) fn similarity(
     conn: &Connection,
     vector: &[f32],
     content_hash: &str,
-) -> Result<f64, StoreError> {
+) -> Result<f64, StorageError> {
     let distance: f64 = conn
         .prepare_cached(&format!(
             "SELECT vec_distance_l2(v.embedding, ?) FROM {VECTOR_TABLE} v \
@@ -313,14 +270,17 @@ pub(super) fn similarity(
             r.get(0)
         })
         .optional()?
-        .ok_or_else(|| StoreError::NotFound {
+        .ok_or_else(|| StorageError::NotFound {
             content_hash: content_hash.to_owned(),
         })?;
     Ok(1.0 - distance * distance / 2.0)
 }
 
 /// The most used tags with their counts, most used first.
-pub(super) fn tag_counts(conn: &Connection, limit: u32) -> Result<Vec<(String, u64)>, StoreError> {
+pub(super) fn tag_counts(
+    conn: &Connection,
+    limit: u32,
+) -> Result<Vec<(String, u64)>, StorageError> {
     counts(
         conn,
         "SELECT tag, count(*) AS n FROM memory_tags GROUP BY tag ORDER BY n DESC, tag LIMIT ?",
@@ -329,7 +289,10 @@ pub(super) fn tag_counts(conn: &Connection, limit: u32) -> Result<Vec<(String, u
 }
 
 /// The memory types in use with their counts, most used first.
-pub(super) fn type_counts(conn: &Connection, limit: u32) -> Result<Vec<(String, u64)>, StoreError> {
+pub(super) fn type_counts(
+    conn: &Connection,
+    limit: u32,
+) -> Result<Vec<(String, u64)>, StorageError> {
     counts(
         conn,
         "SELECT memory_type, count(*) AS n FROM memories WHERE memory_type IS NOT NULL \
@@ -338,7 +301,7 @@ pub(super) fn type_counts(conn: &Connection, limit: u32) -> Result<Vec<(String, 
     )
 }
 
-fn counts(conn: &Connection, sql: &str, limit: u32) -> Result<Vec<(String, u64)>, StoreError> {
+fn counts(conn: &Connection, sql: &str, limit: u32) -> Result<Vec<(String, u64)>, StorageError> {
     let rows = conn
         .prepare_cached(sql)?
         .query_map([limit], |row| {
@@ -346,20 +309,4 @@ fn counts(conn: &Connection, sql: &str, limit: u32) -> Result<Vec<(String, u64)>
         })?
         .collect::<rusqlite::Result<Vec<_>>>()?;
     Ok(rows)
-}
-
-/// The last sequence number ever assigned (0 before the first event), pruned or not.
-pub(super) fn head_seq(conn: &Connection) -> Result<i64, StoreError> {
-    Ok(conn
-        .prepare_cached("SELECT seq FROM sqlite_sequence WHERE name = 'events'")?
-        .query_row([], |r| r.get(0))
-        .optional()?
-        .unwrap_or(0))
-}
-
-/// The oldest event still in the table, if any.
-pub(super) fn oldest_seq(conn: &Connection) -> Result<Option<i64>, StoreError> {
-    Ok(conn
-        .prepare_cached("SELECT min(seq) FROM events")?
-        .query_row([], |r| r.get(0))?)
 }

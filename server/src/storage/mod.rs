@@ -1,0 +1,255 @@
+//! What the memory service needs from a database, as one trait, [`Storage`], and the
+//! types every backend shares. The service holds an `Arc<dyn Storage>` and never
+//! learns which database is behind it.
+//!
+//! [`sqlite`] is the backend today: SQLite with sqlite-vec and FTS5, whose blocking
+//! calls run on tokio's blocking threads inside the backend, nowhere else. The trait is
+//! async and returns boxed futures, so it stays object-safe and a backend with a native
+//! async client (PostgreSQL with pgvector through tokio-postgres or sqlx, LISTEN/NOTIFY
+//! feeding [`Storage::subscribe`]) implements it without a blocking pool. The test
+//! suite every backend must pass, written only against the trait, is `conformance`.
+//!
+//! # What every backend guarantees
+//!
+//! - **A write and its event commit together.** `insert`, `update` and `delete` each
+//!   append exactly one change-feed event in the transaction that makes the change. A
+//!   refused write (duplicate, unknown hash, wrong dimension) changes nothing and
+//!   appends nothing.
+//! - **Sequence numbers follow commit order** and are never reused, even once pruned:
+//!   whoever has seen event `n` has seen every committed event before it. (A backend
+//!   whose sequences can commit out of order, as PostgreSQL's can, serialises its
+//!   appends.)
+//! - **Subscribers hear only what committed,** after it committed, in sequence order,
+//!   from a bounded buffer. One that falls behind gets
+//!   [`RecvError::Lagged`](tokio::sync::broadcast::error::RecvError::Lagged) and
+//!   reads what it missed with [`Storage::events_after`].
+//! - **Reads see every write whose future has resolved,** searches included.
+//! - **One memory per content hash.** Inserting stored content again is
+//!   [`StorageError::Duplicate`], within one batch too.
+//! - **A database belongs to one embedding model.** The first open records the
+//!   [`EmbeddingSpec`]; opening it with another is [`StorageError::ModelMismatch`]
+//!   and changes nothing.
+//! - **Filters apply before ranking,** so a filtered search returns `k` results
+//!   whenever `k` memories match.
+//! - **Vector search is exact:** the true `k` nearest by cosine similarity (recall
+//!   1.0), never an approximate index's guess.
+//! - **Retention is applied by writes:** once a write commits, events older than
+//!   [`Retention::max_age`] or beyond the newest [`Retention::max_rows`] are gone, while
+//!   [`Storage::head_seq`] still counts them.
+//!
+//! [`EmbeddingSpec`]: crate::memory::EmbeddingSpec
+
+#[cfg(test)]
+pub(crate) mod conformance;
+pub mod sqlite;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use serde_json::{Map, Value};
+use thiserror::Error;
+use tokio::sync::broadcast;
+
+use crate::memory::{Filter, Memory, MemoryPatch, ScoredMemory};
+
+/// What every [`Storage`] method returns: a boxed future, so the trait stays usable as
+/// `dyn Storage`.
+pub type StorageFuture<'a, T> = BoxFuture<'a, Result<T, StorageError>>;
+
+/// The memory database as the service sees it. See the module documentation for what
+/// every implementation guarantees.
+pub trait Storage: Send + Sync + 'static {
+    /// Stores a new memory with its vector and appends its `memory_stored` event.
+    fn insert(&self, record: NewRecord) -> StorageFuture<'_, Memory>;
+
+    /// Stores several new memories, each succeeding or failing on its own, in order. The
+    /// outer error is for a failure of the whole call, before any result exists.
+    fn insert_many(
+        &self,
+        records: Vec<NewRecord>,
+    ) -> StorageFuture<'_, Vec<Result<Memory, StorageError>>>;
+
+    /// Replaces tags and type and merges metadata, as the patch says, and appends a
+    /// `memory_updated` event.
+    fn update<'a>(&'a self, content_hash: &'a str, patch: MemoryPatch)
+    -> StorageFuture<'a, Memory>;
+
+    /// Deletes a memory, appends a `memory_deleted` event and returns what it was.
+    fn delete<'a>(&'a self, content_hash: &'a str) -> StorageFuture<'a, Memory>;
+
+    fn get<'a>(&'a self, content_hash: &'a str) -> StorageFuture<'a, Memory>;
+
+    /// Whether each content hash is stored, in order: one round trip for a batch.
+    fn contains<'a>(&'a self, content_hashes: &'a [String]) -> StorageFuture<'a, Vec<bool>>;
+
+    /// One page (1-based) of memories matching `filter`, newest first, and the total.
+    fn list<'a>(&'a self, filter: &'a Filter, page: u32, page_size: u32)
+    -> StorageFuture<'a, Page>;
+
+    /// How many memories are stored.
+    fn count(&self) -> StorageFuture<'_, u64>;
+
+    /// Up to `limit` tags with their memory counts, most used first.
+    fn tag_counts(&self, limit: u32) -> StorageFuture<'_, Vec<(String, u64)>>;
+
+    /// Up to `limit` memory types with their counts, most used first.
+    fn type_counts(&self, limit: u32) -> StorageFuture<'_, Vec<(String, u64)>>;
+
+    /// The `k` memories matching `filter` whose vectors are closest to `vector`, best
+    /// first: exact, and filtered before ranking.
+    fn search<'a>(
+        &'a self,
+        vector: &'a [f32],
+        k: usize,
+        filter: &'a Filter,
+    ) -> StorageFuture<'a, Vec<ScoredMemory>>;
+
+    /// Up to `k` memories matching `filter` and any word of `query` by full-text
+    /// search, best ranked first. A word is matched as text, never read as query
+    /// syntax, so `E1234-XK` or `"` cannot make the call fail.
+    fn keyword_search<'a>(
+        &'a self,
+        query: &'a str,
+        k: usize,
+        filter: &'a Filter,
+    ) -> StorageFuture<'a, Vec<Memory>>;
+
+    /// Up to `k` memories matching `filter` whose content contains `text`, ASCII case
+    /// ignored, newest first.
+    fn substring_search<'a>(
+        &'a self,
+        text: &'a str,
+        k: usize,
+        filter: &'a Filter,
+    ) -> StorageFuture<'a, Vec<Memory>>;
+
+    /// Cosine similarity of `vector` to one stored memory's vector.
+    fn similarity<'a>(&'a self, vector: &'a [f32], content_hash: &'a str)
+    -> StorageFuture<'a, f64>;
+
+    /// Up to `limit` change-feed events with a sequence number above `after`, in order.
+    fn events_after(&self, after: i64, limit: u32) -> StorageFuture<'_, Vec<EventRow>>;
+
+    /// The last sequence number ever assigned (0 before the first), pruned or not.
+    fn head_seq(&self) -> StorageFuture<'_, i64>;
+
+    /// The oldest event retention has kept, if any.
+    fn oldest_seq(&self) -> StorageFuture<'_, Option<i64>>;
+
+    /// Events as they commit, from now on. Subscribe before reading the table, then skip
+    /// what was already read: no event falls between the two.
+    fn subscribe(&self) -> broadcast::Receiver<Arc<EventRow>>;
+
+    /// Where the data lives, for detailed health: a file's path, or a server database's
+    /// address without credentials.
+    fn location(&self) -> String;
+
+    /// Bytes the data takes on disk.
+    fn size_on_disk(&self) -> StorageFuture<'_, u64>;
+}
+
+/// A memory ready to store: validated, normalised, hashed and embedded.
+#[derive(Debug, Clone)]
+pub struct NewRecord {
+    pub content: String,
+    pub content_hash: String,
+    pub tags: Vec<String>,
+    pub memory_type: Option<String>,
+    pub metadata: Map<String, Value>,
+    /// L2-normalised embedding of `content`.
+    pub vector: Vec<f32>,
+    /// Keeps an original creation time (imports); `None` means now.
+    pub created_at: Option<f64>,
+}
+
+/// One page of a listing.
+#[derive(Debug, Clone)]
+pub struct Page {
+    pub memories: Vec<Memory>,
+    /// Memories matching the filter across all pages.
+    pub total: u64,
+}
+
+/// A row of the change feed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EventRow {
+    pub seq: i64,
+    pub at: f64,
+    pub kind: String,
+    pub content_hash: String,
+    /// The payload's JSON text, as stored: sent to every subscriber as is, never
+    /// re-serialised per subscriber.
+    pub payload: String,
+}
+
+/// How long the change feed keeps events for clients to replay.
+#[derive(Debug, Clone, Copy)]
+pub struct Retention {
+    pub max_age: Duration,
+    pub max_rows: u64,
+}
+
+/// What can go wrong in storage, whichever the backend. Callers match on the variants;
+/// none of them needs to inspect a message.
+#[derive(Debug, Error)]
+pub enum StorageError {
+    #[error("no memory has content hash {content_hash}")]
+    NotFound { content_hash: String },
+    #[error("a memory with the same content already exists ({content_hash})")]
+    Duplicate { content_hash: String },
+    #[error(
+        "the database at {location} holds vectors of model {stored_model:?} ({stored_dimension} dimensions), \
+         but the server is configured with {configured_model:?} ({configured_dimension} dimensions); \
+         use the model the database was created with, or re-embed the database"
+    )]
+    ModelMismatch {
+        location: String,
+        stored_model: String,
+        stored_dimension: usize,
+        configured_model: String,
+        configured_dimension: usize,
+    },
+    #[error("a vector has {actual} dimensions; this database holds {expected}")]
+    WrongDimension { expected: usize, actual: usize },
+    #[error(
+        "the database at {location} has schema version {found}, newer than this server's {supported}; \
+         upgrade mnemo-server"
+    )]
+    SchemaTooNew {
+        location: String,
+        found: u32,
+        supported: u32,
+    },
+    /// The transaction that held the write failed to commit, so the write was rolled
+    /// back and can be retried. The source is shared by every write of that
+    /// transaction.
+    #[error("the transaction failed to commit, so this write was rolled back: {source}")]
+    CommitFailed {
+        source: Arc<dyn std::error::Error + Send + Sync>,
+    },
+    /// The backend has shut down (its writer, pool or connection is gone).
+    #[error("the storage has stopped taking requests")]
+    Stopped,
+    /// Any other failure of the backend (I/O, SQL, a lost connection, a crashed
+    /// blocking task): nothing a caller can act on but report. The message names
+    /// what was being done and the cause, so a log line of it alone is enough.
+    #[error("{context}: {source}")]
+    Backend {
+        context: String,
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+}
+
+impl StorageError {
+    /// A [`StorageError::Backend`] saying what was being done when `source` failed.
+    pub fn backend(
+        context: impl Into<String>,
+        source: impl Into<Box<dyn std::error::Error + Send + Sync>>,
+    ) -> Self {
+        Self::Backend {
+            context: context.into(),
+            source: source.into(),
+        }
+    }
+}

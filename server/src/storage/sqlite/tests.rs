@@ -1,0 +1,225 @@
+//! Tests of what only the SQLite backend has (the schema version, group commit and
+//! its savepoints, the in-memory vector copy against vec0) on a real file with small
+//! hand-made vectors, and the conformance suite run against it twice: searching the
+//! vector copy, and scanning vec0. The tests with the real embedding model live in
+//! `server/tests/`.
+
+use serde_json::Map;
+
+use super::*;
+use crate::memory::{TagMatch, content_hash};
+use crate::storage::conformance::{DIM, Harness, storage_conformance};
+
+fn spec() -> EmbeddingSpec {
+    EmbeddingSpec {
+        model_id: "test-model".into(),
+        dimension: DIM,
+    }
+}
+
+fn open(dir: &tempfile::TempDir) -> SqliteStore {
+    SqliteStore::open(
+        &dir.path().join("memories.db"),
+        &spec(),
+        SqliteOptions::default(),
+    )
+    .unwrap()
+}
+
+fn unit(v: [f32; DIM]) -> Vec<f32> {
+    let n = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+    v.iter().map(|x| x / n).collect()
+}
+
+fn record(content: &str, tags: &[&str], vector: [f32; DIM]) -> NewRecord {
+    NewRecord {
+        content: content.into(),
+        content_hash: content_hash(content),
+        tags: tags.iter().map(|t| t.to_string()).collect(),
+        memory_type: Some("note".into()),
+        metadata: Map::new(),
+        vector: unit(vector),
+        created_at: None,
+    }
+}
+
+/// SQLite databases in temporary folders; `MEMORY_VECTORS` picks which search path
+/// the suite exercises.
+struct Sqlite<const MEMORY_VECTORS: bool>;
+
+impl<const MEMORY_VECTORS: bool> Harness for Sqlite<MEMORY_VECTORS> {
+    type Place = tempfile::TempDir;
+
+    async fn place() -> Self::Place {
+        tempfile::tempdir().unwrap()
+    }
+
+    async fn open(
+        place: &Self::Place,
+        spec: &EmbeddingSpec,
+        retention: Retention,
+    ) -> Result<Arc<dyn Storage>, StorageError> {
+        let options = SqliteOptions {
+            retention,
+            memory_vectors: MEMORY_VECTORS,
+            ..SqliteOptions::default()
+        };
+        let store = SqliteStore::open(&place.path().join("memories.db"), spec, options)?;
+        Ok(Arc::new(store))
+    }
+}
+
+mod conformance_vector_copy {
+    super::storage_conformance!(super::Sqlite<true>);
+}
+
+mod conformance_vec0 {
+    super::storage_conformance!(super::Sqlite<false>);
+}
+
+/// A database newer than this build is refused with both versions named.
+#[test]
+fn newer_schema_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    drop(open(&dir));
+    let path = dir.path().join("memories.db");
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    conn.pragma_update(None, "user_version", 99).unwrap();
+    drop(conn);
+    let err = SqliteStore::open(&path, &spec(), SqliteOptions::default())
+        .err()
+        .unwrap();
+    assert!(
+        matches!(err, StorageError::SchemaTooNew { found: 99, .. }),
+        "{err}"
+    );
+}
+
+/// One failing command in a group rolls back only itself.
+#[test]
+fn group_commit_isolates_failures() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = std::sync::Arc::new(open(&dir));
+    store.insert(record("taken", &[], [1.0; DIM])).unwrap();
+    let threads: Vec<_> = (0..16)
+        .map(|i| {
+            let store = store.clone();
+            std::thread::spawn(move || {
+                let content = if i % 4 == 0 {
+                    "taken".to_string()
+                } else {
+                    format!("new {i}")
+                };
+                store.insert(record(&content, &["t"], [1.0, i as f32, 0.0, 0.0]))
+            })
+        })
+        .collect();
+    let results: Vec<_> = threads.into_iter().map(|t| t.join().unwrap()).collect();
+    let duplicates = results
+        .iter()
+        .filter(|r| matches!(r, Err(StorageError::Duplicate { .. })))
+        .count();
+    assert_eq!(duplicates, 4);
+    assert_eq!(results.iter().filter(|r| r.is_ok()).count(), 12);
+    assert_eq!(store.count().unwrap(), 13);
+    assert_eq!(store.events_after(0, 100).unwrap().len(), 13);
+}
+
+/// The in-memory vector copy and the vec0 scan agree on every search, filtered or not,
+/// through inserts, a batch, deletes and a reopen (which reloads the copy from vec0).
+#[test]
+fn vector_copy_agrees_with_vec0() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("memories.db");
+    let with_copy = SqliteStore::open(&path, &spec(), SqliteOptions::default()).unwrap();
+    let mut records = Vec::new();
+    for i in 0..60 {
+        let f = i as f32;
+        let tags: &[&str] = if i % 3 == 0 { &["three"] } else { &["other"] };
+        records.push(record(
+            &format!("memory {i}"),
+            tags,
+            [f.sin(), f.cos(), (f * 0.7).sin(), 1.0 + (f * 0.3).cos()],
+        ));
+    }
+    let (first, rest) = records.split_at(20);
+    for r in first {
+        with_copy.insert(r.clone()).unwrap();
+    }
+    assert!(
+        with_copy
+            .insert_many(rest.to_vec())
+            .iter()
+            .all(Result::is_ok)
+    );
+    for i in (0..60).step_by(7) {
+        with_copy
+            .delete(&content_hash(&format!("memory {i}")))
+            .unwrap();
+    }
+    let filters = [
+        Filter::default(),
+        Filter {
+            tags: vec!["three".into()],
+            tag_match: TagMatch::Any,
+            ..Filter::default()
+        },
+    ];
+    let queries = [
+        [1.0, 0.0, 0.0, 0.0],
+        [0.2, -0.5, 0.9, 0.1],
+        [-1.0, 1.0, 1.0, -1.0],
+    ];
+    let hashes = |hits: Vec<ScoredMemory>| -> Vec<(String, f64)> {
+        hits.into_iter()
+            .map(|h| (h.memory.content_hash, h.cosine_similarity))
+            .collect()
+    };
+    let searches = |store: &SqliteStore| -> Vec<Vec<(String, f64)>> {
+        let mut all = Vec::new();
+        for filter in &filters {
+            for q in queries {
+                all.push(hashes(store.search(&unit(q), 10, filter).unwrap()));
+            }
+        }
+        all
+    };
+    // Same memories in the same order; similarities equal up to float rounding.
+    let same = |a: &[Vec<(String, f64)>], b: &[Vec<(String, f64)>]| {
+        assert_eq!(a.len(), b.len());
+        for (x, y) in a.iter().zip(b) {
+            let names = |v: &[(String, f64)]| v.iter().map(|h| h.0.clone()).collect::<Vec<_>>();
+            assert_eq!(names(x), names(y));
+            for (p, q) in x.iter().zip(y) {
+                assert!((p.1 - q.1).abs() < 1e-5, "{} vs {}", p.1, q.1);
+            }
+        }
+    };
+    assert!(
+        with_copy.searches_vector_copy(),
+        "loaded before the first write"
+    );
+    let copied = searches(&with_copy);
+    drop(with_copy);
+    let vec0 = SqliteStore::open(
+        &path,
+        &spec(),
+        SqliteOptions {
+            memory_vectors: false,
+            ..SqliteOptions::default()
+        },
+    )
+    .unwrap();
+    assert!(!vec0.searches_vector_copy());
+    same(&copied, &searches(&vec0));
+    assert!(copied.iter().all(|hits| hits.len() == 10));
+    drop(vec0);
+    let reopened = open(&dir);
+    // The writer loads the copy before it answers its first command.
+    assert!(matches!(
+        reopened.delete("no such hash"),
+        Err(StorageError::NotFound { .. })
+    ));
+    assert!(reopened.searches_vector_copy());
+    same(&copied, &searches(&reopened));
+}
