@@ -2,6 +2,7 @@
 //!
 //! # Layout
 //!
+//! * [`cli`]: the command line: serving, or the `keys` commands that manage API keys.
 //! * [`config`]: every setting, as one clap struct whose flags all have an
 //!   environment variable (the Python anchor's names where the meaning matches).
 //! * [`memory`]: the memory type and its rules: content identity, tag normalisation,
@@ -23,6 +24,7 @@
 //!   while the model loads and stops on a cancellation token.
 
 pub mod auth;
+pub mod cli;
 pub mod config;
 pub mod embed;
 pub mod feed;

@@ -4,7 +4,15 @@
 //! one place, [`required_scope`], from the method and path, so a new route cannot be
 //! added without deciding its scope here.
 
-pub mod keys;
+mod key_file;
+mod master_key;
+mod ring;
+mod scope;
+
+pub use key_file::{KEY_PREFIX, KEYS_FILE, KeyEntry, KeyError, KeyFile, generate_key};
+pub use master_key::{DEFAULT_KEY_FILE, load_or_create_default_key};
+pub use ring::KeyRing;
+pub use scope::Scope;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::num::NonZeroU32;
@@ -16,8 +24,6 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
-use keys::KeyRing;
-pub use keys::Scope;
 
 use crate::http::AppState;
 use crate::http::error::ApiError;

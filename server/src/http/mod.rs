@@ -29,8 +29,7 @@ use tower_http::cors::{AllowOrigin, Any, CorsLayer};
 use tower_http::trace::TraceLayer;
 use tracing::{info, warn};
 
-use crate::auth::keys::{KeyError, KeyFile, KeyRing, load_or_create_default_key};
-use crate::auth::{self, Auth};
+use crate::auth::{self, Auth, KeyError, KeyFile, KeyRing, load_or_create_default_key};
 use crate::config::Config;
 use crate::embed::{Embedder, FastEmbedModel, LoadError};
 use crate::feed::ChangeFeed;
