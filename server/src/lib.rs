@@ -15,10 +15,11 @@
 //!   subscribers that keep up, the events table for those that do not.
 //! * [`service`]: the async memory operations the HTTP layer calls; it embeds, then
 //!   stores or searches, on blocking threads.
-//! * [`lan`]: what the server shows the network: its TLS certificate (made with
-//!   `mnemo-certs`, fingerprint published) and its mDNS advertisement.
+//! * [`tls`]: which certificate the server presents (the user's or one made with
+//!   `mnemo-certs`, its fingerprint published), the acceptor and the handshake.
 //! * [`mdns`]: the mDNS advertisement (`_mcp-memory._tcp`), only on the addresses the
-//!   server listens on, withdrawn with a goodbye on shutdown.
+//!   server listens on, withdrawn with a goodbye on shutdown; its stable instance id.
+//! * [`lan`]: the bridge configuration line that `--lan` prints.
 //! * [`http`]: the router (REST, SSE, and `/mcp`, where `mnemo-mcp`'s tool
 //!   registry runs over the REST handlers) and [`serve`], which answers health checks
 //!   while the model loads and stops on a cancellation token.
@@ -35,6 +36,7 @@ pub mod memory;
 pub mod service;
 pub mod store;
 pub mod timeexpr;
+pub mod tls;
 
 pub use config::Config;
 pub use http::serve;

@@ -202,8 +202,8 @@ pub fn auth_for(config: &Config) -> Result<Auth, ServeError> {
 pub fn prepare_state(config: &Config) -> Result<AppState, ServeError> {
     let mut state = AppState::new(auth_for(config)?);
     if config.https_enabled {
-        let identity = crate::lan::load_identity(config)?;
-        state.tls = Some(crate::lan::acceptor(&identity)?);
+        let identity = crate::tls::load_identity(config)?;
+        state.tls = Some(crate::tls::acceptor(&identity)?);
         state.tls_fingerprint = Some(identity.fingerprint.to_string());
     }
     Ok(state)
@@ -246,7 +246,7 @@ pub async fn serve(
     }
     // Advertised once healthy, so a client that finds the server can use it. Dropped
     // when serving ends, which sends the mDNS goodbye.
-    let _advertiser = crate::lan::advertise(&advertised, addr, state.tls_fingerprint.clone());
+    let _advertiser = crate::mdns::advertise(&advertised, addr, state.tls_fingerprint.clone());
     server.await
 }
 
