@@ -6,10 +6,9 @@
 //! what makes discovery safe on a LAN where anyone can answer mDNS queries.
 
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use mnemo_certs::Fingerprint;
+use mnemo_certs::{Fingerprint, private_file};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
@@ -103,8 +102,8 @@ impl PinFile {
     }
 
     /// Records `fingerprint` for `instance` unless a pin exists. Written to a
-    /// temporary file and renamed, so two bridges started together (some clients
-    /// probe with a short-lived copy) never leave a torn file.
+    /// temporary file and renamed (mode 0600), so two bridges started together (some
+    /// clients probe with a short-lived copy) never leave a torn file.
     pub fn pin_if_new(
         &self,
         instance: &str,
@@ -126,17 +125,11 @@ impl PinFile {
                 pinned_at,
             },
         );
-        let write_error = |source| PinError::Write {
-            path: self.path.clone(),
-            source,
-        };
-        let folder = self.path.parent().unwrap_or(Path::new("."));
-        std::fs::create_dir_all(folder).map_err(write_error)?;
-        let mut file = tempfile::NamedTempFile::new_in(folder).map_err(write_error)?;
         let text = serde_json::to_vec_pretty(&document).unwrap_or_default();
-        file.write_all(&text).map_err(write_error)?;
-        file.persist(&self.path).map_err(|e| write_error(e.error))?;
-        Ok(())
+        private_file::write(&self.path, &text).map_err(|error| PinError::Write {
+            path: self.path.clone(),
+            source: error.cause,
+        })
     }
 }
 

@@ -3,13 +3,12 @@
 //! Its fingerprint is what clients pin, so replacing it breaks every pin: the pair is reused
 //! across restarts and replaced only for a reason worth that cost (it expires within
 //! [`RENEW_BEFORE`], its names no longer match the host, or the files are damaged), and the
-//! reason is logged. Each file is written to a temporary name and renamed into place, key
-//! first; a crash between the two renames leaves a pair that fails the key check, which the
-//! next start treats as damaged and replaces.
+//! reason is logged. Each file is written with [`crate::private_file`] (a temporary name
+//! renamed into place), key first; a crash between the two renames leaves a pair that fails
+//! the key check, which the next start treats as damaged and replaces.
 
 use std::fmt;
 use std::fs;
-use std::io::Write;
 use std::net::IpAddr;
 use std::path::Path;
 use std::time::{Duration, SystemTime};
@@ -21,6 +20,7 @@ use rcgen::{
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 
 use crate::pem::{check_key_matches, read_chain, read_key};
+use crate::private_file::{self, PrivateFileError};
 use crate::x509::{CertFacts, asn1_time, inspect};
 use crate::{CertError, CertSpec, Fingerprint, Origin, ServerIdentity};
 
@@ -218,6 +218,13 @@ fn san_diff(spec: &CertSpec, facts: &CertFacts) -> (Vec<String>, Vec<String>) {
     (added, removed)
 }
 
+fn written(error: PrivateFileError) -> CertError {
+    CertError::Write {
+        path: error.path,
+        cause: error.cause,
+    }
+}
+
 fn generate(
     dir: &Path,
     cert_path: &Path,
@@ -268,13 +275,8 @@ fn generate(
         .self_signed(&key_pair)
         .map_err(|e| failed(e.to_string()))?;
 
-    fs::create_dir_all(dir).map_err(|cause| CertError::Write {
-        path: dir.to_owned(),
-        cause,
-    })?;
-    write_atomically(key_path, key_pair.serialize_pem().as_bytes(), 0o600)?;
-    write_atomically(cert_path, cert.pem().as_bytes(), 0o644)?;
-    sync_dir(dir);
+    private_file::write(key_path, key_pair.serialize_pem().as_bytes()).map_err(written)?;
+    private_file::write_with_mode(cert_path, cert.pem().as_bytes(), 0o644).map_err(written)?;
 
     let der = cert.der().clone();
     let facts = inspect(&der, cert_path)?;
@@ -287,49 +289,6 @@ fn generate(
         key_path: key_path.to_owned(),
         not_after: facts.not_after,
     })
-}
-
-/// Writes a sibling temporary file with its final mode from the start (so the key is never
-/// readable by others, not even briefly), syncs it and renames it over `path`.
-fn write_atomically(path: &Path, contents: &[u8], mode: u32) -> Result<(), CertError> {
-    let mut tmp_name = path.file_name().unwrap_or_default().to_owned();
-    tmp_name.push(format!(".tmp-{}", std::process::id()));
-    let tmp = path.with_file_name(tmp_name);
-
-    // A leftover from a crashed run with the same pid would make create_new fail.
-    let _ = fs::remove_file(&tmp);
-    let mut options = fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, mode);
-    #[cfg(not(unix))]
-    let _ = mode;
-    let written = options.open(&tmp).and_then(|mut file| {
-        file.write_all(contents)?;
-        file.sync_all()
-    });
-    if let Err(cause) = written {
-        let _ = fs::remove_file(&tmp);
-        return Err(CertError::Write { path: tmp, cause });
-    }
-    fs::rename(&tmp, path).map_err(|cause| {
-        let _ = fs::remove_file(&tmp);
-        CertError::Write {
-            path: path.to_owned(),
-            cause,
-        }
-    })
-}
-
-/// Makes the renames durable; failing to is not worth refusing to start over, because the
-/// worst case is regenerating on the next start.
-fn sync_dir(dir: &Path) {
-    #[cfg(unix)]
-    if let Err(error) = fs::File::open(dir).and_then(|d| d.sync_all()) {
-        tracing::debug!(%error, dir = %dir.display(), "cannot sync the certificate directory");
-    }
-    #[cfg(not(unix))]
-    let _ = dir;
 }
 
 /// A key that others can read was probably copied or restored by hand; it still works, so

@@ -21,6 +21,11 @@
 //!
 //! `error`: [`CertError`], whose messages name the files involved and say what to do.
 //!
+//! [`private_file`]: the one writer of secret files in Mnemo (mode 0600, written to a
+//! temporary file and renamed, or created only if absent). It lives here because this crate
+//! already owns the most sensitive such file, the certificate's key, and both the server
+//! (API keys, `keys.json`, instance id) and the bridge (its pins) depend on it already.
+//!
 //! `pem` and `x509` are private: reading PEM files, and the facts about a certificate
 //! (validity, names) that both loaders check.
 
@@ -28,6 +33,7 @@ mod error;
 mod fingerprint;
 mod generate;
 mod pem;
+pub mod private_file;
 mod rustls_config;
 mod spec;
 mod user;

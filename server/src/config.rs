@@ -4,35 +4,13 @@
 use std::net::IpAddr;
 use std::path::PathBuf;
 
+use clap::Parser;
 use clap::builder::BoolishValueParser;
-use clap::{Parser, Subcommand};
 
-use crate::auth::keys::KeysCommand;
 use crate::embed::ModelFiles;
 use crate::storage::Retention;
 use crate::storage::sqlite::SqliteOptions;
 pub use mnemo_api::Secret;
-
-/// The command line: serve (no subcommand) or manage keys.
-#[derive(Parser, Debug)]
-#[command(
-    name = "mnemo-server",
-    version,
-    about = "Mnemo: shared semantic memory for AI assistants."
-)]
-pub struct Cli {
-    #[command(flatten)]
-    pub config: Config,
-    #[command(subcommand)]
-    pub command: Option<Command>,
-}
-
-#[derive(Subcommand, Debug)]
-pub enum Command {
-    /// Manage API keys with scopes (stored hashed in <data dir>/keys.json).
-    #[command(subcommand)]
-    Keys(KeysCommand),
-}
 
 /// Every setting of the server.
 #[derive(Parser, Clone, Debug)]

@@ -3,7 +3,7 @@
 
 use anyhow::Context;
 use clap::Parser;
-use mnemo_server::config::{Cli, Command};
+use mnemo_server::cli::{Cli, Command, run_keys_command};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tracing_subscriber::EnvFilter;
@@ -16,8 +16,7 @@ async fn main() -> anyhow::Result<()> {
     } = Cli::parse();
     config.apply_presets();
     if let Some(Command::Keys(keys)) = command {
-        let data_dir = config.data_dir();
-        mnemo_server::auth::keys::run_keys_command(&data_dir, keys, &mut std::io::stdout())?;
+        run_keys_command(&config.data_dir(), keys, &mut std::io::stdout())?;
         return Ok(());
     }
     tracing_subscriber::fmt()

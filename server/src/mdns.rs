@@ -4,20 +4,29 @@
 //! [`Advertiser::start`] decides whether there is anything to advertise *before* it
 //! creates an mdns-sd daemon, because a daemon joins the multicast group on every
 //! interface the moment it starts: a server bound to loopback only must not create one
-//! at all (DESIGN §8). Once running, the daemon is told to ignore every interface
-//! address the server does not listen on, so it neither announces nor answers there.
+//! at all (see ARCHITECTURE.md). Once running, the daemon is told to ignore every
+//! interface address the server does not listen on, so it neither announces nor answers
+//! there.
 //! Dropping the [`Advertiser`] withdraws the service with a goodbye packet.
+//!
+//! [`advertise`] is the server's entry point: it reads the settings, keeps the stable
+//! instance id in the data directory, and logs rather than fails, because a server that
+//! cannot advertise still serves by address.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use if_addrs::Interface;
 use mdns_sd::{IfKind, IfPredicate, ServiceDaemon, ServiceInfo, UnregisterStatus};
-use tracing::{debug, warn};
+use mnemo_certs::private_file;
+use tracing::{debug, info, warn};
 
 /// The DNS-SD service type Mnemo advertises and the bridge browses for.
 pub use mnemo_api::mdns::SERVICE_TYPE;
 use mnemo_api::mdns::txt;
+
+use crate::config::Config;
 
 /// `MCP_MDNS_SERVICE_NAME` when it is not set; the instance name adds the host name.
 pub const DEFAULT_SERVICE_NAME: &str = "MCP Memory Service";
@@ -66,6 +75,11 @@ pub enum MdnsError {
     Interfaces(#[source] std::io::Error),
     #[error("mDNS: {0}")]
     Daemon(#[from] mdns_sd::Error),
+    #[error("cannot read or write the instance id at {}: {error}", path.display())]
+    InstanceId {
+        path: PathBuf,
+        error: std::io::Error,
+    },
 }
 
 impl Advertiser {
@@ -155,6 +169,73 @@ impl Drop for Advertiser {
     }
 }
 
+/// Starts advertising if the configuration asks for it and the server listens beyond
+/// loopback. Returns the registration, which unregisters on drop. Failure to advertise
+/// is logged, not fatal: the server still serves by address.
+pub fn advertise(
+    config: &Config,
+    addr: SocketAddr,
+    fingerprint: Option<String>,
+) -> Option<Advertiser> {
+    if !config.mdns_enabled {
+        return None;
+    }
+    if addr.ip().is_loopback() {
+        info!(%addr, "mDNS off: the server listens on loopback only");
+        return None;
+    }
+    let instance_id = match instance_id(&config.data_dir()) {
+        Ok(id) => id,
+        Err(e) => {
+            warn!(error = %e, "not advertising over mDNS");
+            return None;
+        }
+    };
+    let advertisement = Advertisement {
+        service_name: config.mdns_service_name.clone(),
+        port: addr.port(),
+        bound: addr.ip(),
+        https: config.https_enabled,
+        auth_required: !config.allow_anonymous,
+        instance_id,
+        fingerprint,
+    };
+    match Advertiser::start(&advertisement) {
+        Ok(Some(advertiser)) => {
+            info!(
+                instance = advertiser.instance_name(),
+                "advertising over mDNS"
+            );
+            Some(advertiser)
+        }
+        Ok(None) => None,
+        Err(e) => {
+            warn!(error = %e, "not advertising over mDNS");
+            None
+        }
+    }
+}
+
+/// A random id kept in `<data dir>/instance_id`, so the advertisement names the same
+/// server across restarts.
+fn instance_id(data_dir: &Path) -> Result<String, MdnsError> {
+    let path = data_dir.join("instance_id");
+    match std::fs::read_to_string(&path) {
+        Ok(id) if !id.trim().is_empty() => return Ok(id.trim().to_owned()),
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(error) => return Err(MdnsError::InstanceId { path, error }),
+    }
+    let id = hex::encode(rand::random::<[u8; 16]>());
+    private_file::write(&path, format!("{id}\n").as_bytes()).map_err(|e| {
+        MdnsError::InstanceId {
+            path: e.path,
+            error: e.cause,
+        }
+    })?;
+    Ok(id)
+}
+
 /// Whether a server bound to `bound` listens on `intf`'s address: every non-loopback
 /// IPv4 address for `0.0.0.0`; for `::` (dual-stack) those plus every IPv6 address that
 /// is not link-local, since a link-local address is useless in a URL without its zone;
@@ -211,7 +292,7 @@ fn truncate(s: &str, max: usize) -> &str {
     &s[..end]
 }
 
-/// The TXT records of DESIGN §8, with the Python anchor's spelling of booleans.
+/// The TXT records ARCHITECTURE.md lists, with mcp-memory-service's spelling of booleans.
 fn txt_records(ad: &Advertisement) -> Vec<(&'static str, String)> {
     let flag = |on: bool| if on { "True" } else { "False" }.to_owned();
     let mut records = vec![
@@ -330,7 +411,7 @@ mod tests {
         }
     }
 
-    /// The TXT records are exactly DESIGN §8's, with `fp` only when TLS is on.
+    /// The TXT records are exactly those ARCHITECTURE.md lists, with `fp` only when TLS is on.
     #[test]
     fn txt_records_match_the_design() {
         let mut ad = Advertisement {
@@ -380,5 +461,28 @@ mod tests {
         let long = instance_name(&"é".repeat(40), "kitchen-pc");
         assert!(long.len() <= MAX_INSTANCE_BYTES, "{}", long.len());
         assert!(long.ends_with(" (kitchen-pc)"), "{long}");
+    }
+
+    /// The instance id is made once, kept private in the data directory and read back
+    /// on the next start; an empty file gets a fresh id.
+    #[test]
+    fn instance_id_is_stable_across_starts() {
+        let dir = tempfile::tempdir().unwrap();
+        let data_dir = dir.path().join("data");
+        let id = instance_id(&data_dir).unwrap();
+        assert_eq!(id.len(), 32);
+        assert_eq!(instance_id(&data_dir).unwrap(), id);
+        let path = data_dir.join("instance_id");
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+
+        std::fs::write(&path, "\n").unwrap();
+        let fresh = instance_id(&data_dir).unwrap();
+        assert_ne!(fresh, id);
+        assert_eq!(std::fs::read_to_string(&path).unwrap().trim(), fresh);
     }
 }

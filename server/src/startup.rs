@@ -6,7 +6,7 @@
 //! the memory service exists, then `200 healthy`. Every other route answers `503`
 //! with the JSON error body until then.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -16,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::auth::Auth;
-use crate::auth::keys::{KeyError, KeyFile, KeyRing, load_or_create_default_key};
+use crate::auth::{KeyError, KeyFile, KeyRing, load_or_create_default_key};
 use crate::config::Config;
 use crate::embed::{Embedder, FastEmbedModel, LoadError};
 use crate::http::{self, AppState, connections};
@@ -62,8 +62,8 @@ impl Server {
     pub fn prepare(config: Config, listener: TcpListener) -> Result<Self, ServeError> {
         let mut state = AppState::new(auth_for(&config)?);
         if config.https_enabled {
-            let identity = crate::lan::load_identity(&config)?;
-            state.tls = Some(crate::lan::acceptor(&identity)?);
+            let identity = crate::tls::load_identity(&config)?;
+            state.tls = Some(crate::tls::acceptor(&identity)?);
             state.tls_fingerprint = Some(identity.fingerprint.to_string());
         }
         let addr = listener.local_addr()?;
@@ -86,7 +86,7 @@ impl Server {
 
     /// The one line a user pastes into the bridge's configuration (never the key).
     pub fn bridge_line(&self) -> String {
-        crate::lan::bridge_line(
+        bridge_line(
             self.addr,
             self.state.tls.is_some(),
             self.state.tls_fingerprint.as_deref(),
@@ -122,7 +122,7 @@ impl Server {
         }
         // Advertised once healthy, so a client that finds the server can use it.
         // Dropped when serving ends, which sends the mDNS goodbye.
-        let _advertiser = crate::lan::advertise(&config, addr, state.tls_fingerprint.clone());
+        let _advertiser = crate::mdns::advertise(&config, addr, state.tls_fingerprint.clone());
         server.await
     }
 
@@ -230,4 +230,31 @@ async fn load(
     );
     state.publish(service, config, shutdown);
     Ok(())
+}
+
+/// The bridge configuration line for a server on `addr`.
+fn bridge_line(addr: SocketAddr, https: bool, fingerprint: Option<&str>) -> String {
+    let scheme = if https { "https" } else { "http" };
+    let host = if addr.ip().is_unspecified() {
+        local_address().map_or_else(
+            || "<this machine's address>".to_owned(),
+            |ip| ip.to_string(),
+        )
+    } else {
+        addr.ip().to_string()
+    };
+    let mut line = format!("MCP_MEMORY_HTTP_ENDPOINT={scheme}://{host}:{}", addr.port());
+    if let Some(fp) = fingerprint {
+        line.push_str(&format!(" MCP_MEMORY_CERT_FINGERPRINT={fp}"));
+    }
+    line
+}
+
+/// The first non-loopback IPv4 address of this machine.
+fn local_address() -> Option<IpAddr> {
+    if_addrs::get_if_addrs()
+        .ok()?
+        .into_iter()
+        .map(|i| i.ip())
+        .find(|ip| ip.is_ipv4() && !ip.is_loopback())
 }

@@ -417,7 +417,7 @@ async fn stats_show_subscribers() {
             .all(|c| c["connected_seconds"].is_number() && c["lag"].as_i64() <= Some(1))
     );
 
-    let (_, reader) = mnemo_server::auth::keys::KeyFile::new(server.dir.path())
+    let (_, reader) = mnemo_server::auth::KeyFile::new(server.dir.path())
         .add("reader", mnemo_server::auth::Scope::Read)
         .unwrap();
     let response = server

@@ -5,8 +5,7 @@
 mod common;
 
 use common::{MASTER_KEY, TestServer, next_event};
-use mnemo_server::auth::Scope;
-use mnemo_server::auth::keys::KeyFile;
+use mnemo_server::auth::{KeyFile, Scope};
 use reqwest::Method;
 use serde_json::{Value, json};
 

@@ -4,8 +4,7 @@
 mod common;
 
 use common::{MASTER_KEY, TestServer};
-use mnemo_server::auth::Scope;
-use mnemo_server::auth::keys::KeyFile;
+use mnemo_server::auth::{KeyFile, Scope};
 use reqwest::Method;
 use serde_json::{Value, json};
 

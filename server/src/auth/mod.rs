@@ -6,7 +6,15 @@
 //! its answer; the scope each route needs is declared where the route is registered
 //! (`http/mod.rs`). See ARCHITECTURE.md, "Authentication".
 
-pub mod keys;
+mod key_file;
+mod master_key;
+mod ring;
+mod scope;
+
+pub use key_file::{KEY_PREFIX, KEYS_FILE, KeyEntry, KeyError, KeyFile, generate_key};
+pub use master_key::{DEFAULT_KEY_FILE, load_or_create_default_key};
+pub use ring::KeyRing;
+pub use scope::Scope;
 
 use std::net::IpAddr;
 use std::num::NonZeroU32;
@@ -14,8 +22,6 @@ use std::time::Duration;
 
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
-use keys::KeyRing;
-pub use keys::Scope;
 use thiserror::Error;
 
 /// Why a request was refused. The messages are for the person at the client.
@@ -94,7 +100,6 @@ mod tests {
     use std::net::Ipv4Addr;
 
     use super::*;
-    use keys::KeyFile;
 
     fn auth(dir: &std::path::Path, anonymous: bool, failures_per_minute: u32) -> Auth {
         let ring = KeyRing::new(Some("master".into()), KeyFile::new(dir));

@@ -271,7 +271,7 @@ mod tests {
 
     use super::*;
     use crate::auth::Auth;
-    use crate::auth::keys::{KeyFile, KeyRing};
+    use crate::auth::{KeyFile, KeyRing};
     use crate::config::Config;
 
     /// A server state whose service never loads: every allowed request answers 503,

@@ -24,6 +24,8 @@ use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 use tracing::{debug, warn};
 
+use crate::tls;
+
 /// Open connections by peer address, each with the token that closes it.
 #[derive(Default)]
 pub struct Connections {
@@ -99,16 +101,13 @@ pub async fn serve(
                             builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
                         watcher.watch(connection.into_owned()).await
                     }
-                    Some(acceptor) => match acceptor.accept(stream).await {
-                        Ok(stream) => {
+                    Some(acceptor) => match tls::handshake(&acceptor, stream, peer).await {
+                        Some(stream) => {
                             let connection = builder
                                 .serve_connection_with_upgrades(TokioIo::new(stream), service);
                             watcher.watch(connection.into_owned()).await
                         }
-                        Err(e) => {
-                            debug!(%peer, error = %e, "TLS handshake failed");
-                            Ok(())
-                        }
+                        None => Ok(()),
                     },
                 }
             };

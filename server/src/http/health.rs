@@ -40,8 +40,7 @@ mod tests {
     use tower::ServiceExt;
 
     use super::*;
-    use crate::auth::Auth;
-    use crate::auth::keys::{KeyFile, KeyRing};
+    use crate::auth::{Auth, KeyFile, KeyRing};
     use crate::config::Config;
 
     /// Before the service exists, health answers 503 with status "loading".

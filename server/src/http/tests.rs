@@ -16,7 +16,7 @@ use tower::ServiceExt;
 
 use super::{AppState, router};
 use crate::auth::Auth;
-use crate::auth::keys::{KeyFile, KeyRing};
+use crate::auth::{KeyFile, KeyRing};
 use crate::config::Config;
 use crate::embed::Embedder;
 use crate::embed::fake::FakeModel;

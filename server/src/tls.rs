@@ -1,0 +1,73 @@
+//! TLS in one place: which certificate the server presents, the acceptor built from it,
+//! and the handshake on each accepted connection.
+//!
+//! A home network has no certificate authority, so the server makes (or is given) a
+//! certificate and publishes its SHA-256 fingerprint: in the log, in detailed health
+//! and in the `fp` TXT record. Clients pin that fingerprint instead of turning
+//! verification off. Making, loading and checking certificates is `mnemo-certs`'s job;
+//! this module picks one for a [`Config`] and puts it on the wire.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use mnemo_certs::{CertError, CertSpec, Origin, ServerIdentity};
+use tokio::net::TcpStream;
+use tokio_rustls::TlsAcceptor;
+use tokio_rustls::server::TlsStream;
+use tracing::{debug, info};
+
+use crate::config::Config;
+
+/// The certificate the server will serve: the user's files if given, else the
+/// self-signed one in `<data dir>/certs`, made or renewed as needed.
+pub fn load_identity(config: &Config) -> Result<ServerIdentity, CertError> {
+    let now = SystemTime::now();
+    let identity = match (&config.ssl_cert_file, &config.ssl_key_file) {
+        (Some(cert), Some(key)) => mnemo_certs::load_user_supplied(cert, key, now)?,
+        _ => {
+            let spec = CertSpec::for_this_host(
+                &config.ssl_additional_hostnames,
+                &config.ssl_additional_ips,
+            );
+            mnemo_certs::load_or_generate(&config.data_dir().join("certs"), &spec, now)?
+        }
+    };
+    let origin = match identity.origin {
+        Origin::Generated => "generated",
+        Origin::Reused => "reused",
+        Origin::Regenerated => "regenerated",
+        Origin::UserSupplied => "user-supplied",
+    };
+    info!(
+        fingerprint = %identity.fingerprint,
+        certificate = %identity.cert_path.display(),
+        %origin,
+        "TLS certificate",
+    );
+    Ok(identity)
+}
+
+/// The TLS acceptor for an identity (ALPN h2 and http/1.1).
+pub fn acceptor(identity: &ServerIdentity) -> Result<TlsAcceptor, CertError> {
+    Ok(TlsAcceptor::from(Arc::new(mnemo_certs::server_config(
+        identity,
+    )?)))
+}
+
+/// The TLS side of a freshly accepted connection, or `None` if the handshake failed.
+/// A failed handshake is the client's business (a port scanner, a client that refused
+/// the certificate), so it is logged at debug level only.
+pub async fn handshake(
+    acceptor: &TlsAcceptor,
+    stream: TcpStream,
+    peer: SocketAddr,
+) -> Option<TlsStream<TcpStream>> {
+    match acceptor.accept(stream).await {
+        Ok(stream) => Some(stream),
+        Err(e) => {
+            debug!(%peer, error = %e, "TLS handshake failed");
+            None
+        }
+    }
+}
