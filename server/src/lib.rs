@@ -21,6 +21,8 @@
 //! * [`http`]: the router (REST, SSE, and `/mcp`, where `mnemo-mcp`'s tool
 //!   registry runs over the REST handlers) and [`serve`], which answers health checks
 //!   while the model loads and stops on a cancellation token.
+//! * `testing` (feature `test-util`): the fixtures every test shares: the real model,
+//!   in-process test servers, the server binary as a child process.
 
 pub mod auth;
 pub mod config;
@@ -32,6 +34,8 @@ pub mod mdns;
 pub mod memory;
 pub mod service;
 pub mod store;
+#[cfg(feature = "test-util")]
+pub mod testing;
 pub mod timeexpr;
 
 pub use config::Config;

@@ -1,12 +1,10 @@
 //! The memory service end to end through the real model and a real SQLite file.
 
-mod common;
-
-use common::{TestService, embedder, open_service};
 use mnemo_server::embed::{EmbedError, EmbedModel, Embedder};
 use mnemo_server::memory::{Filter, MemoryPatch, NewMemory, content_hash};
 use mnemo_server::service::ServiceError;
 use mnemo_server::store::{EmbeddingSpec, Store, StoreError, StoreOptions};
+use mnemo_server::testing::{TestService, embedder, open_service};
 use serde_json::json;
 
 fn memory(content: &str, tags: &[&str]) -> NewMemory {
