@@ -14,7 +14,7 @@ run: provision
 test: provision mcp-client
 	$(CARGO) test --workspace --all-targets --locked
 
-## Fetch, verify and cache the model and ONNX Runtime (DESIGN §11).
+## Fetch, verify and cache the model and ONNX Runtime (scripts/provision.py).
 provision:
 	$(PYTHON) scripts/provision.py --quiet >/dev/null
 
@@ -25,7 +25,7 @@ lint:
 
 ## Embedding latency and batch throughput on this machine.
 bench-embed: provision
-	$(CARGO) run --release --locked -p mnemo-tests --bin embed-bench
+	$(CARGO) run --release --locked -p mnemo-bench --bin embed-bench
 
 ## The official MCP SDK (PyPI `mcp`) in a venv, for the MCP end-to-end tests.
 MCP_VENV = $${MNEMO_CACHE_DIR:-$$HOME/.cache/mnemo}/tools/mcp-client

@@ -214,7 +214,7 @@ fn instance_label(fullname: &str) -> &str {
 }
 
 // No test here browses: multicast runs only inside the network namespaces of
-// `tests/tests/mdns.rs`, which drives this module through `mnemo-discover`.
+// `e2e/tests/mdns.rs`, which drives this module through `mnemo-discover`.
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,5 +1,5 @@
 //! The `mnemo-bridge` binary's own behaviour without any server. (Its use against
-//! real servers and the official MCP client is in `tests/tests/mcp_clients.rs`, which
+//! real servers and the official MCP client is in `e2e/tests/mcp_clients.rs`, which
 //! runs this same binary: naming it here is also what makes `cargo test` build it.)
 
 use std::io::Write;

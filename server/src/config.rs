@@ -230,10 +230,32 @@ impl Config {
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
     }
 
-    /// Settings for tests and tools: loopback, port 0, the given data folder, and
-    /// defaults (environment included) for everything else.
+    /// The variables that say where this machine keeps the model and ONNX Runtime.
+    /// They name files, not behaviour, so test settings and test server processes
+    /// still honour them (a CI cache elsewhere than `~/.cache/mnemo` keeps working).
+    pub const MODEL_LOCATION_ENV: [&str; 3] =
+        ["MNEMO_CACHE_DIR", "MNEMO_MODEL_DIR", "ORT_DYLIB_PATH"];
+
+    /// Settings for tests: loopback, port 0, the given data folder, mDNS off, and the
+    /// compiled-in default for everything else. The developer's `MCP_*`/`MNEMO_*`
+    /// variables are not read (an exported `MCP_ALLOW_ANONYMOUS_ACCESS=true` would
+    /// otherwise open every test server), except [`Config::MODEL_LOCATION_ENV`].
     pub fn for_data_dir(data_dir: impl Into<PathBuf>) -> Self {
-        let mut config = Self::parse_from(["mnemo-server"]);
+        use clap::{CommandFactory, FromArgMatches};
+
+        // Clap reads an argument's variable when `env` is set on it; resetting it
+        // drops both the name and the value it captured.
+        let command = Self::command().mut_args(|arg| {
+            let keep = arg
+                .get_env()
+                .is_some_and(|name| Self::MODEL_LOCATION_ENV.iter().any(|m| name == *m));
+            if keep { arg } else { arg.env(None) }
+        });
+        let matches = command
+            .try_get_matches_from(["mnemo-server"])
+            .unwrap_or_else(|e| panic!("the model location variables do not parse: {e}"));
+        let mut config = Self::from_arg_matches(&matches)
+            .unwrap_or_else(|e| panic!("the compiled-in defaults do not parse: {e}"));
         config.host = IpAddr::from([127, 0, 0, 1]);
         config.port = 0;
         config.data_dir = Some(data_dir.into());

@@ -36,6 +36,8 @@
 //! * [`memory`]: the domain types every layer shares (a memory, a search filter, the
 //!   embedding model's spec) and their rules: content identity, tag normalisation,
 //!   metadata merging.
+//! * `testing` (feature `test-util`): the fixtures every test shares: the real model,
+//!   in-process test servers, the server binary as a child process.
 
 pub mod auth;
 pub mod cli;
@@ -49,6 +51,8 @@ pub mod operations;
 pub mod service;
 pub mod startup;
 pub mod storage;
+#[cfg(feature = "test-util")]
+pub mod testing;
 pub mod timeexpr;
 pub mod tls;
 

@@ -312,7 +312,7 @@ fn txt_records(ad: &Advertisement) -> Vec<(&'static str, String)> {
 }
 
 // These tests never create a daemon: anything that multicasts runs only inside the
-// network namespaces of `tests/tests/mdns.rs`.
+// network namespaces of `e2e/tests/mdns.rs`.
 #[cfg(test)]
 mod tests {
     use super::*;

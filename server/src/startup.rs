@@ -126,14 +126,10 @@ impl Server {
         server.await
     }
 
-    /// Serves `service`, already loaded, until `shutdown`. For tests and tools that
+    /// Serves until `shutdown` without loading anything: whoever holds [`Server::state`]
+    /// publishes the service (see [`AppState::publish`]). For tests and tools that
     /// share one model across several servers; no mDNS.
-    pub async fn serve_loaded(
-        self,
-        service: MemoryService,
-        shutdown: CancellationToken,
-    ) -> Result<(), ServeError> {
-        self.state.publish(service, &self.config, shutdown.clone());
+    pub async fn serve_published(self, shutdown: CancellationToken) -> Result<(), ServeError> {
         run(self.listener, &self.config, self.state, shutdown).await
     }
 }

@@ -2,22 +2,22 @@
 //! real model, and it refuses to start, with an error naming the file, when the model
 //! or ONNX Runtime is missing or broken.
 
-mod common;
-
-use common::{ServerProcess, listening_addr};
-
 use std::path::Path;
 use std::process::Command;
 
 use mnemo_server::Config;
+use mnemo_server::testing::ServerProcess;
+
+/// The key the servers in these tests are started with, unless a test wants none.
+const KEY: &str = "binary-test-key";
 
 /// Starts with the real model, logs where data, cache and model are, and turns
 /// healthy.
 #[tokio::test]
 async fn server_becomes_healthy_with_the_real_model() {
     let dir = tempfile::tempdir().unwrap();
-    let mut server = ServerProcess::spawn(dir.path(), &[]);
-    let addr = listening_addr(&server.wait_for_log("listening"));
+    let mut server = ServerProcess::spawn(dir.path(), &[("MCP_API_KEY", KEY)]);
+    server.wait_for_log("listening");
     let loading = server.wait_for_log("loading");
     for field in [
         "data_dir=",
@@ -33,7 +33,7 @@ async fn server_becomes_healthy_with_the_real_model() {
     assert!(healthy.contains("dimension=384"), "{healthy}");
 
     let response = reqwest::Client::new()
-        .get(format!("http://{addr}/api/health"))
+        .get(format!("{}/api/health", server.url()))
         .send()
         .await
         .unwrap();
@@ -67,10 +67,10 @@ async fn generated_and_managed_keys_work() {
         .unwrap_or_else(|| panic!("no key in {added}"))
         .to_owned();
 
-    let mut server = ServerProcess::spawn_without_key(dir.path());
-    let addr = listening_addr(&server.wait_for_log("listening"));
+    let mut server = ServerProcess::spawn(dir.path(), &[] as &[(&str, &str)]);
+    server.wait_for_log("listening");
     let key_line = server
-        .log
+        .log()
         .iter()
         .find(|l| l.contains("api_key"))
         .cloned()
@@ -88,12 +88,15 @@ async fn generated_and_managed_keys_work() {
     );
     server.wait_for_log("healthy");
     assert!(
-        server.log.iter().all(|line| !line.contains(master.trim())),
+        server
+            .log()
+            .iter()
+            .all(|line| !line.contains(master.trim())),
         "the key was logged"
     );
 
     let client = reqwest::Client::new();
-    let url = format!("http://{addr}/api/memories");
+    let url = format!("{}/api/memories", server.url());
     let as_master = client
         .get(&url)
         .bearer_auth(master.trim())
@@ -121,7 +124,9 @@ async fn generated_and_managed_keys_work() {
 /// Starts the server with one setting overridden and returns its failure message.
 fn start_failure(extra_env: &[(&str, &Path)]) -> String {
     let dir = tempfile::tempdir().unwrap();
-    let server = ServerProcess::spawn(dir.path(), extra_env);
+    let mut env = vec![("MCP_API_KEY", Path::new(KEY))];
+    env.extend_from_slice(extra_env);
+    let server = ServerProcess::spawn(dir.path(), &env);
     let (status, stderr) = server.finish();
     assert!(!status.success(), "the server started anyway");
     assert!(!stderr.contains("panicked"), "it panicked: {stderr}");

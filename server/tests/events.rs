@@ -1,27 +1,12 @@
 //! The SSE change stream over real HTTP, parsed by a real SSE client library
-//! (`eventsource-stream`), with the real model and a real SQLite file (DESIGN §6).
-
-mod common;
+//! (`eventsource-stream`), with the real model and a real SQLite file.
 
 use std::time::{Duration, Instant};
 
-use common::{SseStream, TestServer, next_event};
 use futures::StreamExt;
+use mnemo_server::testing::{MASTER_KEY, SseStream, TestServer, next_event};
 use reqwest::Method;
 use serde_json::{Value, json};
-
-/// Stores a memory and returns its hash.
-async fn store(server: &TestServer, content: &str) -> String {
-    let (status, body) = server
-        .send(
-            Method::POST,
-            "/api/memories",
-            Some(json!({"content": content, "tags": ["t"]})),
-        )
-        .await;
-    assert_eq!(status, 200, "{body}");
-    body["content_hash"].as_str().unwrap().to_owned()
-}
 
 /// Reads up to the greeting and returns the head sequence number it reports.
 async fn connected(stream: &mut SseStream) -> i64 {
@@ -42,7 +27,7 @@ async fn next_change(stream: &mut SseStream) -> eventsource_stream::Event {
     }
 }
 
-/// Store, update and delete reach a subscriber as three events with the anchor's
+/// Store, update and delete reach a subscriber as three events with mcp-memory-service's
 /// payload fields and increasing ids.
 #[tokio::test]
 async fn writes_arrive_as_named_events() {
@@ -51,7 +36,9 @@ async fn writes_arrive_as_named_events() {
     connected(&mut stream).await;
 
     let content = format!("{} and more", "x".repeat(120));
-    let hash = store(&server, &content).await;
+    let hash = server
+        .store(json!({"content": &content, "tags": ["t"]}))
+        .await;
     let (status, _) = server
         .send(
             Method::PUT,
@@ -96,12 +83,16 @@ async fn reconnect_replays_what_was_missed() {
     let server = TestServer::spawn().await;
     let mut stream = server.events(None).await;
     connected(&mut stream).await;
-    store(&server, "before the disconnect").await;
+    server
+        .store(json!({"content": "before the disconnect", "tags": ["t"]}))
+        .await;
     let last: i64 = next_change(&mut stream).await.id.parse().unwrap();
     drop(stream);
 
     for i in 0..50 {
-        store(&server, &format!("missed write {i}")).await;
+        server
+            .store(json!({"content": format!("missed write {i}"), "tags": ["t"]}))
+            .await;
     }
     let mut stream = server.events(Some(last)).await;
     connected(&mut stream).await;
@@ -114,7 +105,9 @@ async fn reconnect_replays_what_was_missed() {
     let expected: Vec<i64> = (last + 1..=last + 50).collect();
     assert_eq!(seen, expected);
 
-    store(&server, "after the replay").await;
+    server
+        .store(json!({"content": "after the replay", "tags": ["t"]}))
+        .await;
     let live = next_change(&mut stream).await;
     assert_eq!(live.id.parse::<i64>().unwrap(), last + 51);
     let data: Value = serde_json::from_str(&live.data).unwrap();
@@ -125,8 +118,8 @@ async fn reconnect_replays_what_was_missed() {
 #[tokio::test]
 async fn last_event_id_in_the_query() {
     let server = TestServer::spawn().await;
-    store(&server, "one").await;
-    store(&server, "two").await;
+    server.store(json!({"content": "one", "tags": ["t"]})).await;
+    server.store(json!({"content": "two", "tags": ["t"]})).await;
     let response = server
         .request(Method::GET, "/api/events?last_event_id=1")
         .send()
@@ -171,7 +164,9 @@ async fn every_subscriber_gets_every_event() {
             let server = server.clone();
             tokio::spawn(async move {
                 for i in (w..WRITES).step_by(8) {
-                    store(&server, &format!("burst write {i}")).await;
+                    server
+                        .store(json!({"content": format!("burst write {i}"), "tags": ["t"]}))
+                        .await;
                 }
             })
         })
@@ -227,13 +222,12 @@ async fn burst(server: &std::sync::Arc<TestServer>, label: &str, count: usize) {
 /// buffer and never reads it: once the kernel buffers fill, the server cannot send.
 async fn stalled_subscriber(server: &TestServer) -> tokio::net::TcpStream {
     use tokio::io::AsyncWriteExt;
-    let address: std::net::SocketAddr = server.url.trim_start_matches("http://").parse().unwrap();
+    let address: std::net::SocketAddr = server.url().trim_start_matches("http://").parse().unwrap();
     let socket = tokio::net::TcpSocket::new_v4().unwrap();
     socket.set_recv_buffer_size(4096).unwrap();
     let mut stalled = socket.connect(address).await.unwrap();
     let request = format!(
-        "GET /api/events?last_event_id=0 HTTP/1.1\r\nHost: {address}\r\nAuthorization: Bearer {}\r\n\r\n",
-        common::MASTER_KEY
+        "GET /api/events?last_event_id=0 HTTP/1.1\r\nHost: {address}\r\nAuthorization: Bearer {MASTER_KEY}\r\n\r\n",
     );
     stalled.write_all(request.as_bytes()).await.unwrap();
     stalled
@@ -333,14 +327,18 @@ async fn a_stalled_subscriber_is_disconnected_and_resumes() {
 async fn pruned_position_gets_resync() {
     let server = TestServer::spawn_with(|c| c.event_retention_rows = 10).await;
     for i in 0..30 {
-        store(&server, &format!("retained or not {i}")).await;
+        server
+            .store(json!({"content": format!("retained or not {i}"), "tags": ["t"]}))
+            .await;
     }
     let mut stream = server.events(Some(2)).await;
     connected(&mut stream).await;
     let resync = next_change(&mut stream).await;
     assert_eq!(resync.event, "resync");
     assert_eq!(resync.id, "30");
-    store(&server, "live after resync").await;
+    server
+        .store(json!({"content": "live after resync", "tags": ["t"]}))
+        .await;
     let live = next_change(&mut stream).await;
     assert_eq!(
         (live.event.as_str(), live.id.as_str()),
@@ -404,7 +402,9 @@ async fn stats_show_subscribers() {
     connected(&mut a).await;
     let mut b = server.events(None).await;
     connected(&mut b).await;
-    store(&server, "counted").await;
+    server
+        .store(json!({"content": "counted", "tags": ["t"]}))
+        .await;
     next_change(&mut a).await;
     let (status, stats) = server.send(Method::GET, "/api/events/stats", None).await;
     assert_eq!(status, 200, "{stats}");
@@ -422,7 +422,7 @@ async fn stats_show_subscribers() {
         .unwrap();
     let response = server
         .http
-        .get(format!("{}/api/events/stats", server.url))
+        .get(format!("{}/api/events/stats", server.url()))
         .bearer_auth(reader)
         .send()
         .await

@@ -1,11 +1,9 @@
 //! `/mcp` over real HTTP with the real model and a real SQLite file: auth, per-tool
 //! scopes, both protocol eras, and change events for MCP writes. The official
-//! Python client runs against it in the tests crate (`tests/tests/mcp_clients.rs`).
+//! Python client runs against it in the e2e crate (`e2e/tests/mcp_clients.rs`).
 
-mod common;
-
-use common::{MASTER_KEY, TestServer, next_event};
 use mnemo_server::auth::{KeyFile, Scope};
+use mnemo_server::testing::{MASTER_KEY, TestServer, next_event};
 use reqwest::Method;
 use serde_json::{Value, json};
 
@@ -21,7 +19,7 @@ async fn rpc(server: &TestServer, key: Option<&str>, method: &str, params: Value
     });
     let mut request = server
         .http
-        .post(format!("{}/mcp", server.url))
+        .post(format!("{}/mcp", server.url()))
         .header("Accept", "application/json, text/event-stream")
         .header("MCP-Protocol-Version", STATELESS)
         // The 2026-07-28 era repeats the method (and tool name) in headers, so
@@ -241,63 +239,6 @@ async fn legacy_sessions_echo_the_clients_version() {
     );
 }
 
-#[tokio::test]
-async fn rest_delete_by_filter() {
-    let server = TestServer::spawn().await;
-    for (content, tag) in [
-        ("alpha note", "old"),
-        ("beta note", "old"),
-        ("gamma note", "keep"),
-    ] {
-        let (status, _) = server
-            .send(
-                Method::POST,
-                "/api/memories",
-                Some(json!({"content": content, "tags": [tag]})),
-            )
-            .await;
-        assert_eq!(status, 200);
-    }
-    let (status, body) = server
-        .send(Method::POST, "/api/memories/delete", Some(json!({})))
-        .await;
-    assert_eq!(status, 400, "no filter deletes nothing: {body}");
-    assert_eq!(body["error"], "bad_request");
-
-    let (status, body) = server
-        .send(
-            Method::POST,
-            "/api/memories/delete",
-            Some(json!({"time": "someday maybe"})),
-        )
-        .await;
-    assert_eq!(status, 400, "{body}");
-
-    let (_, dry) = server
-        .send(
-            Method::POST,
-            "/api/memories/delete",
-            Some(json!({"tags": ["old"], "dry_run": true, "limit": 1})),
-        )
-        .await;
-    assert_eq!(dry["matched"], 2);
-    assert_eq!(dry["content_hashes"].as_array().unwrap().len(), 1);
-    assert_eq!(dry["has_more"], true);
-
-    let (status, done) = server
-        .send(
-            Method::POST,
-            "/api/memories/delete",
-            Some(json!({"tags": ["old"], "time": "today"})),
-        )
-        .await;
-    assert_eq!(status, 200, "{done}");
-    assert_eq!(done["content_hashes"].as_array().unwrap().len(), 2);
-    assert_eq!(done["has_more"], false);
-    let (_, health) = server.send(Method::GET, "/api/health/detailed", None).await;
-    assert_eq!(health["memories"], 1, "only the kept memory is left");
-}
-
 /// On loopback, rmcp's DNS-rebinding guard refuses a foreign `Host`; a server on a
 /// LAN address accepts the names the LAN uses (the key still guards it).
 #[tokio::test]
@@ -335,7 +276,7 @@ async fn the_agent_header_reaches_mcp_tools() {
     });
     let response = server
         .http
-        .post(format!("{}/mcp", server.url))
+        .post(format!("{}/mcp", server.url()))
         .bearer_auth(MASTER_KEY)
         .header("Accept", "application/json, text/event-stream")
         .header("MCP-Protocol-Version", STATELESS)

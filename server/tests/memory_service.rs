@@ -1,13 +1,11 @@
 //! The memory service end to end through the real model and a real SQLite file.
 
-mod common;
-
-use common::{TestService, embedder, open_service};
 use mnemo_server::embed::{EmbedError, EmbedModel, Embedder};
 use mnemo_server::memory::{EmbeddingSpec, Filter, MemoryPatch, NewMemory, content_hash};
 use mnemo_server::service::ServiceError;
 use mnemo_server::storage::StorageError;
 use mnemo_server::storage::sqlite::{SqliteOptions, SqliteStore};
+use mnemo_server::testing::{TestService, embedder, open_service};
 use serde_json::json;
 
 fn memory(content: &str, tags: &[&str]) -> NewMemory {

@@ -1,23 +1,15 @@
 //! The REST API over real HTTP, with the real model and a real SQLite file: auth,
-//! CRUD, search and every error path (DESIGN §5 and §7).
+//! CRUD, search and every error path (the routes and error bodies of
+//! mcp-memory-service).
 
-mod common;
-
-use common::{MASTER_KEY, TestServer};
 use mnemo_server::auth::{KeyFile, Scope};
+use mnemo_server::testing::{MASTER_KEY, TestServer, next_event};
 use reqwest::Method;
 use serde_json::{Value, json};
 
 const DOG: &str = "My dog loves to play fetch in the park";
 const TAX: &str = "Quarterly tax filing is due in April";
 const COFFEE: &str = "The espresso machine needs descaling";
-
-/// Stores a memory with the master key and returns its hash.
-async fn store(server: &TestServer, body: Value) -> String {
-    let (status, body) = server.send(Method::POST, "/api/memories", Some(body)).await;
-    assert_eq!(status, 200, "{body}");
-    body["content_hash"].as_str().unwrap().to_owned()
-}
 
 /// Asserts the JSON error shape and returns its code.
 fn error_code(body: &Value) -> &str {
@@ -83,9 +75,9 @@ fn routes(hash: &str) -> Vec<(Method, String, Option<Value>)> {
 #[tokio::test]
 async fn auth_matrix() {
     let server = TestServer::spawn_with(|c| c.allow_anonymous = false).await;
-    let hash = store(&server, json!({"content": DOG})).await;
+    let hash = server.store(json!({"content": DOG})).await;
     for (method, path, body) in routes(&hash) {
-        let url = format!("{}{path}", server.url);
+        let url = format!("{}{path}", server.url());
         for key in [None, Some("wrong-key")] {
             let mut request = server.http.request(method.clone(), &url);
             if let Some(key) = key {
@@ -103,7 +95,7 @@ async fn auth_matrix() {
     }
     let health = server
         .http
-        .get(format!("{}/api/health", server.url))
+        .get(format!("{}/api/health", server.url()))
         .send()
         .await
         .unwrap();
@@ -119,7 +111,7 @@ async fn auth_matrix() {
         let response = form(
             server
                 .http
-                .get(format!("{}/api/memories/{hash}", server.url)),
+                .get(format!("{}/api/memories/{hash}", server.url())),
         )
         .send()
         .await
@@ -132,7 +124,7 @@ async fn auth_matrix() {
 #[tokio::test]
 async fn anonymous_access_never_accepts_a_wrong_key() {
     let server = TestServer::spawn_with(|c| c.allow_anonymous = true).await;
-    let url = format!("{}/api/memories", server.url);
+    let url = format!("{}/api/memories", server.url());
     let anonymous = server
         .http
         .post(&url)
@@ -167,11 +159,11 @@ async fn scopes_are_enforced() {
     let keys = KeyFile::new(server.dir.path());
     let (_, reader) = keys.add("reader", Scope::Read).unwrap();
     let (_, writer) = keys.add("writer", Scope::Write).unwrap();
-    let hash = store(&server, json!({"content": DOG})).await;
+    let hash = server.store(json!({"content": DOG})).await;
     for (method, path, body) in routes(&hash) {
         let mut request = server
             .http
-            .request(method.clone(), format!("{}{path}", server.url))
+            .request(method.clone(), format!("{}{path}", server.url()))
             .bearer_auth(&reader);
         if let Some(body) = &body {
             request = request.json(body);
@@ -186,7 +178,7 @@ async fn scopes_are_enforced() {
     }
     let import = server
         .http
-        .post(format!("{}/api/memories/import", server.url))
+        .post(format!("{}/api/memories/import", server.url()))
         .bearer_auth(&writer)
         .json(&json!({"memories": []}))
         .send()
@@ -243,7 +235,9 @@ async fn crud_round_trip() {
     assert_eq!(updated["memory"]["memory_type"], "note");
 
     for i in 0..24 {
-        store(&server, json!({"content": format!("note number {i}")})).await;
+        server
+            .store(json!({"content": format!("note number {i}")}))
+            .await;
     }
     let mut seen = Vec::new();
     for (page, expected, more) in [(1, 10, true), (2, 10, true), (3, 5, false)] {
@@ -280,12 +274,12 @@ async fn crud_round_trip() {
     assert_eq!(error_code(&body), "not_found");
 }
 
-/// The dog memory ranks first for "puppy playing outside", with the anchor's score.
+/// The dog memory ranks first for "puppy playing outside", with mcp-memory-service's score.
 #[tokio::test]
 async fn semantic_search_over_http() {
     let server = TestServer::spawn().await;
     for text in [TAX, DOG, COFFEE] {
-        store(&server, json!({"content": text})).await;
+        server.store(json!({"content": text})).await;
     }
     let (status, body) = server
         .send(
@@ -321,14 +315,12 @@ async fn hybrid_finds_a_rare_token() {
     // The code sits in a memory about something else; the distractors are error
     // reports with look-alike codes, which the embedding finds closer.
     let needle = "Grandma's apple pie needs more cinnamon, see card E1234-XK";
-    store(&server, json!({"content": needle})).await;
+    server.store(json!({"content": needle})).await;
     for i in 0..30 {
         let code = format!("E{}-{}", 5000 + i * 37, ["QZ", "XR", "KM"][i % 3]);
-        store(
-            &server,
-            json!({"content": format!("Error code {code} appeared in the deploy logs")}),
-        )
-        .await;
+        server
+            .store(json!({"content": format!("Error code {code} appeared in the deploy logs")}))
+            .await;
     }
     let query = json!({"query": "E1234-XK", "n_results": 3});
     let (_, semantic) = server
@@ -371,17 +363,15 @@ async fn hybrid_finds_a_rare_token() {
 #[tokio::test]
 async fn tag_any_and_all() {
     let server = TestServer::spawn().await;
-    store(
-        &server,
-        json!({"content": DOG, "tags": ["pets", "outdoor"]}),
-    )
-    .await;
-    store(&server, json!({"content": TAX, "tags": ["money"]})).await;
-    store(
-        &server,
-        json!({"content": COFFEE, "tags": ["kitchen", "outdoor"]}),
-    )
-    .await;
+    server
+        .store(json!({"content": DOG, "tags": ["pets", "outdoor"]}))
+        .await;
+    server
+        .store(json!({"content": TAX, "tags": ["money"]}))
+        .await;
+    server
+        .store(json!({"content": COFFEE, "tags": ["kitchen", "outdoor"]}))
+        .await;
     let count = |body: &Value| body["total_found"].as_u64().unwrap();
     let (_, any) = server
         .send(
@@ -450,7 +440,7 @@ async fn sessions_are_stored_as_one_memory() {
 #[tokio::test]
 async fn error_paths() {
     let server = TestServer::spawn_with(|c| c.max_body_bytes = 100_000).await;
-    let hash = store(&server, json!({"content": DOG})).await;
+    let hash = server.store(json!({"content": DOG})).await;
     let post_raw = |path: &str, body: &'static str| {
         server
             .request(Method::POST, path)
@@ -604,7 +594,7 @@ async fn lists_are_capped_at_100() {
 #[tokio::test]
 async fn failed_auth_is_rate_limited() {
     let server = TestServer::spawn_with(|c| c.auth_failures_per_minute = 3).await;
-    let url = format!("{}/api/memories", server.url);
+    let url = format!("{}/api/memories", server.url());
     let mut statuses = Vec::new();
     for _ in 0..5 {
         let response = server
@@ -634,7 +624,7 @@ async fn cors_follows_the_configured_origins() {
     let preflight = |origin: &'static str| {
         server
             .http
-            .request(Method::OPTIONS, format!("{}/api/memories", server.url))
+            .request(Method::OPTIONS, format!("{}/api/memories", server.url()))
             .header("Origin", origin)
             .header("Access-Control-Request-Method", "POST")
             .send()
@@ -652,7 +642,7 @@ async fn cors_follows_the_configured_origins() {
 #[tokio::test]
 async fn detailed_health() {
     let server = TestServer::spawn().await;
-    store(&server, json!({"content": DOG})).await;
+    server.store(json!({"content": DOG})).await;
     let (status, body) = server.send(Method::GET, "/api/health/detailed", None).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["dimension"], 384);
@@ -828,7 +818,7 @@ fn iso(epoch: i64) -> String {
 #[tokio::test]
 async fn batch_store_reports_each_item() {
     let server = TestServer::spawn().await;
-    let existing = store(&server, json!({"content": DOG})).await;
+    let existing = server.store(json!({"content": DOG})).await;
     let mut feed = server.events(Some(1)).await;
     let (status, body) = server
         .send(
@@ -856,12 +846,9 @@ async fn batch_store_reports_each_item() {
     assert_eq!(results[3]["memory"]["metadata"]["conversation_id"], "c1");
     assert!(results[2]["message"].as_str().unwrap().contains("empty"));
 
-    assert_eq!(
-        common::next_event(&mut feed).await.event,
-        "connection_established"
-    );
+    assert_eq!(next_event(&mut feed).await.event, "connection_established");
     for expected in [TAX, COFFEE] {
-        let event = common::next_event(&mut feed).await;
+        let event = next_event(&mut feed).await;
         assert_eq!(event.event, "memory_stored");
         assert!(event.data.contains(&expected[..20]), "{}", event.data);
     }
@@ -955,4 +942,63 @@ async fn batch_store_limits_and_shape() {
         error_code(&response.json().await.unwrap()),
         "malformed_json"
     );
+}
+
+/// `POST /api/memories/delete` refuses an empty filter and an unreadable time phrase,
+/// previews with `dry_run`, and deletes only what matches.
+#[tokio::test]
+async fn rest_delete_by_filter() {
+    let server = TestServer::spawn().await;
+    for (content, tag) in [
+        ("alpha note", "old"),
+        ("beta note", "old"),
+        ("gamma note", "keep"),
+    ] {
+        let (status, _) = server
+            .send(
+                Method::POST,
+                "/api/memories",
+                Some(json!({"content": content, "tags": [tag]})),
+            )
+            .await;
+        assert_eq!(status, 200);
+    }
+    let (status, body) = server
+        .send(Method::POST, "/api/memories/delete", Some(json!({})))
+        .await;
+    assert_eq!(status, 400, "no filter deletes nothing: {body}");
+    assert_eq!(body["error"], "bad_request");
+
+    let (status, body) = server
+        .send(
+            Method::POST,
+            "/api/memories/delete",
+            Some(json!({"time": "someday maybe"})),
+        )
+        .await;
+    assert_eq!(status, 400, "{body}");
+
+    let (_, dry) = server
+        .send(
+            Method::POST,
+            "/api/memories/delete",
+            Some(json!({"tags": ["old"], "dry_run": true, "limit": 1})),
+        )
+        .await;
+    assert_eq!(dry["matched"], 2);
+    assert_eq!(dry["content_hashes"].as_array().unwrap().len(), 1);
+    assert_eq!(dry["has_more"], true);
+
+    let (status, done) = server
+        .send(
+            Method::POST,
+            "/api/memories/delete",
+            Some(json!({"tags": ["old"], "time": "today"})),
+        )
+        .await;
+    assert_eq!(status, 200, "{done}");
+    assert_eq!(done["content_hashes"].as_array().unwrap().len(), 2);
+    assert_eq!(done["has_more"], false);
+    let (_, health) = server.send(Method::GET, "/api/health/detailed", None).await;
+    assert_eq!(health["memories"], 1, "only the kept memory is left");
 }

@@ -1,13 +1,11 @@
 //! HTTPS with a self-signed or user-supplied certificate, checked by pinning its
-//! fingerprint and against the real openssl CLI (DESIGN §8).
-
-mod common;
+//! fingerprint and against the real openssl CLI.
 
 use std::path::Path;
 use std::process::Command;
 
-use common::{ServerProcess, TestServer, listening_addr, next_event, pinned_client};
 use mnemo_certs::Fingerprint;
+use mnemo_server::testing::{ServerProcess, TestServer, next_event, pinned_client};
 use reqwest::Method;
 use serde_json::json;
 
@@ -55,7 +53,7 @@ fn openssl_pair(dir: &Path, name: &str) -> (std::path::PathBuf, std::path::PathB
 #[tokio::test]
 async fn pinned_client_uses_the_api_over_tls() {
     let server = TestServer::spawn_with(|c| c.https_enabled = true).await;
-    assert!(server.url.starts_with("https://"));
+    assert!(server.url().starts_with("https://"));
     let mut events = server.events(None).await;
     assert_eq!(
         next_event(&mut events).await.event,
@@ -87,7 +85,7 @@ async fn a_client_pinned_elsewhere_is_refused() {
     let server = TestServer::spawn_with(|c| c.https_enabled = true).await;
     let client = pinned_client(Fingerprint([7; 32]));
     let error = client
-        .get(format!("{}/api/health", server.url))
+        .get(format!("{}/api/health", server.url()))
         .send()
         .await
         .unwrap_err();
@@ -100,7 +98,7 @@ async fn a_client_pinned_elsewhere_is_refused() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reported_fingerprint_matches_openssl() {
     let server = TestServer::spawn_with(|c| c.https_enabled = true).await;
-    let address = server.url.trim_start_matches("https://").to_owned();
+    let address = server.url().trim_start_matches("https://").to_owned();
     // openssl blocks; the server needs the runtime meanwhile.
     let (served, alpn) = tokio::task::spawn_blocking(move || {
         let served = openssl_fingerprint(&format!(
@@ -201,6 +199,7 @@ fn plain_http_beyond_loopback_warns() {
     let mut server = ServerProcess::spawn(dir.path(), &[("MCP_HTTP_HOST", Path::new("0.0.0.0"))]);
     let warning = server.wait_for_log("unencrypted");
     assert!(warning.contains("WARN"), "{warning}");
-    let addr = listening_addr(&server.wait_for_log("listening"));
+    server.wait_for_log("listening");
+    let addr = server.addr();
     assert!(addr.starts_with("0.0.0.0:"), "{addr}");
 }

@@ -12,7 +12,8 @@ use std::process::{Command, Output, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
-use mnemo_tests::process::{BridgeProcess, ServerProcess, workspace_binary};
+use mnemo_e2e::BridgeProcess;
+use mnemo_server::testing::{ServerProcess, workspace_binary};
 use serde_json::{Value, json};
 
 const KEY: &str = "mcp-clients-test-key";
@@ -52,13 +53,13 @@ fn server(https: bool) -> (ServerProcess, tempfile::TempDir) {
 /// The environment that points a bridge at `server` without discovery.
 fn bridge_env(server: &ServerProcess, pins: &std::path::Path) -> Vec<(&'static str, String)> {
     let mut env = vec![
-        ("MCP_MEMORY_HTTP_ENDPOINT", server.url.clone()),
+        ("MCP_MEMORY_HTTP_ENDPOINT", server.url().to_owned()),
         ("MCP_API_KEY", KEY.to_owned()),
         ("MCP_MEMORY_AUTO_DISCOVER", "false".to_owned()),
         ("MNEMO_BRIDGE_PIN_FILE", pins.display().to_string()),
     ];
-    if let Some(fp) = &server.fingerprint {
-        env.push(("MCP_MEMORY_CERT_FINGERPRINT", fp.clone()));
+    if let Some(fp) = server.fingerprint() {
+        env.push(("MCP_MEMORY_CERT_FINGERPRINT", fp.to_owned()));
     }
     env
 }
@@ -116,7 +117,7 @@ fn official_client_over_the_bridge_in_both_eras() {
 fn official_client_over_the_bridge_with_a_pinned_certificate() {
     let bridge = workspace_binary("mnemo-bridge");
     let (server, data) = server(true);
-    assert!(server.url.starts_with("https://"));
+    assert!(server.url().starts_with("https://"));
     let env = bridge_env(&server, &data.path().join("pins.json"));
     let summary = run_python(
         &[
@@ -135,7 +136,7 @@ fn official_client_against_mcp_over_http_in_both_eras() {
     for (mode, version) in [("legacy", "2025-11-25"), ("2026-07-28", "2026-07-28")] {
         let (server, _data) = server(false);
         let summary = run_python(
-            &["--mode", mode, "--url", &server.url, "--api-key", KEY],
+            &["--mode", mode, "--url", server.url(), "--api-key", KEY],
             &[],
         );
         assert_eq!(summary["protocol_version"], version, "{summary}");
@@ -291,7 +292,7 @@ fn check_reports_what_the_bridge_would_use() {
     let (ok, report) = check(&env);
     assert!(ok, "{report}");
     assert!(
-        report.contains(&format!("choice: {}", server.url)),
+        report.contains(&format!("choice: {}", server.url())),
         "{report}"
     );
     assert!(report.contains("result: OK"), "{report}");

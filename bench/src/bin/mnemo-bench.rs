@@ -1,18 +1,18 @@
-//! `mnemo-bench`: the REST benchmark harness (issue 7). It measures a server with
+//! `mnemo-bench`: the REST benchmark harness. It measures a server with
 //! Mnemo's REST contract, either one it starts itself (a temporary data folder, port
 //! 0, mDNS off) or any running one given with `--url` and `--api-key`.
 //!
 //! ```text
-//! cargo run --release -p mnemo-tests --bin mnemo-bench -- --json bench.json
-//! cargo run --release -p mnemo-tests --bin mnemo-bench -- --quick          # CI smoke, seconds
-//! cargo run --release -p mnemo-tests --bin mnemo-bench -- --url http://127.0.0.1:8000 --api-key KEY
-//! cargo run --release -p mnemo-tests --bin mnemo-bench -- --compare before.json after.json
+//! cargo run --release -p mnemo-bench --bin mnemo-bench -- --json bench.json
+//! cargo run --release -p mnemo-bench --bin mnemo-bench -- --quick          # CI smoke, seconds
+//! cargo run --release -p mnemo-bench --bin mnemo-bench -- --url http://127.0.0.1:8000 --api-key KEY
+//! cargo run --release -p mnemo-bench --bin mnemo-bench -- --compare before.json after.json
 //! ```
 //!
 //! Scenarios: cold start to healthy; single store latency; search latency and
 //! recall@10 at each `--levels` size; bulk ingest; a mixed load (90% search, 10%
 //! store) of 16 and 64 clients; SSE fan-out; RSS. The corpus is real text (see
-//! `mnemo_tests::bench::realtext`); recall is measured against an exact top-10 the
+//! `mnemo_bench::realtext`); recall is measured against an exact top-10 the
 //! harness computes from its own embeddings of the same text. Seeded databases and
 //! embeddings are cached in `$MNEMO_CACHE_DIR/bench/`, so a level is seeded once per
 //! machine. Errors must be 0; the harness exits non-zero otherwise.
@@ -26,15 +26,15 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use clap::Parser;
 use futures::StreamExt;
+use mnemo_bench::realtext::Corpus;
+use mnemo_bench::report::{self, Row};
+use mnemo_bench::spawned::{self, Spawned};
+use mnemo_bench::vectors::{self, Vectors};
 use mnemo_server::Config;
 use mnemo_server::embed::{Embedder, FastEmbedModel};
 use mnemo_server::memory::{EmbeddingSpec, content_hash};
 use mnemo_server::storage::NewRecord;
 use mnemo_server::storage::sqlite::{SqliteOptions, SqliteStore};
-use mnemo_tests::bench::realtext::Corpus;
-use mnemo_tests::bench::report::{self, Row};
-use mnemo_tests::bench::spawned::{self, Spawned};
-use mnemo_tests::bench::vectors::{self, Vectors};
 use serde_json::{Value, json};
 
 #[derive(Parser, Clone)]
@@ -507,7 +507,8 @@ fn rss_rows(name: &str, pid: Option<u32>, peak: bool) -> Vec<Row> {
 
 /// Loads the model in this process: for the embedding bound and the recall truth.
 fn load_embedder() -> anyhow::Result<Embedder> {
-    let config = Config::for_data_dir(std::env::temp_dir());
+    // As the server would load it on this machine, `MNEMO_EMBED_THREADS` included.
+    let config = Config::parse_from(["mnemo-server"]);
     let model = FastEmbedModel::load(
         &config.model_files(),
         &config.model_id,
@@ -620,7 +621,7 @@ async fn main() -> anyhow::Result<()> {
     }
     args.apply_quick();
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let cache = Config::for_data_dir(std::env::temp_dir())
+    let cache = Config::parse_from(["mnemo-server"])
         .cache_dir()
         .join("bench");
     let mut rows = Vec::new();
@@ -821,7 +822,7 @@ async fn main() -> anyhow::Result<()> {
             env,
             server: Some(server),
             ..
-        } = &target
+        } = &mut target
         {
             // Steady state: searches only after the copy has loaded, unless disabled.
             let disabled = env

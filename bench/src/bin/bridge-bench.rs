@@ -1,7 +1,7 @@
 //! `bridge-bench`: what an MCP client waits for when it uses `mnemo-bridge`.
 //!
 //! ```text
-//! cargo build --release -p mnemo-server -p mnemo-bridge -p mnemo-tests
+//! cargo build --release -p mnemo-server -p mnemo-bridge -p mnemo-bench
 //! target/release/bridge-bench
 //! ```
 //!
@@ -14,8 +14,9 @@ use std::process::Command;
 use std::time::Duration;
 
 use clap::Parser;
-use mnemo_tests::corpus::{question, sentence};
-use mnemo_tests::process::{BridgeProcess, ServerProcess, workspace_binary};
+use mnemo_bench::corpus::{question, sentence};
+use mnemo_e2e::BridgeProcess;
+use mnemo_server::testing::{ServerProcess, workspace_binary};
 use serde_json::json;
 
 #[derive(Parser)]
@@ -52,11 +53,11 @@ fn report(what: &str, mut samples: Vec<Duration>) {
 fn bridge_for(server: &ServerProcess) -> BridgeProcess {
     let mut command = Command::new(workspace_binary("mnemo-bridge"));
     command
-        .env("MCP_MEMORY_HTTP_ENDPOINT", &server.url)
+        .env("MCP_MEMORY_HTTP_ENDPOINT", server.url())
         .env("MCP_API_KEY", KEY)
         .env("MCP_MEMORY_AUTO_DISCOVER", "false")
         .env("RUST_LOG", "warn");
-    match &server.fingerprint {
+    match server.fingerprint() {
         Some(fp) => command.env("MCP_MEMORY_CERT_FINGERPRINT", fp),
         None => command.env_remove("MCP_MEMORY_CERT_FINGERPRINT"),
     };

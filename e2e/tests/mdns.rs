@@ -18,7 +18,8 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
-use mnemo_tests::process::{BridgeProcess, workspace_binary};
+use mnemo_e2e::BridgeProcess;
+use mnemo_server::testing::workspace_binary;
 use serde_json::Value;
 
 /// The server's port inside a fresh namespace, where nothing else listens.
@@ -392,7 +393,7 @@ fn find<'a>(list: &'a [Value], key: &str, instance: &str) -> &'a Value {
         .unwrap_or_else(|| panic!("{instance:?} not among {list:#?}"))
 }
 
-/// The TXT records are exactly DESIGN §8's for a server with a key: plain HTTP when
+/// The TXT records are exactly `mnemo_api::mdns`'s for a server with a key: plain HTTP when
 /// `fingerprint` is None, else HTTPS with that certificate fingerprint in `fp`.
 fn assert_txt(txt: &Value, who: &str, fingerprint: Option<&str>) {
     let mut txt: BTreeMap<String, String> =

@@ -1,5 +1,6 @@
 //! A `mnemo-server` process that the harness starts itself ([`ServerProcess`]: its
-//! own data folder, loopback, port 0, mDNS off), with the harness's key and its view
+//! own data folder, loopback, port 0, mDNS off, none of the shell's `MCP_*`/`MNEMO_*`
+//! settings; `--server-env` passes settings on), with the harness's key and its view
 //! of readiness: the first `200` on `/api/health`, and the vector copy loaded.
 
 use std::path::{Path, PathBuf};
@@ -7,7 +8,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 
-use crate::process::ServerProcess;
+use mnemo_server::testing::{ServerProcess, sibling_binary};
 
 /// The all-scopes key the harness gives the servers it starts.
 pub const KEY: &str = "mnemo-bench-key-0123456789abcdef";
@@ -18,7 +19,7 @@ const COPY_WITHIN: Duration = Duration::from_secs(120);
 pub struct Spawned {
     // Boxed: the harness keeps an `Option<Spawned>` in an enum beside small variants.
     server: Box<ServerProcess>,
-    copy_loaded: std::cell::Cell<bool>,
+    copy_loaded: bool,
     /// From spawning the process to its first `200` on `GET /api/health`.
     pub start_to_healthy: Duration,
 }
@@ -44,20 +45,20 @@ impl Spawned {
         env.push(("MCP_MDNS_ENABLED".to_owned(), "false".to_owned()));
         let (binary, data_dir) = (binary.to_path_buf(), data_dir.to_path_buf());
         let server =
-            tokio::task::spawn_blocking(move || ServerProcess::try_start(&binary, &data_dir, env))
+            tokio::task::spawn_blocking(move || ServerProcess::try_start(&binary, &data_dir, &env))
                 .await??;
         let status = http
-            .get(format!("{}/api/health", server.url))
+            .get(format!("{}/api/health", server.url()))
             .send()
             .await?
             .status();
         if status != 200 {
             bail!("health answered {status} after the healthy log line");
         }
-        let start_to_healthy = server.start_to_healthy;
+        let start_to_healthy = server.start_to_healthy();
         Ok(Self {
             server: Box::new(server),
-            copy_loaded: std::cell::Cell::new(false),
+            copy_loaded: false,
             start_to_healthy,
         })
     }
@@ -65,21 +66,20 @@ impl Spawned {
     /// Waits until Mnemo's in-memory vector copy has loaded (it loads in the
     /// background after the server is healthy); returns the time since spawning, or
     /// `None` if an earlier call already saw it.
-    pub fn wait_vector_copy(&self) -> anyhow::Result<Option<Duration>> {
-        if self.copy_loaded.get() {
+    pub fn wait_vector_copy(&mut self) -> anyhow::Result<Option<Duration>> {
+        if self.copy_loaded {
             return Ok(None);
         }
-        let loaded = self
-            .server
-            .wait_for_log("vector copy", COPY_WITHIN)
+        self.server
+            .try_wait_for_log("vector copy", COPY_WITHIN)
             .context("the server never logged its vector copy")?;
-        self.copy_loaded.set(true);
-        Ok(Some(loaded))
+        self.copy_loaded = true;
+        Ok(Some(self.server.since_spawn()))
     }
 
     /// `http://127.0.0.1:PORT`.
     pub fn url(&self) -> &str {
-        &self.server.url
+        self.server.url()
     }
 
     pub fn pid(&self) -> u32 {
@@ -88,13 +88,13 @@ impl Spawned {
 
     /// Stops the server cleanly (SIGTERM) and waits for it.
     pub fn stop(self) -> anyhow::Result<()> {
-        self.server.terminate()
+        Ok(self.server.terminate()?)
     }
 }
 
 /// `mnemo-server` next to this executable (both live in the same target folder).
 pub fn default_binary() -> PathBuf {
-    crate::process::sibling_binary("mnemo-server")
+    sibling_binary("mnemo-server")
 }
 
 /// Resident, peak resident and anonymous resident memory of a process, in MiB, from

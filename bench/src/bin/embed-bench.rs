@@ -2,16 +2,17 @@
 //! throughput, through the same [`Embedder`] the server uses.
 //!
 //! ```text
-//! cargo run --release -p mnemo-tests --bin embed-bench [-- SINGLE_RUNS BATCH_RUNS]
+//! cargo run --release -p mnemo-bench --bin embed-bench [-- SINGLE_RUNS BATCH_RUNS]
 //! ```
 //!
 //! Uses the provisioned model (or MNEMO_MODEL_DIR / ORT_DYLIB_PATH), like the server.
 
 use std::time::{Duration, Instant};
 
+use clap::Parser;
+use mnemo_bench::corpus::sentence;
 use mnemo_server::Config;
 use mnemo_server::embed::{Embedder, FastEmbedModel};
-use mnemo_tests::corpus::sentence;
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[((sorted.len() - 1) as f64 * p).round() as usize]
@@ -22,7 +23,9 @@ fn main() -> anyhow::Result<()> {
     let single_runs: usize = args.next().map_or(Ok(500), |a| a.parse())?;
     let batch_runs: usize = args.next().map_or(Ok(40), |a| a.parse())?;
 
-    let config = Config::for_data_dir(std::env::temp_dir());
+    // The settings the server would start with here, the shell's included (the
+    // callgrind recipe in BENCHMARKS.md sets `MNEMO_EMBED_THREADS`).
+    let config = Config::parse_from(["mnemo-server"]);
     let threads = config.embed_threads();
     let started = Instant::now();
     let model = FastEmbedModel::load(&config.model_files(), &config.model_id, threads)?;

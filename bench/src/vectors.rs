@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 
 use mnemo_server::embed::Embedder;
 
-use super::realtext::fnv1a;
+use crate::realtext::fnv1a;
 
 /// Texts per model call while filling the cache.
 const BATCH: usize = 64;

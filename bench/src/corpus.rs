@@ -1,6 +1,6 @@
-//! Deterministic short sentences for benchmarks: varied enough that no two texts are
-//! alike, reproducible run to run. (The performance issue replaces this with real
-//! text extracted from the machine's documentation.)
+//! Deterministic short sentences for `bridge-bench` and `embed-bench`: varied enough
+//! that no two texts are alike, reproducible run to run. `mnemo-bench` measures on
+//! real text instead ([`crate::realtext`]).
 
 const SUBJECTS: [&str; 16] = [
     "The deploy script",

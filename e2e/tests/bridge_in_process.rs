@@ -4,40 +4,28 @@
 //! `mcp/tests/registry.rs` checks the same mapping against a recording fake.
 
 use clap::Parser;
-use mnemo_server::Config as ServerConfig;
+use mnemo_server::testing::{MASTER_KEY, TestServer};
+use reqwest::Method;
 use rmcp::model::{CallToolRequestParams, CallToolResult};
 use rmcp::service::RunningService;
 use rmcp::{RoleClient, ServiceExt};
 use serde_json::{Value, json};
-use tokio_util::sync::CancellationToken;
-
-const KEY: &str = "in-process-key";
 
 struct Setup {
     client: RunningService<RoleClient, ()>,
-    rest: reqwest::Client,
-    url: String,
-    shutdown: CancellationToken,
-    _data: tempfile::TempDir,
+    server: TestServer,
 }
 
 impl Setup {
     async fn new() -> Self {
-        let data = tempfile::tempdir().unwrap();
-        let mut config = ServerConfig::for_data_dir(data.path());
-        config.api_key = Some(KEY.parse().unwrap());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
-        let shutdown = CancellationToken::new();
-        tokio::spawn(mnemo_server::serve(config, listener, shutdown.clone()));
-
-        let pins = data.path().join("pins.json");
+        let server = TestServer::spawn_loading_with(|_| {}).await;
+        let pins = server.dir.path().join("pins.json");
         let bridge = mnemo_bridge::Config::parse_from([
             "mnemo-bridge",
             "--server-url",
-            &url,
+            server.url(),
             "--api-key",
-            KEY,
+            MASTER_KEY,
             "--auto-discover",
             "false",
             "--pin-file",
@@ -51,13 +39,7 @@ impl Setup {
             }
         });
         let client = ().serve(client_io).await.expect("initialize");
-        Self {
-            client,
-            rest: reqwest::Client::new(),
-            url,
-            shutdown,
-            _data: data,
-        }
+        Self { client, server }
     }
 
     async fn call(&self, tool: &str, args: Value) -> CallToolResult {
@@ -75,10 +57,7 @@ impl Setup {
 
     /// `GET path` on the REST API, with the key.
     async fn rest_get(&self, path: &str) -> Value {
-        let response = self
-            .rest
-            .get(format!("{}{path}", self.url))
-            .bearer_auth(KEY);
+        let response = self.server.request(Method::GET, path);
         response.send().await.unwrap().json().await.unwrap()
     }
 
@@ -173,5 +152,4 @@ async fn legacy_aliases_reach_the_server_as_they_mean() {
     assert_eq!(s.count().await, 1);
     s.call("delete_memory", json!({"content_hash": dog})).await;
     assert_eq!(s.count().await, 0);
-    s.shutdown.cancel();
 }

@@ -1,0 +1,22 @@
+//! End-to-end tests that cross process boundaries: Mnemo's programs as a user runs
+//! them, with the real model, real clients and real networks.
+//!
+//! * `tests/mcp_clients.rs`: the official MCP Python SDK (`scripts/mcp_client.py`)
+//!   against `/mcp` and through `mnemo-bridge`, plus the bridge's restarts, timeouts,
+//!   probe copies and `--check`.
+//! * `tests/bridge_in_process.rs`: the bridge's tool registry over `tokio::io::duplex`
+//!   against an in-process server: each legacy alias reaches the server as it means.
+//! * `tests/mdns.rs`: advertisement and discovery between two network namespaces
+//!   (needs root and iproute2), read by Mnemo's browser and by python-zeroconf.
+//! * `tests/provision.rs`: `scripts/provision.py` repairs a damaged cache offline.
+//! * `src/bin/mnemo-discover.rs`: test equipment for `tests/mdns.rs`, which runs it
+//!   inside a namespace: Mnemo's discovery library as a command printing JSON.
+//! * [`bridge`]: [`BridgeProcess`], `mnemo-bridge` driven over stdio by a bare
+//!   JSON-RPC client (also used by `mnemo-bench`'s `bridge-bench`).
+//!
+//! The server fixtures (`TestServer`, `ServerProcess`, `workspace_binary`) are
+//! `mnemo_server::testing`, shared with the server's own tests.
+
+pub mod bridge;
+
+pub use bridge::BridgeProcess;

@@ -1,0 +1,170 @@
+//! [`TestServer`]: the whole HTTP server in the test's own process, over a fresh
+//! database, on `127.0.0.1:0`. The listener is bound before the server task starts,
+//! so a request never races its startup and no test waits on a timer.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use reqwest::{Method, RequestBuilder};
+use serde_json::Value;
+use tempfile::TempDir;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use super::service::open_service_in;
+use super::sse::{SseStream, sse_stream};
+use crate::Config;
+use crate::http::AppState;
+use crate::startup::{ServeError, Server};
+
+/// The all-scopes key every [`TestServer`] is configured with.
+pub const MASTER_KEY: &str = "test-master-key-0123456789";
+
+/// An HTTPS client that trusts exactly the certificate with fingerprint `pin`.
+pub fn pinned_client(pin: mnemo_certs::Fingerprint) -> reqwest::Client {
+    reqwest::Client::builder()
+        .use_preconfigured_tls(mnemo_certs::pinned_client_config(pin))
+        .build()
+        .unwrap()
+}
+
+/// An in-process server over a fresh database, stopped on drop.
+pub struct TestServer {
+    url: String,
+    /// The data folder (database, generated certificate); deleted on drop.
+    pub dir: TempDir,
+    /// A client for this server; over HTTPS it pins the server's own certificate.
+    pub http: reqwest::Client,
+    /// The server's state, for tests that watch its internals (the change feed, the
+    /// certificate's fingerprint).
+    pub state: Arc<AppState>,
+    shutdown: CancellationToken,
+    task: Option<JoinHandle<Result<(), ServeError>>>,
+}
+
+impl TestServer {
+    /// A server with the test settings: [`Config::for_data_dir`] plus
+    /// [`MASTER_KEY`] and a rate limit no test reaches.
+    pub async fn spawn() -> Self {
+        Self::spawn_with(|_| {}).await
+    }
+
+    /// Spawns with the test settings, then `tweak`. The service is ready before the
+    /// first request.
+    pub async fn spawn_with(tweak: impl FnOnce(&mut Config)) -> Self {
+        Self::launch(tweak, false).await
+    }
+
+    /// Like [`TestServer::spawn_with`], but the service opens on a blocking thread
+    /// after the server answers, as at a real startup: early requests may be told
+    /// `503 loading`.
+    pub async fn spawn_loading_with(tweak: impl FnOnce(&mut Config)) -> Self {
+        Self::launch(tweak, true).await
+    }
+
+    async fn launch(tweak: impl FnOnce(&mut Config), in_background: bool) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = Config::for_data_dir(dir.path());
+        config.api_key = Some(MASTER_KEY.parse().unwrap());
+        config.auth_failures_per_minute = 10_000;
+        tweak(&mut config);
+        // Loopback whatever `config.host` says: a test of LAN behaviour changes what
+        // the router believes, not where the machine listens.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let scheme = if config.https_enabled {
+            "https"
+        } else {
+            "http"
+        };
+        let url = format!("{scheme}://{}", listener.local_addr().unwrap());
+        let shutdown = CancellationToken::new();
+        let server = Server::prepare(config.clone(), listener).unwrap();
+        let state = Arc::clone(server.state());
+        let http = match &state.tls_fingerprint {
+            Some(fp) => pinned_client(fp.parse().unwrap()),
+            None => reqwest::Client::new(),
+        };
+        let publish = {
+            let (state, config, shutdown) = (Arc::clone(&state), config.clone(), shutdown.clone());
+            let folder = dir.path().to_owned();
+            move || {
+                let service = open_service_in(&folder, config.store_options());
+                state.publish(service, &config, shutdown);
+            }
+        };
+        if in_background {
+            tokio::task::spawn_blocking(publish);
+        } else {
+            publish();
+        }
+        let task = tokio::spawn(server.serve_published(shutdown.clone()));
+        Self {
+            url,
+            dir,
+            http,
+            state,
+            shutdown,
+            task: Some(task),
+        }
+    }
+
+    /// `http://127.0.0.1:PORT`, or `https://…` when serving HTTPS.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// Cancels the server and waits until it has stopped; returns how long that took.
+    pub async fn stop(mut self) -> Duration {
+        let started = Instant::now();
+        self.shutdown.cancel();
+        if let Some(task) = self.task.take() {
+            task.await.unwrap().unwrap();
+        }
+        started.elapsed()
+    }
+
+    /// Opens `GET /api/events` (with `Last-Event-ID` if given) as a stream of SSE
+    /// events.
+    pub async fn events(&self, last_event_id: Option<i64>) -> SseStream {
+        let mut request = self.request(Method::GET, "/api/events");
+        if let Some(id) = last_event_id {
+            request = request.header("Last-Event-ID", id.to_string());
+        }
+        let response = request.send().await.unwrap();
+        assert_eq!(response.status(), 200);
+        sse_stream(response)
+    }
+
+    /// A request with the master key as a Bearer token.
+    pub fn request(&self, method: Method, path: &str) -> RequestBuilder {
+        self.http
+            .request(method, format!("{}{path}", self.url))
+            .bearer_auth(MASTER_KEY)
+    }
+
+    /// Sends `body` as JSON with the master key; returns status and JSON body.
+    pub async fn send(&self, method: Method, path: &str, body: Option<Value>) -> (u16, Value) {
+        let mut request = self.request(method, path);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.unwrap();
+        let status = response.status().as_u16();
+        let body = response.json().await.unwrap_or(Value::Null);
+        (status, body)
+    }
+
+    /// `POST /api/memories` with `body` and the master key, which must succeed;
+    /// returns the new memory's hash.
+    pub async fn store(&self, body: Value) -> String {
+        let (status, body) = self.send(Method::POST, "/api/memories", Some(body)).await;
+        assert_eq!(status, 200, "{body}");
+        body["content_hash"].as_str().unwrap().to_owned()
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}

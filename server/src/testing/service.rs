@@ -1,0 +1,67 @@
+//! The real embedding model, loaded once per process, and memory services over fresh
+//! temporary databases. Tests that need vectors use the real all-MiniLM-L6-v2; the
+//! fake model stays in `embed`'s own unit tests.
+
+use std::path::Path;
+use std::sync::{Arc, OnceLock};
+
+use tempfile::TempDir;
+
+use crate::Config;
+use crate::embed::{Embedder, FastEmbedModel};
+use crate::service::{DEFAULT_MAX_CONTENT_BYTES, MemoryService};
+use crate::storage::sqlite::{SqliteOptions, SqliteStore};
+
+/// The real all-MiniLM-L6-v2, from the provisioning cache (or `MNEMO_MODEL_DIR` and
+/// `ORT_DYLIB_PATH`). Loading takes a fraction of a second; sharing it keeps the
+/// suite fast.
+pub fn embedder() -> Embedder {
+    static EMBEDDER: OnceLock<Embedder> = OnceLock::new();
+    EMBEDDER
+        .get_or_init(|| {
+            let config = Config::for_data_dir(std::env::temp_dir());
+            let model = FastEmbedModel::load(&config.model_files(), &config.model_id, 2)
+                .unwrap_or_else(|e| panic!("{e}"));
+            Embedder::start(Box::new(model), 32)
+        })
+        .clone()
+}
+
+/// A memory service over a new database in its own temporary folder.
+pub struct TestService {
+    pub service: MemoryService,
+    /// Holds the database; deleted on drop.
+    pub dir: TempDir,
+}
+
+impl TestService {
+    pub fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let service = open_service(&dir);
+        Self { service, dir }
+    }
+}
+
+impl Default for TestService {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Opens (or reopens) the service whose database lives in `dir`.
+pub fn open_service(dir: &TempDir) -> MemoryService {
+    open_service_with(dir, SqliteOptions::default())
+}
+
+/// Opens the service in `dir` with the given store settings.
+pub fn open_service_with(dir: &TempDir, options: SqliteOptions) -> MemoryService {
+    open_service_in(dir.path(), options)
+}
+
+/// Opens the service whose database is `memories.db` in `folder`.
+pub fn open_service_in(folder: &Path, options: SqliteOptions) -> MemoryService {
+    let embedder = embedder();
+    let path = folder.join("memories.db");
+    let store = SqliteStore::open(&path, embedder.spec(), options).unwrap();
+    MemoryService::new(Arc::new(store), embedder, DEFAULT_MAX_CONTENT_BYTES)
+}
