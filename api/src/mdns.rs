@@ -1,10 +1,10 @@
 //! The mDNS advertisement both the server (advertiser) and the bridge (browser) read.
 
-/// The service type Mnemo advertises, as the Python anchor does.
+/// The service type Mnemo advertises, as the Python mcp-memory-service does.
 pub const SERVICE_TYPE: &str = "_mcp-memory._tcp.local.";
 
-/// TXT record keys (DESIGN §8). Boolean values are written `True`/`False`, as the
-/// anchor writes them.
+/// TXT record keys (ARCHITECTURE.md, "TLS and discovery"). Boolean values are written `True`/`False`, as
+/// mcp-memory-service writes them.
 pub mod txt {
     pub const API_VERSION: &str = "api_version";
     pub const HTTPS: &str = "https";

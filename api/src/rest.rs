@@ -1,8 +1,8 @@
-//! The REST API's request and response bodies (DESIGN §5).
+//! The REST API's request and response bodies (ARCHITECTURE.md, "REST contract").
 //!
 //! Field names and shapes follow the Python `mcp-memory-service`, so its clients work
 //! against Mnemo unchanged. Optional request fields default when absent, and unknown
-//! fields are ignored, as the anchor does.
+//! fields are ignored, as mcp-memory-service does.
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -25,7 +25,7 @@ pub struct Memory {
     pub updated_at_iso: String,
 }
 
-/// RFC 3339 in UTC with microseconds and a `Z`, as the anchor writes `*_iso` fields.
+/// RFC 3339 in UTC with microseconds and a `Z`, as mcp-memory-service writes `*_iso` fields.
 pub fn iso8601(epoch_seconds: f64) -> String {
     let micros = (epoch_seconds * 1e6).round() as i64;
     match jiff::Timestamp::from_microsecond(micros) {
@@ -44,12 +44,12 @@ pub struct StoreRequest {
     pub memory_type: Option<String>,
     #[serde(default)]
     pub metadata: Map<String, Value>,
-    /// Recorded in metadata, as the anchor does.
+    /// Recorded in metadata, as mcp-memory-service does.
     #[serde(default)]
     pub conversation_id: Option<String>,
 }
 
-/// The answer to a store, update or delete: the anchor's envelope.
+/// The answer to a store, update or delete: mcp-memory-service's envelope.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct MutationResponse {
     pub success: bool,
@@ -215,7 +215,7 @@ impl SearchRequest {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SearchResult {
     pub memory: Memory,
-    /// `1 - cosine_distance / 2`, the anchor's scale.
+    /// `1 - cosine_distance / 2`, mcp-memory-service's scale.
     pub similarity_score: f64,
     pub cosine_similarity: f64,
     pub relevance_reason: String,

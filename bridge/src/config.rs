@@ -1,4 +1,4 @@
-//! The bridge's settings: flags with the environment variables the Python anchor's
+//! The bridge's settings: flags with the environment variables mcp-memory-service's
 //! bridge reads, so an existing Claude Desktop configuration keeps working.
 
 use std::path::PathBuf;

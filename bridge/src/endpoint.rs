@@ -1,4 +1,4 @@
-//! Which server the bridge talks to, and how it trusts it (DESIGN §9).
+//! Which server the bridge talks to, and how it trusts it (ARCHITECTURE.md, "MCP").
 //!
 //! An explicit URL wins. Otherwise the bridge browses mDNS, judges every candidate
 //! (pin, then health) and picks by: HTTPS when preferred, then healthy, then lowest

@@ -1,13 +1,13 @@
 //! `mnemo-bridge`: a stdio MCP server for desktop clients (Claude Desktop and the
 //! like) that serves Mnemo's memory tools by forwarding them to a Mnemo server's
-//! REST API (DESIGN §9).
+//! REST API (ARCHITECTURE.md, "MCP").
 //!
 //! The tools themselves are `mnemo-mcp`'s registry, the same one the server
 //! serves at `/mcp`; the bridge only supplies the operations behind them.
 //!
 //! # Layout
 //!
-//! * [`config`]: flags and the environment variables of the Python anchor's bridge.
+//! * [`config`]: flags and the environment variables of mcp-memory-service's bridge.
 //! * [`discovery`]: finding servers on the LAN over mDNS (`_mcp-memory._tcp.local.`),
 //!   as a list of candidates after a browse window or as a stream of sightings.
 //! * [`pins`]: trust on first use, the certificate fingerprint kept per server name.

@@ -1,5 +1,5 @@
 //! Every setting of the server. Each flag has an environment variable; where the
-//! meaning matches the Python anchor, its variable name is reused (DESIGN §10).
+//! meaning matches the Python mcp-memory-service, its variable name is reused (ARCHITECTURE.md, "Configuration").
 
 use std::net::IpAddr;
 use std::path::PathBuf;

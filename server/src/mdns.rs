@@ -13,20 +13,18 @@
 //! instance id in the data directory, and logs rather than fails, because a server that
 //! cannot advertise still serves by address.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use if_addrs::Interface;
 use mdns_sd::{IfKind, IfPredicate, ServiceDaemon, ServiceInfo, UnregisterStatus};
 use mnemo_certs::private_file;
-use tracing::{debug, info, warn};
+use tracing::{debug, warn};
 
 /// The DNS-SD service type Mnemo advertises and the bridge browses for.
 pub use mnemo_api::mdns::SERVICE_TYPE;
 use mnemo_api::mdns::txt;
-
-use crate::config::Config;
 
 /// `MCP_MDNS_SERVICE_NAME` when it is not set; the instance name adds the host name.
 pub const DEFAULT_SERVICE_NAME: &str = "MCP Memory Service";
@@ -169,56 +167,9 @@ impl Drop for Advertiser {
     }
 }
 
-/// Starts advertising if the configuration asks for it and the server listens beyond
-/// loopback. Returns the registration, which unregisters on drop. Failure to advertise
-/// is logged, not fatal: the server still serves by address.
-pub fn advertise(
-    config: &Config,
-    addr: SocketAddr,
-    fingerprint: Option<String>,
-) -> Option<Advertiser> {
-    if !config.mdns_enabled {
-        return None;
-    }
-    if addr.ip().is_loopback() {
-        info!(%addr, "mDNS off: the server listens on loopback only");
-        return None;
-    }
-    let instance_id = match instance_id(&config.data_dir()) {
-        Ok(id) => id,
-        Err(e) => {
-            warn!(error = %e, "not advertising over mDNS");
-            return None;
-        }
-    };
-    let advertisement = Advertisement {
-        service_name: config.mdns_service_name.clone(),
-        port: addr.port(),
-        bound: addr.ip(),
-        https: config.https_enabled,
-        auth_required: !config.allow_anonymous,
-        instance_id,
-        fingerprint,
-    };
-    match Advertiser::start(&advertisement) {
-        Ok(Some(advertiser)) => {
-            info!(
-                instance = advertiser.instance_name(),
-                "advertising over mDNS"
-            );
-            Some(advertiser)
-        }
-        Ok(None) => None,
-        Err(e) => {
-            warn!(error = %e, "not advertising over mDNS");
-            None
-        }
-    }
-}
-
 /// A random id kept in `<data dir>/instance_id`, so the advertisement names the same
 /// server across restarts.
-fn instance_id(data_dir: &Path) -> Result<String, MdnsError> {
+pub fn instance_id(data_dir: &Path) -> Result<String, MdnsError> {
     let path = data_dir.join("instance_id");
     match std::fs::read_to_string(&path) {
         Ok(id) if !id.trim().is_empty() => return Ok(id.trim().to_owned()),

@@ -20,6 +20,7 @@ use crate::auth::{KeyError, KeyFile, KeyRing, load_or_create_default_key};
 use crate::config::Config;
 use crate::embed::{Embedder, FastEmbedModel, LoadError};
 use crate::http::{self, AppState, connections};
+use crate::mdns;
 use crate::service::MemoryService;
 use crate::storage::StorageError;
 use crate::storage::sqlite::SqliteStore;
@@ -122,7 +123,7 @@ impl Server {
         }
         // Advertised once healthy, so a client that finds the server can use it.
         // Dropped when serving ends, which sends the mDNS goodbye.
-        let _advertiser = crate::mdns::advertise(&config, addr, state.tls_fingerprint.clone());
+        let _advertiser = advertise(&config, addr, state.tls_fingerprint.clone());
         server.await
     }
 
@@ -226,6 +227,53 @@ async fn load(
     );
     state.publish(service, config, shutdown);
     Ok(())
+}
+
+/// Starts advertising if the configuration asks for it and the server listens beyond
+/// loopback. Returns the registration, which unregisters on drop. Failure to advertise
+/// is logged, not fatal: the server still serves by address.
+fn advertise(
+    config: &Config,
+    addr: SocketAddr,
+    fingerprint: Option<String>,
+) -> Option<mdns::Advertiser> {
+    if !config.mdns_enabled {
+        return None;
+    }
+    if addr.ip().is_loopback() {
+        info!(%addr, "mDNS off: the server listens on loopback only");
+        return None;
+    }
+    let instance_id = match mdns::instance_id(&config.data_dir()) {
+        Ok(id) => id,
+        Err(e) => {
+            warn!(error = %e, "not advertising over mDNS");
+            return None;
+        }
+    };
+    let advertisement = mdns::Advertisement {
+        service_name: config.mdns_service_name.clone(),
+        port: addr.port(),
+        bound: addr.ip(),
+        https: config.https_enabled,
+        auth_required: !config.allow_anonymous,
+        instance_id,
+        fingerprint,
+    };
+    match mdns::Advertiser::start(&advertisement) {
+        Ok(Some(advertiser)) => {
+            info!(
+                instance = advertiser.instance_name(),
+                "advertising over mDNS"
+            );
+            Some(advertiser)
+        }
+        Ok(None) => None,
+        Err(e) => {
+            warn!(error = %e, "not advertising over mDNS");
+            None
+        }
+    }
 }
 
 /// The bridge configuration line for a server on `addr`.

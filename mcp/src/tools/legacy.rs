@@ -1,4 +1,4 @@
-//! The Python anchor's tool names. They are accepted, so prompts and configurations
+//! mcp-memory-service's tool names. They are accepted, so prompts and configurations
 //! written for `mcp-memory-service` keep working, but not listed: a model should
 //! learn one name per tool. Each maps its own argument names onto the advertised
 //! tool and answers with that tool's output.
@@ -21,7 +21,7 @@ use super::{Registry, Who};
 use crate::ops::MemoryOps;
 use mnemo_api::rest::TagMatch;
 
-/// Tags as the anchor took them: a list, or one comma-separated string.
+/// Tags as mcp-memory-service took them: a list, or one comma-separated string.
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(untagged)]
 pub enum Tags {
@@ -52,7 +52,7 @@ fn tags(lists: impl IntoIterator<Item = Option<Tags>>) -> Vec<String> {
         .collect()
 }
 
-/// `store_memory`: the anchor kept tags and type inside `metadata`.
+/// `store_memory`: mcp-memory-service kept tags and type inside `metadata`.
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
 pub struct StoreMemory {
     pub content: String,
@@ -164,7 +164,7 @@ impl From<DeleteMemory> for DeleteArgs {
     }
 }
 
-/// `delete_by_tag`: older anchors took one `tag`, newer ones `tags`.
+/// `delete_by_tag`: older mcp-memory-service versions took one `tag`, newer ones `tags`.
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
 pub struct DeleteByTag {
     #[serde(default)]

@@ -1,4 +1,4 @@
-//! The MCP tool registry (DESIGN §9): one set of tools, served by the server at
+//! The MCP tool registry (ARCHITECTURE.md, "MCP"): one set of tools, served by the server at
 //! `/mcp` and by `mnemo-bridge` over stdio.
 //!
 //! [`Registry`] is generic over [`MemoryOps`], so both programs serve the same
@@ -8,7 +8,7 @@
 //!
 //! * [`args`]: the tools' arguments, whose doc comments the model reads.
 //! * [`output`]: structured results and their compact text.
-//! * [`legacy`]: the Python anchor's tool names, accepted but not listed.
+//! * [`legacy`]: mcp-memory-service's tool names, accepted but not listed.
 
 pub mod args;
 pub mod legacy;

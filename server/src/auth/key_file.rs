@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 use thiserror::Error;
 
-use super::Scope;
+use super::scope::Scope;
 use crate::memory::now_epoch;
 
 /// Every generated key starts with this, so a leaked key is recognisable (secret

@@ -15,8 +15,8 @@ use std::time::SystemTime;
 use subtle::ConstantTimeEq;
 use tracing::{info, warn};
 
-use super::Scope;
 use super::key_file::{Digest, KeyFile, sha256};
+use super::scope::Scope;
 
 /// Everything the server checks a presented key against. Cheap enough to call on every
 /// request, and shared between request handlers behind an `Arc`.

@@ -6,7 +6,7 @@ use fastembed::{
 };
 
 use super::files::{LoadError, ModelFiles};
-use super::{EmbedError, EmbedModel};
+use super::model::{EmbedError, EmbedModel};
 use crate::memory::EmbeddingSpec;
 
 /// sentence-transformers truncates all-MiniLM-L6-v2 input at 256 tokens; longer inputs

@@ -1,7 +1,7 @@
 //! Where the model and ONNX Runtime live on disk, and the checks that turn a missing
 //! or broken file into an error that names it.
 //!
-//! `scripts/provision.py` fetches and verifies these files (DESIGN §11). The server
+//! `scripts/provision.py` fetches and verifies these files (ARCHITECTURE.md, "Model and runtime provisioning"). The server
 //! does not hash them at start-up, which would cost more than loading the model; it
 //! checks that each is present and lets ONNX Runtime reject a broken one, then says
 //! which file it was and how to get a good copy.

@@ -15,37 +15,20 @@
 
 mod fastembed_model;
 mod files;
+mod model;
 
 use std::sync::Arc;
 
-use thiserror::Error;
 use tokio::sync::{mpsc, oneshot};
 
 pub use fastembed_model::FastEmbedModel;
 pub use files::{LoadError, MODEL_FILES, ModelFiles};
+pub use model::{EmbedError, EmbedModel};
 
 use crate::memory::EmbeddingSpec;
 
 /// Requests waiting beyond this make their senders wait, which bounds the queue.
 const QUEUE_DEPTH: usize = 1024;
-
-/// A synchronous embedding model.
-pub trait EmbedModel: Send + 'static {
-    /// Which model this is and how wide its vectors are.
-    fn spec(&self) -> &EmbeddingSpec;
-    /// One L2-normalised vector per text, in order.
-    fn embed(&mut self, texts: &[String]) -> Result<Vec<Vec<f32>>, EmbedError>;
-}
-
-#[derive(Debug, Error, Clone)]
-pub enum EmbedError {
-    #[error("the embedding model failed: {0}")]
-    Model(String),
-    #[error("the embedding model returned {actual} vectors for {expected} texts")]
-    WrongCount { expected: usize, actual: usize },
-    #[error("the embedding worker has stopped")]
-    Stopped,
-}
 
 type Reply = oneshot::Sender<Result<Vec<Vec<f32>>, EmbedError>>;
 

@@ -19,8 +19,8 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodFilter, on};
 
-use super::AppState;
 use super::error::ApiError;
+use super::state::AppState;
 use crate::auth::{AuthError, Scope};
 use crate::operations::Caller;
 

@@ -6,8 +6,8 @@ use axum::Json;
 use axum::extract::State;
 use mnemo_api::rest::{TagsResponse, TypeCount};
 
-use super::AppState;
 use super::error::ApiError;
+use super::state::AppState;
 use crate::operations::catalog;
 
 /// `GET /api/tags`: most used first.

@@ -1,5 +1,5 @@
 //! Every failed request becomes one [`ApiError`], which renders the JSON error body of
-//! DESIGN §5. Extractors are wrapped so that malformed JSON, a schema violation or an
+//! ARCHITECTURE.md, "REST contract". Extractors are wrapped so that malformed JSON, a schema violation or an
 //! oversized body get that body too, instead of axum's plain-text rejections.
 
 use axum::Json;
@@ -22,7 +22,7 @@ pub struct ApiError {
     status: StatusCode,
     code: &'static str,
     message: String,
-    /// Set for a duplicate store, whose 409 carries the anchor's envelope too.
+    /// Set for a duplicate store, whose 409 carries mcp-memory-service's envelope too.
     duplicate_of: Option<String>,
     retry_after: Option<u64>,
 }
@@ -85,7 +85,7 @@ impl ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let mut response = match self.duplicate_of {
-            // The anchor's clients read `success` and `content_hash` on a duplicate.
+            // mcp-memory-service's clients read `success` and `content_hash` on a duplicate.
             Some(hash) => {
                 let mut body = serde_json::to_value(MutationResponse {
                     success: false,

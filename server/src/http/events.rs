@@ -14,8 +14,8 @@ use futures::{Stream, StreamExt};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::AppState;
 use super::error::{ApiError, ApiQuery};
+use super::state::AppState;
 use crate::feed::FeedItem;
 use crate::memory::now_epoch;
 

@@ -8,8 +8,8 @@ use axum::http::StatusCode;
 use mnemo_api::health::{Health, HealthStatus};
 use mnemo_api::rest::DetailedHealth;
 
-use super::AppState;
 use super::error::ApiError;
+use super::state::AppState;
 use crate::operations::health;
 
 /// `GET /api/health`: no key needed, and nothing about the data in the answer.

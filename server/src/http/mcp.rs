@@ -20,8 +20,8 @@ use rmcp::transport::streamable_http_server::session::local::LocalSessionManager
 use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
 use tokio_util::sync::CancellationToken;
 
-use super::AppState;
 use super::error::ApiError;
+use super::state::AppState;
 use crate::auth::Scope;
 use crate::config::Config;
 use crate::operations::{Caller, OpError, health, memories, search};

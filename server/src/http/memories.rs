@@ -10,8 +10,8 @@ use mnemo_api::rest::{
     ListQuery, ListResponse, Memory, MutationResponse, SessionRequest, StoreRequest, UpdateRequest,
 };
 
-use super::AppState;
 use super::error::{ApiError, ApiJson, ApiQuery};
+use super::state::AppState;
 use crate::operations::{Caller, memories};
 
 /// `POST /api/memories`. `X-Agent-ID` adds the tag `agent:<id>`.

@@ -6,8 +6,8 @@ use axum::Json;
 use axum::extract::State;
 use mnemo_api::rest::{SearchRequest, SearchResponse, TagSearchRequest, TimeSearchRequest};
 
-use super::AppState;
 use super::error::{ApiError, ApiJson};
+use super::state::AppState;
 use crate::operations::search;
 
 /// `POST /api/search`: `mode` picks semantic (default), hybrid or exact.

@@ -100,7 +100,7 @@ async fn fresh_with<H: Harness>(retention: Retention) -> Fixture<H> {
     }
 }
 
-fn spec() -> EmbeddingSpec {
+pub(crate) fn spec() -> EmbeddingSpec {
     EmbeddingSpec {
         model_id: "test-model".into(),
         dimension: DIM,
@@ -114,12 +114,12 @@ fn retention() -> Retention {
     }
 }
 
-fn unit(v: [f32; DIM]) -> Vec<f32> {
+pub(crate) fn unit(v: [f32; DIM]) -> Vec<f32> {
     let n = v.iter().map(|x| x * x).sum::<f32>().sqrt();
     v.iter().map(|x| x / n).collect()
 }
 
-fn record(content: &str, tags: &[&str], vector: [f32; DIM]) -> NewRecord {
+pub(crate) fn record(content: &str, tags: &[&str], vector: [f32; DIM]) -> NewRecord {
     NewRecord {
         content: content.into(),
         content_hash: content_hash(content),

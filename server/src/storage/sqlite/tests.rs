@@ -4,18 +4,9 @@
 //! vector copy, and scanning vec0. The tests with the real embedding model live in
 //! `server/tests/`.
 
-use serde_json::Map;
-
 use super::*;
 use crate::memory::{TagMatch, content_hash};
-use crate::storage::conformance::{DIM, Harness, storage_conformance};
-
-fn spec() -> EmbeddingSpec {
-    EmbeddingSpec {
-        model_id: "test-model".into(),
-        dimension: DIM,
-    }
-}
+use crate::storage::conformance::{DIM, Harness, record, spec, storage_conformance, unit};
 
 fn open(dir: &tempfile::TempDir) -> SqliteStore {
     SqliteStore::open(
@@ -24,23 +15,6 @@ fn open(dir: &tempfile::TempDir) -> SqliteStore {
         SqliteOptions::default(),
     )
     .unwrap()
-}
-
-fn unit(v: [f32; DIM]) -> Vec<f32> {
-    let n = v.iter().map(|x| x * x).sum::<f32>().sqrt();
-    v.iter().map(|x| x / n).collect()
-}
-
-fn record(content: &str, tags: &[&str], vector: [f32; DIM]) -> NewRecord {
-    NewRecord {
-        content: content.into(),
-        content_hash: content_hash(content),
-        tags: tags.iter().map(|t| t.to_string()).collect(),
-        memory_type: Some("note".into()),
-        metadata: Map::new(),
-        vector: unit(vector),
-        created_at: None,
-    }
 }
 
 /// SQLite databases in temporary folders; `MEMORY_VECTORS` picks which search path
