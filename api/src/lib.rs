@@ -15,6 +15,9 @@
 //!   the bridge reads.
 //! * [`secret`]: the API key as both programs hold it, redacted in every `Debug`.
 
+// Libraries never print: stdout belongs to the programs (for the bridge it is the MCP channel).
+#![deny(clippy::print_stdout)]
+
 pub mod error;
 pub mod events;
 pub mod health;

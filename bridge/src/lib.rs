@@ -17,6 +17,9 @@
 //!   and bounded by one deadline per call.
 //! * [`check`]: `--check`, the report of what the bridge would connect to and why.
 
+// Libraries never print: stdout belongs to the programs (for the bridge it is the MCP channel).
+#![deny(clippy::print_stdout)]
+
 pub mod check;
 pub mod config;
 pub mod discovery;

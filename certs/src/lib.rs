@@ -29,6 +29,9 @@
 //! `pem` and `x509` are private: reading PEM files, and the facts about a certificate
 //! (validity, names) that both loaders check.
 
+// Libraries never print: stdout belongs to the programs (for the bridge it is the MCP channel).
+#![deny(clippy::print_stdout)]
+
 mod error;
 mod fingerprint;
 mod generate;

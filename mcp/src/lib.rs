@@ -8,5 +8,8 @@
 //!   structured outputs, the legacy names of `mcp-memory-service`, and the advice a
 //!   failed call gives the model.
 
+// Libraries never print: stdout belongs to the programs (for the bridge it is the MCP channel).
+#![deny(clippy::print_stdout)]
+
 pub mod ops;
 pub mod tools;

@@ -39,6 +39,9 @@
 //! * `testing` (feature `test-util`): the fixtures every test shares: the real model,
 //!   in-process test servers, the server binary as a child process.
 
+// Libraries never print: stdout belongs to the programs (for the bridge it is the MCP channel).
+#![deny(clippy::print_stdout)]
+
 pub mod auth;
 pub mod cli;
 pub mod config;
