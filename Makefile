@@ -4,14 +4,14 @@
 PYTHON ?= python3
 CARGO  ?= cargo
 
-.PHONY: run test provision lint bench-embed mcp-client
+.PHONY: run test provision lint bench-embed test-python
 
 ## Provision everything, then start a server on 127.0.0.1:8000.
 run: provision
 	$(CARGO) run --release --locked -p mnemo-server
 
 ## Provision everything, then run the whole test suite.
-test: provision mcp-client
+test: provision test-python
 	$(CARGO) test --workspace --all-targets --locked
 
 ## Fetch, verify and cache the model and ONNX Runtime (scripts/provision.py).
@@ -27,8 +27,9 @@ lint:
 bench-embed: provision
 	$(CARGO) run --release --locked -p mnemo-bench --bin embed-bench
 
-## The official MCP SDK (PyPI `mcp`) in a venv, for the MCP end-to-end tests.
-MCP_VENV = $${MNEMO_CACHE_DIR:-$$HOME/.cache/mnemo}/tools/mcp-client
-mcp-client:
-	@test -x "$(MCP_VENV)/bin/python" && "$(MCP_VENV)/bin/python" -c "import mcp" 2>/dev/null || \
-		{ $(PYTHON) -m venv "$(MCP_VENV)" && "$(MCP_VENV)/bin/pip" install --quiet "mcp==2.3.0"; }
+## The Python the end-to-end tests drive, in one venv: the official MCP SDK (PyPI
+## `mcp`) and python-zeroconf, an independent mDNS reader. Pinned by version.
+TEST_VENV = $${MNEMO_CACHE_DIR:-$$HOME/.cache/mnemo}/tools/test-python
+test-python:
+	@test -x "$(TEST_VENV)/bin/python" && "$(TEST_VENV)/bin/python" -c "import mcp, zeroconf" 2>/dev/null || \
+		{ $(PYTHON) -m venv "$(TEST_VENV)" && "$(TEST_VENV)/bin/pip" install --quiet "mcp==2.3.0" "zeroconf==0.154.0"; }

@@ -8,7 +8,7 @@ bridge's (mdns-sd), so a record that only one implementation accepts shows up.
     {"instances": [{"name": "MCP Memory Service (nas)", "port": 8443,
                     "addresses": ["192.168.1.20"], "txt": {"https": "True", ...}}]}
 
-Needs `pip install zeroconf`. It multicasts on every interface of the network namespace
+Needs python-zeroconf: the tests run it from the venv of `make test-python`. It multicasts on every interface of the network namespace
 it runs in: the tests run it only inside namespaces they create.
 """
 

@@ -13,10 +13,13 @@
 //!   inside a namespace: Mnemo's discovery library as a command printing JSON.
 //! * [`bridge`]: [`BridgeProcess`], `mnemo-bridge` driven over stdio by a bare
 //!   JSON-RPC client (also used by `mnemo-bench`'s `bridge-bench`).
+//! * [`python`]: the venv with the MCP SDK and python-zeroconf that the tests drive.
 //!
 //! The server fixtures (`TestServer`, `ServerProcess`, `workspace_binary`) are
 //! `mnemo_server::testing`, shared with the server's own tests.
 
 pub mod bridge;
+pub mod python;
 
 pub use bridge::BridgeProcess;
+pub use python::test_python;

@@ -2,8 +2,8 @@
 //! server's `/mcp`, and the bridge's process behaviour (restart recovery, an
 //! unreachable server, a short-lived probe copy, `--check`) with real servers.
 //!
-//! The Python SDK lives in a venv made by `make mcp-client` (which `make test` and
-//! `.ci/run` run); `MNEMO_MCP_PYTHON` points elsewhere. Without it these tests fail
+//! The Python SDK lives in a venv made by `make test-python` (which `make test`
+//! runs); `MNEMO_TEST_PYTHON` points elsewhere. Without it these tests fail
 //! with that instruction rather than skip.
 
 use std::net::TcpListener;
@@ -19,20 +19,7 @@ use serde_json::{Value, json};
 const KEY: &str = "mcp-clients-test-key";
 
 fn python() -> PathBuf {
-    if let Some(path) = std::env::var_os("MNEMO_MCP_PYTHON") {
-        return PathBuf::from(path);
-    }
-    let cache = std::env::var_os("MNEMO_CACHE_DIR")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/mnemo")))
-        .expect("MNEMO_CACHE_DIR or HOME");
-    let python = cache.join("tools/mcp-client/bin/python");
-    assert!(
-        python.exists(),
-        "{} is missing: run `make mcp-client` to install the official MCP SDK for the tests",
-        python.display()
-    );
-    python
+    mnemo_e2e::test_python()
 }
 
 fn client_script() -> PathBuf {

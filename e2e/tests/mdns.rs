@@ -489,9 +489,9 @@ fn a_lan_server_is_discovered_from_the_peer_namespace_and_says_goodbye() {
     assert_eq!(candidate["url"], expected_url.as_str(), "{candidate}");
     assert_txt(&candidate["txt"], "mdns-sd", Some(&fingerprint));
 
-    let mut python = net.exec(&net.b, "python3");
+    let mut python = net.exec(&net.b, mnemo_e2e::test_python());
     let stdout = run(
-        "scripts/mdns_browse.py (needs `pip install zeroconf`)",
+        "scripts/mdns_browse.py (in the venv of `make test-python`)",
         python.arg(browse_script()).args(["--seconds", "2"]),
     );
     let browsed: Value = serde_json::from_str(&stdout).expect("mdns_browse.py prints JSON");

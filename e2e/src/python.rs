@@ -1,0 +1,24 @@
+//! The Python that the end-to-end tests drive: a venv with the official MCP SDK and
+//! python-zeroconf, made by `make test-python` (which `make test` runs), so a fresh
+//! machine needs nothing installed by hand.
+
+use std::path::PathBuf;
+
+/// The venv's interpreter: `MNEMO_TEST_PYTHON` if set, else
+/// `<MNEMO_CACHE_DIR or ~/.cache/mnemo>/tools/test-python/bin/python`, which must exist.
+pub fn test_python() -> PathBuf {
+    if let Some(path) = std::env::var_os("MNEMO_TEST_PYTHON") {
+        return PathBuf::from(path);
+    }
+    let cache = std::env::var_os("MNEMO_CACHE_DIR")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/mnemo")))
+        .expect("MNEMO_CACHE_DIR or HOME");
+    let python = cache.join("tools/test-python/bin/python");
+    assert!(
+        python.exists(),
+        "{} is missing: run `make test-python` (which `make test` runs) to install the MCP SDK and python-zeroconf for the tests",
+        python.display()
+    );
+    python
+}
