@@ -247,4 +247,21 @@ mod tests {
         assert_eq!(hit(0.0).similarity_score(), 0.5);
         assert_eq!(hit(-1.0).similarity_score(), 0.0);
     }
+
+    proptest::proptest! {
+        /// Any tags and type, however odd their characters, normalise or are refused;
+        /// whatever is kept obeys the rules.
+        #[test]
+        fn labels_of_any_text_never_panic(
+            tags in proptest::collection::vec(proptest::prelude::any::<String>(), 0..8),
+            memory_type in proptest::option::of(proptest::prelude::any::<String>()),
+        ) {
+            if let Ok(tags) = normalize_tags(&tags) {
+                proptest::prop_assert!(tags.iter().all(|t| !t.is_empty() && t.trim() == t));
+                proptest::prop_assert!(tags.windows(2).all(|w| w[0] < w[1]));
+            }
+            let _ = normalize_type(memory_type.as_deref());
+            let _ = content_hash(memory_type.as_deref().unwrap_or_default());
+        }
+    }
 }

@@ -110,6 +110,10 @@ fn parse_offset(s: &str) -> Option<Offset> {
         b'-' => (-1, &s[1..]),
         _ => return None,
     };
+    // The split below counts bytes, which is only safe on ASCII ("+中" once panicked).
+    if !rest.is_ascii() {
+        return None;
+    }
     let (hours, minutes) = match rest.split_once(':') {
         Some(parts) => parts,
         None if rest.len() <= 2 => (rest, "0"),
@@ -932,6 +936,75 @@ mod tests {
             let err = parse_instant(bad, &TimeZone::UTC).unwrap_err();
             assert_eq!(err, TimeExprError::BadInstant(bad.to_string()));
             assert!(err.to_string().contains("RFC 3339"));
+        }
+    }
+
+    /// `tz: "+中"` reached a byte split inside a character and panicked the handler.
+    #[test]
+    fn offsets_with_multibyte_characters_are_refused() {
+        for bad in ["+中", "-中", "+1中", "UTC+中中", "+é:00", "+0é"] {
+            assert_eq!(
+                parse_tz(Some(bad)),
+                Err(TimeExprError::BadTimeZone(bad.trim().to_string()))
+            );
+        }
+    }
+}
+
+/// Every parser of a user's text answers, Ok or Err, for any input: none panics.
+#[cfg(test)]
+mod properties {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// Words the grammar knows, glued to arbitrary text, so the search reaches deep
+    /// rules and not only the "not understood" branch.
+    fn phrase() -> impl Strategy<Value = String> {
+        let word = prop_oneof![
+            Just("last".to_string()),
+            Just("this".to_string()),
+            Just("since".to_string()),
+            Just("between".to_string()),
+            Just("and".to_string()),
+            Just("ago".to_string()),
+            Just("q3".to_string()),
+            Just("march".to_string()),
+            Just("winter".to_string()),
+            Just("2025-03".to_string()),
+            Just("-9999".to_string()),
+            Just("99999".to_string()),
+            "[0-9]{1,20}",
+            any::<String>(),
+        ];
+        prop::collection::vec(word, 0..8).prop_map(|words| words.join(" "))
+    }
+
+    fn zone() -> impl Strategy<Value = String> {
+        prop_oneof![
+            "[+-][0-9:中é]{0,6}",
+            "(utc|gmt|UTC)[+-]?.{0,4}",
+            any::<String>(),
+        ]
+    }
+
+    proptest! {
+        #[test]
+        fn zones_never_panic(tz in zone()) {
+            let _ = parse_tz(Some(&tz));
+        }
+
+        #[test]
+        fn phrases_never_panic(text in phrase(), now in -62_000_000_000i64..250_000_000_000, tz in zone()) {
+            let tz = parse_tz(Some(&tz)).unwrap_or(TimeZone::UTC);
+            let now = Timestamp::from_second(now).unwrap_or(Timestamp::UNIX_EPOCH);
+            let _ = parse(&text, now, &tz);
+            let _ = find(&text, now, &tz);
+        }
+
+        #[test]
+        fn instants_never_panic(text in prop_oneof!["[0-9T:.Z+-]{0,30}", any::<String>()]) {
+            let _ = parse_instant(&text, &TimeZone::UTC);
         }
     }
 }

@@ -158,6 +158,23 @@ impl From<OpError> for ApiError {
     }
 }
 
+/// The answer to a handler that panicked: the JSON 500, so the client gets an answer
+/// and the connection stays usable, and the panic goes to the log.
+pub fn panicked(panic: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    let what = panic
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("(no message)");
+    tracing::error!(panic = what, "a handler panicked");
+    ApiError::new(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "internal",
+        "the server failed to handle this request; the server log has the details",
+    )
+    .into_response()
+}
+
 /// `Json<T>` whose rejections are [`ApiError`]s: 400 for malformed JSON or a missing
 /// content type, 422 for JSON of the wrong shape, 413 for a body over the limit.
 pub struct ApiJson<T>(pub T);

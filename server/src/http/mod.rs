@@ -23,6 +23,7 @@ use axum::Router;
 use axum::extract::{DefaultBodyLimit, Request};
 use axum::http::{HeaderValue, Method, StatusCode};
 use tokio_util::sync::CancellationToken;
+use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::cors::{AllowOrigin, Any, CorsLayer};
 use tower_http::trace::TraceLayer;
 
@@ -73,11 +74,12 @@ fn routes(state: &Arc<AppState>, config: &Config, shutdown: CancellationToken) -
         )
 }
 
-/// The whole application: the routes behind their access checks, then body limit,
-/// CORS and tracing.
+/// The whole application: the routes behind their access checks, then the panic
+/// catcher, body limit, CORS and tracing.
 pub fn router(state: Arc<AppState>, config: &Config, shutdown: CancellationToken) -> Router {
     routes(&state, config, shutdown)
         .into_router(&state, not_found, method_not_allowed)
+        .layer(catch_panics())
         .layer(DefaultBodyLimit::max(config.max_body_bytes))
         .layer(cors(&config.cors_origins))
         // The span names the path only: a query string may hold `api_key`.
@@ -85,6 +87,12 @@ pub fn router(state: Arc<AppState>, config: &Config, shutdown: CancellationToken
             tracing::info_span!("request", method = %request.method(), path = %request.uri().path())
         }))
         .with_state(state)
+}
+
+/// A panic in a handler becomes the JSON 500 instead of a dropped connection.
+fn catch_panics()
+-> CatchPanicLayer<fn(Box<dyn std::any::Any + Send + 'static>) -> axum::response::Response> {
+    CatchPanicLayer::custom(error::panicked as fn(_) -> _)
 }
 
 async fn not_found() -> ApiError {

@@ -241,3 +241,49 @@ async fn loading_is_503_with_the_error_body() {
         (StatusCode::SERVICE_UNAVAILABLE, &json!("loading"))
     );
 }
+
+/// A handler that panics answers the JSON 500; the panic does not close the connection.
+#[tokio::test]
+async fn a_panicking_handler_answers_the_json_500() {
+    let app = Router::new()
+        .route(
+            "/boom",
+            axum::routing::get(|| async {
+                let zone = "+中";
+                // The byte split that `timeexpr::parse_offset` once made.
+                let (_, _) = zone.split_at(2);
+                "unreachable"
+            }),
+        )
+        .layer(super::catch_panics());
+    let request = Request::get("/boom").body(Body::empty()).unwrap();
+    let response = app.oneshot(request).await.unwrap();
+    assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    let bytes = axum::body::to_bytes(response.into_body(), 1 << 16)
+        .await
+        .unwrap();
+    let json: Value = serde_json::from_slice(&bytes).unwrap();
+    assert_eq!(error_code(&json), "internal");
+}
+
+/// `tz: "+中"` panicked three handlers; now each refuses the zone with a 400.
+#[tokio::test]
+async fn a_multibyte_offset_is_a_bad_request_on_every_route_that_reads_tz() {
+    let app = app(true, |_| {});
+    let cases = [
+        (
+            "/api/search",
+            r#"{"query": "x", "tz": "+中", "time": "today"}"#,
+        ),
+        ("/api/search/by-time", r#"{"query": "today", "tz": "+中"}"#),
+        (
+            "/api/memories/delete",
+            r#"{"time": "today", "tz": "+中", "dry_run": true}"#,
+        ),
+    ];
+    for (path, body) in cases {
+        let (status, _, json) = send(&app, Method::POST, path, Some(KEY), Some(body)).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{path}: {json}");
+        assert_eq!(error_code(&json), "bad_request", "{path}");
+    }
+}
