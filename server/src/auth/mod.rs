@@ -18,10 +18,13 @@ pub use scope::Scope;
 
 use std::net::IpAddr;
 use std::num::NonZeroU32;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use governor::clock::{Clock, DefaultClock};
-use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use governor::middleware::NoOpMiddleware;
+use governor::state::keyed::DefaultKeyedStateStore;
+use governor::{Quota, RateLimiter};
 use thiserror::Error;
 
 /// Why a request was refused. The messages are for the person at the client.
@@ -35,8 +38,27 @@ pub enum AuthError {
     Invalid,
     #[error("this key has the {has} scope; this request needs {needs}")]
     Insufficient { has: Scope, needs: Scope },
-    #[error("too many failed authentication attempts; retry in {} s", retry_after.as_secs())]
+    #[error("too many failed authentication attempts; retry in {} s", whole_seconds(*retry_after))]
     RateLimited { retry_after: Duration },
+}
+
+/// `duration` rounded up to whole seconds, at least one: a client that waits the
+/// `Retry-After` it was told must not arrive a fraction of a second too early.
+pub fn whole_seconds(duration: Duration) -> u64 {
+    let up = u64::from(duration.subsec_nanos() > 0);
+    (duration.as_secs() + up).max(1)
+}
+
+/// What a request presents as its credential.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Credential<'a> {
+    /// Nothing at all: anonymous, when that is allowed.
+    Absent,
+    /// A key to check.
+    Key(&'a str),
+    /// Something that cannot be a key (another scheme, bytes that are not text):
+    /// refused like a wrong key, never taken for no credential.
+    Unreadable,
 }
 
 /// The credentials checker shared by every request.
@@ -47,18 +69,56 @@ pub struct Auth {
     anonymous: bool,
     /// Failed attempts per client address; past the quota they are refused outright,
     /// so a LAN host cannot guess keys at line rate.
-    failures: DefaultKeyedRateLimiter<IpAddr>,
+    failures: Failures,
+}
+
+/// Failures per client address, forgetting the quiet ones: every
+/// [`Failures::SWEEP_EVERY`] failures, addresses whose quota has refilled are
+/// dropped, so a sweep of many source addresses costs memory only while it lasts.
+struct Failures<C: Clock = DefaultClock> {
+    limiter: RateLimiter<IpAddr, DefaultKeyedStateStore<IpAddr>, C, NoOpMiddleware<C::Instant>>,
+    clock: C,
+    since_sweep: AtomicU32,
+}
+
+impl<C: Clock + Clone> Failures<C> {
+    const SWEEP_EVERY: u32 = 1024;
+
+    fn new(per_minute: u32, clock: C) -> Self {
+        let quota =
+            Quota::per_minute(NonZeroU32::new(per_minute.max(1)).unwrap_or(NonZeroU32::MIN));
+        Self {
+            limiter: RateLimiter::new(quota, DefaultKeyedStateStore::default(), clock.clone()),
+            clock,
+            since_sweep: AtomicU32::new(0),
+        }
+    }
+
+    /// Counts one failure of `client`: `Err` with the wait when it is over quota.
+    fn record(&self, client: IpAddr) -> Result<(), Duration> {
+        if self.since_sweep.fetch_add(1, Ordering::Relaxed) + 1 >= Self::SWEEP_EVERY {
+            self.since_sweep.store(0, Ordering::Relaxed);
+            self.limiter.retain_recent();
+            self.limiter.shrink_to_fit();
+        }
+        self.limiter
+            .check_key(&client)
+            .map_err(|not_until| not_until.wait_time_from(self.clock.now()))
+    }
+
+    /// Addresses remembered now.
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.limiter.len()
+    }
 }
 
 impl Auth {
     pub fn new(keys: KeyRing, anonymous: bool, failures_per_minute: u32) -> Self {
-        let quota = Quota::per_minute(
-            NonZeroU32::new(failures_per_minute.max(1)).unwrap_or(NonZeroU32::MIN),
-        );
         Self {
             keys,
             anonymous,
-            failures: RateLimiter::keyed(quota),
+            failures: Failures::new(failures_per_minute, DefaultClock::default()),
         }
     }
 
@@ -66,15 +126,17 @@ impl Auth {
     /// the scope it is granted, or why not.
     pub fn check(
         &self,
-        presented: Option<&str>,
+        presented: Credential<'_>,
         client: IpAddr,
         required: Scope,
     ) -> Result<Scope, AuthError> {
         let granted = match presented {
-            // A wrong key is refused even when anonymous access is on.
-            Some(key) => self.keys.authenticate(key).ok_or(AuthError::Invalid),
-            None if self.anonymous && required != Scope::Admin => Ok(Scope::Write),
-            None => Err(AuthError::Missing),
+            // A wrong or unreadable credential is refused even when anonymous access is
+            // on: only a request that presents nothing may be anonymous.
+            Credential::Key(key) => self.keys.authenticate(key).ok_or(AuthError::Invalid),
+            Credential::Unreadable => Err(AuthError::Invalid),
+            Credential::Absent if self.anonymous && required != Scope::Admin => Ok(Scope::Write),
+            Credential::Absent => Err(AuthError::Missing),
         };
         match granted {
             Ok(scope) if scope.allows(required) => Ok(scope),
@@ -82,15 +144,10 @@ impl Auth {
                 has,
                 needs: required,
             }),
-            Err(refused) => {
-                if let Err(not_until) = self.failures.check_key(&client) {
-                    let retry_after = not_until
-                        .wait_time_from(DefaultClock::default().now())
-                        .max(Duration::from_secs(1));
-                    return Err(AuthError::RateLimited { retry_after });
-                }
-                Err(refused)
-            }
+            Err(refused) => match self.failures.record(client) {
+                Ok(()) => Err(refused),
+                Err(retry_after) => Err(AuthError::RateLimited { retry_after }),
+            },
         }
     }
 }
@@ -114,20 +171,20 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let auth = auth(dir.path(), false, 100);
         assert_eq!(
-            auth.check(Some("master"), CLIENT, Scope::Admin),
+            auth.check(Credential::Key("master"), CLIENT, Scope::Admin),
             Ok(Scope::Admin)
         );
         assert_eq!(
-            auth.check(None, CLIENT, Scope::Read),
+            auth.check(Credential::Absent, CLIENT, Scope::Read),
             Err(AuthError::Missing)
         );
         assert_eq!(
-            auth.check(Some("nope"), CLIENT, Scope::Read),
+            auth.check(Credential::Key("nope"), CLIENT, Scope::Read),
             Err(AuthError::Invalid)
         );
         let (_, reader) = KeyFile::new(dir.path()).add("r", Scope::Read).unwrap();
         assert_eq!(
-            auth.check(Some(&reader), CLIENT, Scope::Write),
+            auth.check(Credential::Key(&reader), CLIENT, Scope::Write),
             Err(AuthError::Insufficient {
                 has: Scope::Read,
                 needs: Scope::Write
@@ -140,13 +197,20 @@ mod tests {
     fn anonymous_access_has_limits() {
         let dir = tempfile::tempdir().unwrap();
         let auth = auth(dir.path(), true, 100);
-        assert_eq!(auth.check(None, CLIENT, Scope::Write), Ok(Scope::Write));
         assert_eq!(
-            auth.check(None, CLIENT, Scope::Admin),
+            auth.check(Credential::Absent, CLIENT, Scope::Write),
+            Ok(Scope::Write)
+        );
+        assert_eq!(
+            auth.check(Credential::Absent, CLIENT, Scope::Admin),
             Err(AuthError::Missing)
         );
         assert_eq!(
-            auth.check(Some("nope"), CLIENT, Scope::Read),
+            auth.check(Credential::Key("nope"), CLIENT, Scope::Read),
+            Err(AuthError::Invalid)
+        );
+        assert_eq!(
+            auth.check(Credential::Unreadable, CLIENT, Scope::Read),
             Err(AuthError::Invalid)
         );
     }
@@ -158,13 +222,56 @@ mod tests {
         let auth = auth(dir.path(), false, 2);
         for _ in 0..2 {
             assert_eq!(
-                auth.check(Some("nope"), CLIENT, Scope::Read),
+                auth.check(Credential::Key("nope"), CLIENT, Scope::Read),
                 Err(AuthError::Invalid)
             );
         }
         assert!(matches!(
-            auth.check(Some("nope"), CLIENT, Scope::Read),
-            Err(AuthError::RateLimited { retry_after }) if retry_after >= Duration::from_secs(1)
+            auth.check(Credential::Key("nope"), CLIENT, Scope::Read),
+            Err(AuthError::RateLimited { retry_after }) if retry_after > Duration::ZERO
         ));
+    }
+
+    /// `Retry-After` rounds up, so waiting exactly that long is enough.
+    #[test]
+    fn waits_round_up_to_whole_seconds() {
+        assert_eq!(whole_seconds(Duration::from_millis(1)), 1);
+        assert_eq!(whole_seconds(Duration::from_millis(1500)), 2);
+        assert_eq!(whole_seconds(Duration::from_secs(3)), 3);
+        assert_eq!(whole_seconds(Duration::ZERO), 1);
+        // 2 failures a minute: the third waits 30 s less a hair, told 30 s; 30 s later
+        // it is let through.
+        let clock = governor::clock::FakeRelativeClock::default();
+        let failures = Failures::new(2, clock.clone());
+        let client = CLIENT;
+        assert!(failures.record(client).is_ok() && failures.record(client).is_ok());
+        clock.advance(Duration::from_millis(400));
+        let wait = failures.record(client).unwrap_err();
+        let told = whole_seconds(wait);
+        assert_eq!(told, 30, "{wait:?}");
+        clock.advance(Duration::from_secs(told));
+        assert!(failures.record(client).is_ok());
+    }
+
+    /// 60,000 addresses failing once each are forgotten once they have been quiet for
+    /// a minute (their quota has refilled), not kept forever.
+    #[test]
+    fn quiet_addresses_are_forgotten() {
+        let clock = governor::clock::FakeRelativeClock::default();
+        let failures = Failures::new(10, clock.clone());
+        let address = |i: u32| IpAddr::V6(std::net::Ipv6Addr::from(u128::from(i) + 1));
+        for i in 0..60_000 {
+            let _ = failures.record(address(i));
+        }
+        assert!(failures.len() >= 60_000 - Failures::<DefaultClock>::SWEEP_EVERY as usize);
+        clock.advance(Duration::from_secs(61));
+        for i in 0..Failures::<DefaultClock>::SWEEP_EVERY {
+            let _ = failures.record(address(1_000_000 + i));
+        }
+        assert!(
+            failures.len() <= Failures::<DefaultClock>::SWEEP_EVERY as usize,
+            "{} addresses remembered",
+            failures.len()
+        );
     }
 }

@@ -21,7 +21,7 @@ use axum::routing::{MethodFilter, on};
 
 use super::error::ApiError;
 use super::state::AppState;
-use crate::auth::{AuthError, Scope};
+use crate::auth::{self as keys, AuthError, Credential, Scope};
 use crate::operations::Caller;
 
 /// Who may call a route.
@@ -186,11 +186,12 @@ async fn authorize(State(guard): State<Guard>, request: Request, next: Next) -> 
         .get::<ConnectInfo<SocketAddr>>()
         .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |c| c.0.ip());
     let presented = presented_key(&request);
-    match guard
-        .state
-        .auth
-        .check(presented.as_deref(), client, required)
-    {
+    let credential = match &presented {
+        Ok(Some(key)) => Credential::Key(key),
+        Ok(None) => Credential::Absent,
+        Err(Unreadable) => Credential::Unreadable,
+    };
+    match guard.state.auth.check(credential, client, required) {
         Ok(granted) => {
             let mut request = request;
             request.extensions_mut().insert(granted);
@@ -204,25 +205,38 @@ async fn authorize(State(guard): State<Guard>, request: Request, next: Next) -> 
     }
 }
 
-/// The key a request presents, from the first of: `Authorization: Bearer`,
-/// `X-API-Key`, `?api_key=` (for EventSource, which cannot set headers).
-fn presented_key(request: &Request) -> Option<String> {
+/// A credential that is there but cannot be a key: another scheme than Bearer, or
+/// bytes that are not text.
+struct Unreadable;
+
+/// The key a request presents, from the first of: `Authorization: Bearer` (the
+/// scheme in any case, RFC 9110), `X-API-Key`, `?api_key=` (for EventSource, which
+/// cannot set headers). Anything else in those places is [`Unreadable`], so it is
+/// refused rather than taken for no key.
+fn presented_key(request: &Request) -> Result<Option<String>, Unreadable> {
     let headers = request.headers();
-    if let Some(bearer) = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-    {
-        return Some(bearer.trim().to_owned());
+    if let Some(value) = headers.get(header::AUTHORIZATION) {
+        let value = value.to_str().map_err(|_| Unreadable)?.trim();
+        let (scheme, key) = value.split_once(' ').unwrap_or((value, ""));
+        if !scheme.eq_ignore_ascii_case("bearer") {
+            return Err(Unreadable);
+        }
+        return Ok(Some(key.trim().to_owned()));
     }
-    if let Some(key) = headers.get("x-api-key").and_then(|v| v.to_str().ok()) {
-        return Some(key.trim().to_owned());
+    if let Some(value) = headers.get("x-api-key") {
+        let key = value.to_str().map_err(|_| Unreadable)?;
+        return Ok(Some(key.trim().to_owned()));
     }
-    let query = request.uri().query()?;
-    serde_urlencoded::from_str::<Vec<(String, String)>>(query)
-        .ok()?
-        .into_iter()
-        .find_map(|(name, value)| (name == "api_key").then_some(value))
+    let Some(query) = request.uri().query() else {
+        return Ok(None);
+    };
+    match serde_urlencoded::from_str::<Vec<(String, String)>>(query) {
+        Ok(pairs) => Ok(pairs
+            .into_iter()
+            .find_map(|(name, value)| (name == "api_key").then_some(value))),
+        Err(_) if query.contains("api_key") => Err(Unreadable),
+        Err(_) => Ok(None),
+    }
 }
 
 /// The caller of a request: the scope its key was granted and its `X-Agent-ID`.
@@ -254,7 +268,7 @@ impl From<AuthError> for ApiError {
             AuthError::Missing | AuthError::Invalid => ApiError::unauthorized(message),
             AuthError::Insufficient { .. } => ApiError::forbidden(message),
             AuthError::RateLimited { retry_after } => {
-                ApiError::rate_limited(retry_after.as_secs().max(1))
+                ApiError::rate_limited(keys::whole_seconds(retry_after))
             }
         }
     }

@@ -39,7 +39,11 @@ fn app(loaded: bool, tweak: impl FnOnce(&mut Config)) -> App {
     config.max_body_bytes = 4096;
     tweak(&mut config);
     let ring = KeyRing::new(Some(KEY.into()), KeyFile::new(dir.path()));
-    let auth = Auth::new(ring, false, config.auth_failures_per_minute);
+    let auth = Auth::new(
+        ring,
+        config.allow_anonymous,
+        config.auth_failures_per_minute,
+    );
     let state = Arc::new(AppState::new(auth));
     let shutdown = CancellationToken::new();
     if loaded {
@@ -286,4 +290,45 @@ async fn a_multibyte_offset_is_a_bad_request_on_every_route_that_reads_tz() {
         assert_eq!(status, StatusCode::BAD_REQUEST, "{path}: {json}");
         assert_eq!(error_code(&json), "bad_request", "{path}");
     }
+}
+
+/// Sends `GET /api/tags` with one raw header; returns the status.
+async fn status_with(app: &App, name: &str, value: &[u8]) -> StatusCode {
+    let request = Request::get("/api/tags")
+        .header(name, axum::http::HeaderValue::from_bytes(value).unwrap())
+        .body(Body::empty())
+        .unwrap();
+    app.router.clone().oneshot(request).await.unwrap().status()
+}
+
+/// The Bearer scheme is case-insensitive; with anonymous access on, a credential that
+/// is there but not a valid key is refused whatever its scheme or bytes, and only a
+/// request with none at all is anonymous.
+#[tokio::test]
+async fn anonymous_access_refuses_every_present_credential_that_is_not_a_key() {
+    let app = app(true, |c| c.allow_anonymous = true);
+    for scheme in ["Bearer", "bearer", "BEARER", "bEaReR"] {
+        let value = format!("{scheme} {KEY}");
+        let status = status_with(&app, "authorization", value.as_bytes()).await;
+        assert_eq!(status, StatusCode::OK, "{scheme}");
+    }
+    let refused: [(&str, &[u8]); 9] = [
+        ("authorization", b"bearer wrong"),
+        ("authorization", b"Bearer"),
+        ("authorization", b"Basic dXNlcjpwYXNz"),
+        ("authorization", b"Token wrong"),
+        ("authorization", KEY.as_bytes()),
+        ("authorization", b"Bearer \xff\xfe"),
+        ("x-api-key", b"wrong"),
+        ("x-api-key", b"\xff\xfe"),
+        ("authorization", b"\xc3\x28"),
+    ];
+    for (name, value) in refused {
+        let status = status_with(&app, name, value).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{name}: {value:?}");
+    }
+    let (status, _, _) = send(&app, Method::GET, "/api/tags?api_key=wrong", None, None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let (status, _, _) = send(&app, Method::GET, "/api/tags", None, None).await;
+    assert_eq!(status, StatusCode::OK);
 }
