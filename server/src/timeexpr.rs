@@ -99,7 +99,7 @@ pub fn parse_tz(tz: Option<&str>) -> Result<TimeZone, TimeExprError> {
     if let Some(offset) = parse_offset(bare.unwrap_or(&lower)) {
         return Ok(TimeZone::fixed(offset));
     }
-    TimeZone::get(name).map_err(|_| TimeExprError::BadTimeZone(name.to_string()))
+    TimeZone::get(name).map_err(|_| TimeExprError::BadTimeZone(excerpt(name)))
 }
 
 /// Reads "+HH:MM", "+HHMM", "+HMM", "+HH" or "+H"; None for anything else,
@@ -136,7 +136,7 @@ fn parse_offset(s: &str) -> Option<Offset> {
 /// in `tz`, the same way a plain date is.
 pub fn parse_instant(s: &str, tz: &TimeZone) -> Result<f64, TimeExprError> {
     let s = s.trim();
-    let bad = || TimeExprError::BadInstant(s.to_string());
+    let bad = || TimeExprError::BadInstant(excerpt(s));
     if let Ok(ts) = s.parse::<Timestamp>() {
         return Ok(epoch(ts));
     }
@@ -190,9 +190,19 @@ pub fn parse(expr: &str, now: Timestamp, tz: &TimeZone) -> Result<TimeRange, Tim
         now,
     };
     ctx.range(&words).map_err(|fail| match fail {
-        Fail::NoMatch => TimeExprError::Unrecognized(trimmed.to_string()),
-        Fail::OutOfRange => TimeExprError::OutOfRange(trimmed.to_string()),
+        Fail::NoMatch => TimeExprError::Unrecognized(excerpt(trimmed)),
+        Fail::OutOfRange => TimeExprError::OutOfRange(excerpt(trimmed)),
     })
+}
+
+/// The start of a user's text, for an error message: a whole megabyte quoted back
+/// would make the error larger than the request.
+pub fn excerpt(text: &str) -> String {
+    const CHARS: usize = 64;
+    match text.char_indices().nth(CHARS) {
+        Some((end, _)) => format!("{}…", &text[..end]),
+        None => text.to_owned(),
+    }
 }
 
 /// Float seconds, the unit the store and the REST contract use for timestamps.

@@ -3,6 +3,7 @@
 //! oversized body get that body too, instead of axum's plain-text rejections.
 
 use axum::Json;
+use axum::body::Bytes;
 use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
@@ -32,7 +33,7 @@ impl ApiError {
         Self {
             status,
             code,
-            message: message.into(),
+            message: bounded(message.into()),
             duplicate_of: None,
             retry_after: None,
         }
@@ -80,6 +81,21 @@ impl ApiError {
     pub fn duplicate_of(&self) -> Option<&str> {
         self.duplicate_of.as_deref()
     }
+}
+
+/// Caps a message that may quote the request (a serde error names the value it
+/// refused), so an error stays small whatever was sent.
+fn bounded(mut message: String) -> String {
+    const MAX_BYTES: usize = 512;
+    if message.len() > MAX_BYTES {
+        let mut end = MAX_BYTES;
+        while !message.is_char_boundary(end) {
+            end -= 1;
+        }
+        message.truncate(end);
+        message.push('…');
+    }
+    message
 }
 
 impl IntoResponse for ApiError {
@@ -135,6 +151,14 @@ impl From<ServiceError> for ApiError {
                 error.duplicate_of = Some(content_hash);
                 error
             }
+            ServiceError::Storage(storage) if storage.is_full() => {
+                tracing::error!(error = %storage, "the disk is full");
+                Self::new(
+                    StatusCode::INSUFFICIENT_STORAGE,
+                    "storage_full",
+                    "the server's disk is full, so nothing was stored; free space on the server and retry",
+                )
+            }
             other => {
                 // The log gets the details; the client only learns that it failed.
                 tracing::error!(error = %other, "request failed");
@@ -175,6 +199,62 @@ pub fn panicked(panic: Box<dyn std::any::Any + Send + 'static>) -> Response {
     .into_response()
 }
 
+/// Gives the JSON error body to an error answered without one: axum's own
+/// rejections (a path that is not UTF-8), a layer's refusal, rmcp's. The status and
+/// headers stay; a 4xx keeps the text as its message, a 5xx never shows it.
+pub async fn json_errors(response: Response) -> Response {
+    let status = response.status();
+    let is_json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json") || v.contains("+json"));
+    if is_json || !(status.is_client_error() || status.is_server_error()) {
+        return response;
+    }
+    let (parts, body) = response.into_parts();
+    let text = axum::body::to_bytes(body, 4096)
+        .await
+        .map(|b| String::from_utf8_lossy(&b).trim().to_owned())
+        .unwrap_or_default();
+    let reason = status.canonical_reason().unwrap_or("error").to_lowercase();
+    let message = if text.is_empty() || status.is_server_error() {
+        reason
+    } else {
+        text
+    };
+    let mut answer = ApiError::new(status, code_for(status), message).into_response();
+    for (name, value) in &parts.headers {
+        if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {
+            answer.headers_mut().insert(name.clone(), value.clone());
+        }
+    }
+    answer
+}
+
+/// The machine code of an error only known by its status.
+fn code_for(status: StatusCode) -> &'static str {
+    match status {
+        StatusCode::BAD_REQUEST => "bad_request",
+        StatusCode::UNAUTHORIZED => "unauthorized",
+        StatusCode::FORBIDDEN => "forbidden",
+        StatusCode::NOT_FOUND => "not_found",
+        StatusCode::METHOD_NOT_ALLOWED => "method_not_allowed",
+        StatusCode::NOT_ACCEPTABLE => "not_acceptable",
+        StatusCode::REQUEST_TIMEOUT => "timeout",
+        StatusCode::PAYLOAD_TOO_LARGE => "body_too_large",
+        StatusCode::URI_TOO_LONG => "uri_too_long",
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported_media_type",
+        StatusCode::UNPROCESSABLE_ENTITY => "invalid_body",
+        StatusCode::TOO_MANY_REQUESTS => "rate_limited",
+        StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE => "headers_too_large",
+        StatusCode::SERVICE_UNAVAILABLE => "unavailable",
+        StatusCode::GATEWAY_TIMEOUT => "timeout",
+        s if s.is_server_error() => "internal",
+        _ => "bad_request",
+    }
+}
+
 /// `Json<T>` whose rejections are [`ApiError`]s: 400 for malformed JSON or a missing
 /// content type, 422 for JSON of the wrong shape, 413 for a body over the limit.
 pub struct ApiJson<T>(pub T);
@@ -183,11 +263,44 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        match Json::<T>::from_request(req, state).await {
+        if !json_content_type(req.headers()) {
+            return Err(missing_content_type());
+        }
+        let bytes = Bytes::from_request(req, state)
+            .await
+            .map_err(|e| json_rejection(JsonRejection::BytesRejection(e)))?;
+        // serde reads a struct from an array too, field by field in order; every body
+        // of this API is an object, so an array is refused rather than guessed at.
+        if bytes.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[') {
+            return Err(ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_body",
+                "the body must be a JSON object, not an array",
+            ));
+        }
+        match Json::<T>::from_bytes(&bytes) {
             Ok(Json(value)) => Ok(Self(value)),
             Err(rejection) => Err(json_rejection(rejection)),
         }
     }
+}
+
+/// `application/json` or any `application/*+json`, as axum's `Json` accepts.
+fn json_content_type(headers: &axum::http::HeaderMap) -> bool {
+    let Some(value) = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return false;
+    };
+    let essence = value
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    essence == "application/json"
+        || (essence.starts_with("application/") && essence.ends_with("+json"))
 }
 
 fn json_rejection(rejection: JsonRejection) -> ApiError {
@@ -205,11 +318,7 @@ fn json_rejection(rejection: JsonRejection) -> ApiError {
             "malformed_json",
             format!("malformed JSON: {}", e.body_text()),
         ),
-        JsonRejection::MissingJsonContentType(_) => ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "missing_content_type",
-            "send the body as JSON with `Content-Type: application/json`",
-        ),
+        JsonRejection::MissingJsonContentType(_) => missing_content_type(),
         JsonRejection::BytesRejection(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
             ApiError::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
@@ -219,6 +328,14 @@ fn json_rejection(rejection: JsonRejection) -> ApiError {
         }
         other => ApiError::bad_request(other.body_text()),
     }
+}
+
+fn missing_content_type() -> ApiError {
+    ApiError::new(
+        StatusCode::BAD_REQUEST,
+        "missing_content_type",
+        "send the body as JSON with `Content-Type: application/json`",
+    )
 }
 
 /// `Query<T>` whose rejection is a 400 [`ApiError`].

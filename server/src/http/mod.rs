@@ -75,7 +75,8 @@ fn routes(state: &Arc<AppState>, config: &Config, shutdown: CancellationToken) -
 }
 
 /// The whole application: the routes behind their access checks, then the panic
-/// catcher, body limit, CORS and tracing.
+/// catcher, body limit, CORS, tracing, and outermost the JSON body for any error a
+/// layer or an extractor answered in plain text.
 pub fn router(state: Arc<AppState>, config: &Config, shutdown: CancellationToken) -> Router {
     routes(&state, config, shutdown)
         .into_router(&state, not_found, method_not_allowed)
@@ -86,6 +87,7 @@ pub fn router(state: Arc<AppState>, config: &Config, shutdown: CancellationToken
         .layer(TraceLayer::new_for_http().make_span_with(|request: &Request| {
             tracing::info_span!("request", method = %request.method(), path = %request.uri().path())
         }))
+        .layer(axum::middleware::map_response(error::json_errors))
         .with_state(state)
 }
 

@@ -332,3 +332,156 @@ async fn anonymous_access_refuses_every_present_credential_that_is_not_a_key() {
     let (status, _, _) = send(&app, Method::GET, "/api/tags", None, None).await;
     assert_eq!(status, StatusCode::OK);
 }
+
+/// Whatever the size of the input an error quotes, the error stays small: a 1 MB
+/// phrase once came back as a 2 MB error.
+#[tokio::test]
+async fn errors_quote_a_bounded_excerpt_of_the_input() {
+    let app = app(true, |c| c.max_body_bytes = 4 << 20);
+    let huge = "z".repeat(1 << 20);
+    let cases = [
+        ("/api/search", json!({"query": "x", "time": huge})),
+        ("/api/search", json!({"query": "x", "tz": huge})),
+        ("/api/search", json!({"query": "x", "after": huge})),
+        ("/api/search/by-time", json!({"query": huge})),
+        ("/api/memories", json!({"content": "x", "tags": huge})),
+        ("/api/memories", json!({"content": "x", "tags": [huge]})),
+    ];
+    for (path, body) in cases {
+        let body = body.to_string();
+        let (status, _, json) = send(&app, Method::POST, path, Some(KEY), Some(&body)).await;
+        assert!(status.is_client_error(), "{path}: {status}");
+        error_code(&json);
+        let size = json.to_string().len();
+        assert!(size < 2048, "{path}: a {size}-byte error");
+    }
+}
+
+/// An array where an object is expected is refused, not read field by field; a PUT
+/// that names no field it can change is a 400, not a silent "updated".
+#[tokio::test]
+async fn arrays_and_empty_updates_are_refused() {
+    let app = app(true, |_| {});
+    let body = Some(r#" ["stored from an array"]"#);
+    let (status, _, json) = send(&app, Method::POST, "/api/memories", Some(KEY), body).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{json}");
+    assert_eq!(error_code(&json), "invalid_body");
+    let body = Some(r#"{"content": "to be updated"}"#);
+    let (_, _, stored) = send(&app, Method::POST, "/api/memories", Some(KEY), body).await;
+    let path = format!("/api/memories/{}", stored["content_hash"].as_str().unwrap());
+    for body in [
+        r#"{}"#,
+        r#"{"content": "new words"}"#,
+        r#"{"tgas": ["typo"]}"#,
+    ] {
+        let (status, _, json) = send(&app, Method::PUT, &path, Some(KEY), Some(body)).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}: {json}");
+        assert_eq!(error_code(&json), "bad_request");
+    }
+    let body = Some(r#"{"tags": ["kept"]}"#);
+    let (status, _, json) = send(&app, Method::PUT, &path, Some(KEY), body).await;
+    assert_eq!(
+        (status, &json["memory"]["tags"]),
+        (StatusCode::OK, &json!(["kept"]))
+    );
+}
+
+/// An import's timestamps must fall in the years 0001 to 9999.
+#[tokio::test]
+async fn imported_timestamps_outside_years_1_to_9999_are_refused() {
+    let app = app(true, |_| {});
+    for created_at in [
+        json!(-62_135_596_801.0),
+        json!(253_402_300_800.0),
+        json!(1e300),
+    ] {
+        let body = json!({"memories": [{"content": "from far away", "created_at": created_at}]});
+        let body = body.to_string();
+        let (status, _, json) = send(
+            &app,
+            Method::POST,
+            "/api/memories/import",
+            Some(KEY),
+            Some(&body),
+        )
+        .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{created_at}: {json}");
+        assert_eq!(error_code(&json), "bad_request");
+    }
+    let body =
+        json!({"memories": [{"content": "the first day", "created_at": "0001-01-01T00:00:00Z"}]});
+    let body = body.to_string();
+    let (status, _, json) = send(
+        &app,
+        Method::POST,
+        "/api/memories/import",
+        Some(KEY),
+        Some(&body),
+    )
+    .await;
+    assert_eq!(
+        (status, &json["stored"]),
+        (StatusCode::OK, &json!(1)),
+        "{json}"
+    );
+}
+
+/// An error axum answers itself (a path that is not UTF-8) gets the JSON body too.
+#[tokio::test]
+async fn extractor_rejections_get_the_json_error_body() {
+    let app = app(true, |_| {});
+    let (status, _, json) = send(&app, Method::GET, "/api/memories/%FF%FE", Some(KEY), None).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{json}");
+    assert_eq!(error_code(&json), "bad_request");
+}
+
+/// A full disk (SQLITE_FULL, directly or through a failed commit) is 507
+/// `storage_full`, not a generic 500.
+#[test]
+fn a_full_disk_is_507() {
+    use super::error::ApiError;
+    use crate::service::ServiceError;
+    use crate::storage::StorageError;
+    let full = || {
+        rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_FULL),
+            Some("database or disk is full".into()),
+        )
+    };
+    let direct = StorageError::backend("inserting a memory", full());
+    let commit = StorageError::CommitFailed {
+        source: Arc::new(full()),
+    };
+    let io = StorageError::backend(
+        "writing",
+        std::io::Error::from(std::io::ErrorKind::StorageFull),
+    );
+    for error in [direct, commit, io] {
+        let error = ApiError::from(ServiceError::Storage(error));
+        assert_eq!(error.status(), StatusCode::INSUFFICIENT_STORAGE);
+    }
+    let other = StorageError::backend("reading", rusqlite::Error::InvalidQuery);
+    let error = ApiError::from(ServiceError::Storage(other));
+    assert_eq!(error.status(), StatusCode::INTERNAL_SERVER_ERROR);
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+    /// Any bytes as a content hash in a path, percent-encoded, answer a JSON error or
+    /// a memory, never a 5xx.
+    #[test]
+    fn any_hash_in_a_path_answers_json(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..80)) {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let encoded: String = bytes.iter().map(|b| format!("%{b:02X}")).collect();
+        runtime.block_on(async {
+            let app = app(true, |_| {});
+            let path = format!("/api/memories/{encoded}");
+            for method in [Method::GET, Method::DELETE, Method::PUT] {
+                let body = (method == Method::PUT).then_some(r#"{"tags": ["t"]}"#);
+                let (status, _, json) = send(&app, method.clone(), &path, Some(KEY), body).await;
+                assert!(status.is_client_error(), "{method} {path}: {status} {json}");
+                error_code(&json);
+            }
+        });
+    }
+}

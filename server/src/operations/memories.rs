@@ -46,6 +46,10 @@ pub async fn store_batch(
     batch_response(service.store_many(batch).await?)
 }
 
+/// Creation times an import may carry, in epoch seconds: 0001-01-01 to the end of
+/// 9999, the years RFC 3339 (and so every `*_iso` field) can write.
+const IMPORTABLE: std::ops::Range<f64> = -62_135_596_800.0..253_402_300_800.0;
+
 /// Stores memories with their original creation times (admin only: it writes the
 /// past). Duplicates are reported in place and do not fail the batch.
 pub async fn import(
@@ -59,7 +63,13 @@ pub async fn import(
     let mut batch = Vec::with_capacity(request.memories.len());
     for item in request.memories {
         let mut new = new_memory(item.memory, None);
-        new.created_at = Some(instant(&item.created_at, &utc)?);
+        let created_at = instant(&item.created_at, &utc)?;
+        if !IMPORTABLE.contains(&created_at) {
+            return Err(OpError::bad_request(format!(
+                "created_at {created_at} is outside the years 0001 to 9999"
+            )));
+        }
+        new.created_at = Some(created_at);
         batch.push(new);
     }
     batch_response(service.store_many(batch).await?)
@@ -136,6 +146,11 @@ pub async fn update(
     request: UpdateRequest,
 ) -> Result<MutationResponse, OpError> {
     caller.require(Scope::Write)?;
+    if request.tags.is_none() && request.memory_type.is_none() && request.metadata.is_none() {
+        return Err(OpError::bad_request(
+            "nothing to update: send tags, memory_type or metadata (the content cannot change)",
+        ));
+    }
     let patch = MemoryPatch {
         tags: request.tags,
         memory_type: request.memory_type,

@@ -242,6 +242,24 @@ pub enum StorageError {
 }
 
 impl StorageError {
+    /// Whether the cause is a full disk (SQLite's `SQLITE_FULL`, or I/O saying so):
+    /// the fix is space on the server, not a retry, and clients are told so (507).
+    pub fn is_full(&self) -> bool {
+        fn full(error: &(dyn std::error::Error + 'static)) -> bool {
+            if let Some(sqlite) = error.downcast_ref::<rusqlite::Error>() {
+                return sqlite.sqlite_error_code() == Some(rusqlite::ErrorCode::DiskFull);
+            }
+            if let Some(io) = error.downcast_ref::<std::io::Error>() {
+                return io.kind() == std::io::ErrorKind::StorageFull;
+            }
+            if let Some(shared) = error.downcast_ref::<Arc<dyn std::error::Error + Send + Sync>>() {
+                return full(&**shared);
+            }
+            error.source().is_some_and(full)
+        }
+        full(self)
+    }
+
     /// A [`StorageError::Backend`] saying what was being done when `source` failed.
     pub fn backend(
         context: impl Into<String>,
