@@ -160,6 +160,15 @@ pub struct Config {
     /// Largest memory content accepted, in bytes.
     #[arg(long, env = "MNEMO_MAX_CONTENT_BYTES", default_value_t = crate::service::DEFAULT_MAX_CONTENT_BYTES)]
     pub max_content_bytes: usize,
+
+    /// Longest search query accepted, in characters (400 beyond).
+    #[arg(long, env = "MNEMO_MAX_QUERY_CHARS", default_value_t = crate::service::DEFAULT_MAX_QUERY_CHARS)]
+    pub max_query_chars: usize,
+
+    /// Seconds a database read may run before it is stopped (a read also stops when its
+    /// client goes away).
+    #[arg(long, env = "MNEMO_READ_TIMEOUT", default_value_t = 5.0)]
+    pub read_timeout: f64,
 }
 
 impl Config {
@@ -217,6 +226,7 @@ impl Config {
             mmap_bytes: self.sqlite_mmap_mb << 20,
             cache_bytes: self.sqlite_cache_mb << 20,
             memory_vectors: self.memory_vectors,
+            read_timeout: std::time::Duration::from_secs_f64(self.read_timeout.max(0.001)),
             retention: Retention {
                 max_age: std::time::Duration::from_secs(self.event_retention_days * 24 * 3600),
                 max_rows: self.event_retention_rows,
