@@ -184,7 +184,23 @@ async fn run(
     let app = http::router(Arc::clone(&state), config, shutdown.clone());
     let connections = Arc::clone(&state.connections);
     let tls = state.tls.clone();
-    Ok(connections::serve(listener, app, tls, connections, shutdown, SHUTDOWN_GRACE).await?)
+    let limits = connections::Limits {
+        tls_handshake: Config::seconds(config.tls_handshake_timeout),
+        header_read: Config::seconds(config.header_read_timeout),
+        body_read: Config::seconds(config.body_read_timeout),
+        idle: Config::seconds(config.idle_timeout),
+        max_body_bytes: config.max_body_bytes,
+    };
+    Ok(connections::serve(
+        listener,
+        app,
+        tls,
+        connections,
+        limits,
+        shutdown,
+        SHUTDOWN_GRACE,
+    )
+    .await?)
 }
 
 /// Loads the model, opens the database and publishes the service.
