@@ -187,6 +187,11 @@ pub struct Config {
     /// is closed. SSE and MCP streams are exempt.
     #[arg(long, env = "MNEMO_IDLE_TIMEOUT", default_value_t = 60.0)]
     pub idle_timeout: f64,
+
+    /// Connections open at once; more are refused (503) until one closes. Keep it
+    /// below the process's open-file limit, which the server raises to its hard limit.
+    #[arg(long, env = "MNEMO_MAX_CONNECTIONS", default_value_t = 1024, value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_connections: u64,
 }
 
 impl Config {

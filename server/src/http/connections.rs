@@ -31,8 +31,9 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto::Builder;
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::TcpListener;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
 use tokio::time::{Instant, Sleep};
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
@@ -57,6 +58,9 @@ pub struct Limits {
     pub idle: Duration,
     /// Largest body accepted; a larger `Content-Length` is refused at once.
     pub max_body_bytes: usize,
+    /// Connections open at once; the next one is refused (a 503 over plain HTTP,
+    /// closed at once over TLS) until one closes.
+    pub max_connections: usize,
 }
 
 impl Default for Limits {
@@ -67,6 +71,7 @@ impl Default for Limits {
             body_read: Duration::from_secs(30),
             idle: Duration::from_secs(60),
             max_body_bytes: 1024 * 1024,
+            max_connections: 1024,
         }
     }
 }
@@ -122,17 +127,37 @@ pub async fn serve(
         limits.clone(),
         bound_body,
     ));
+    let slots = Arc::new(Semaphore::new(limits.max_connections.max(1)));
+    let mut accept_errors = RateLimitedWarning::new("accept failed");
+    let mut refusals =
+        RateLimitedWarning::new("connection refused: MNEMO_MAX_CONNECTIONS are open");
+    let mut backoff = ACCEPT_BACKOFF_MIN;
     loop {
         let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
-                Ok(accepted) => accepted,
-                // Out of file descriptors and the like: keep serving the others.
+                Ok(accepted) => {
+                    backoff = ACCEPT_BACKOFF_MIN;
+                    accepted
+                }
+                // Out of file descriptors, most often: the error repeats at once until
+                // a connection closes, so retrying at once would spin a core and flood
+                // the log. Pause, longer each time, and keep serving the others.
                 Err(e) => {
-                    warn!(error = %e, "accept failed");
+                    accept_errors.warn(&e);
+                    tokio::select! {
+                        () = tokio::time::sleep(backoff) => {}
+                        _ = shutdown.cancelled() => break,
+                    }
+                    backoff = (backoff * 2).min(ACCEPT_BACKOFF_MAX);
                     continue;
                 }
             },
             _ = shutdown.cancelled() => break,
+        };
+        let Ok(slot) = Arc::clone(&slots).try_acquire_owned() else {
+            refusals.warn(&peer);
+            tokio::spawn(refuse(stream, tls.is_none()));
+            continue;
         };
         let _ = stream.set_nodelay(true);
         let activity = Arc::new(Activity::new());
@@ -161,6 +186,7 @@ pub async fn serve(
         let tls = tls.clone();
         let limits = limits.clone();
         tokio::spawn(async move {
+            let _slot = slot;
             let served = async {
                 match tls {
                     None => {
@@ -201,6 +227,73 @@ pub async fn serve(
         warn!("connections still open {grace:?} after shutdown; closing them");
     }
     Ok(())
+}
+
+/// The first pause after a failed accept, and the longest.
+const ACCEPT_BACKOFF_MIN: Duration = Duration::from_millis(5);
+const ACCEPT_BACKOFF_MAX: Duration = Duration::from_secs(1);
+
+/// How long a refused connection is given to take its 503.
+const REFUSAL_WITHIN: Duration = Duration::from_secs(1);
+
+/// Answers a connection over the limit and closes it. Over plain HTTP it gets a 503
+/// with the JSON error body; over TLS it is closed at once (an answer would need the
+/// handshake the limit exists to avoid).
+async fn refuse(mut stream: TcpStream, plain: bool) {
+    if !plain {
+        return;
+    }
+    let body = serde_json::to_string(&mnemo_api::error::ErrorBody::new(
+        "overloaded",
+        "too many open connections; retry shortly",
+    ))
+    .unwrap_or_default();
+    let response = format!(
+        "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\n\
+         content-length: {}\r\nretry-after: 1\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let _ = tokio::time::timeout(REFUSAL_WITHIN, async {
+        stream.write_all(response.as_bytes()).await?;
+        stream.shutdown().await?;
+        // Closing with the request unread would reset the connection, and the client
+        // could lose the answer; read what it sent until it closes.
+        let mut sink = [0u8; 4096];
+        while stream.read(&mut sink).await? > 0 {}
+        std::io::Result::Ok(())
+    })
+    .await;
+}
+
+/// A warning logged at most once per [`RateLimitedWarning::EVERY`], saying how many
+/// were left out: a condition that repeats thousands of times a second must not fill
+/// the disk.
+struct RateLimitedWarning {
+    what: &'static str,
+    last: Option<Instant>,
+    suppressed: u64,
+}
+
+impl RateLimitedWarning {
+    const EVERY: Duration = Duration::from_secs(10);
+
+    fn new(what: &'static str) -> Self {
+        Self {
+            what,
+            last: None,
+            suppressed: 0,
+        }
+    }
+
+    fn warn(&mut self, detail: &dyn std::fmt::Display) {
+        if self.last.is_some_and(|last| last.elapsed() < Self::EVERY) {
+            self.suppressed += 1;
+            return;
+        }
+        warn!(detail = %detail, suppressed = self.suppressed, "{}", self.what);
+        self.last = Some(Instant::now());
+        self.suppressed = 0;
+    }
 }
 
 /// Refuses a body announced larger than the limit before reading it, and gives the
