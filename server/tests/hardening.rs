@@ -190,7 +190,7 @@ async fn huge_content_length_is_refused_early() {
         .unwrap();
     let answer = String::from_utf8_lossy(&buf[..n]);
     assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
-    assert!(answer.contains("\"payload_too_large\""), "{answer}");
+    assert!(answer.contains("\"body_too_large\""), "{answer}");
 }
 
 /// A TLS client that never sends its ClientHello is dropped at the handshake timeout.

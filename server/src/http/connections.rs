@@ -310,9 +310,9 @@ async fn bound_body(
     if announced.is_some_and(|n| n > limits.max_body_bytes as u64) {
         return Err(ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
-            "payload_too_large",
+            "body_too_large",
             format!(
-                "the request body is larger than {} bytes",
+                "the request body is larger than the server accepts ({} bytes, MNEMO_MAX_BODY_BYTES)",
                 limits.max_body_bytes
             ),
         ));
