@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use mnemo_server::Config;
-use mnemo_server::testing::{MASTER_KEY, TestServer, next_event};
+use mnemo_server::testing::{MASTER_KEY, ServerProcess, TestServer, next_event};
 use reqwest::Method;
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -227,4 +227,45 @@ async fn idle_connections_close_but_streams_stay() {
             break;
         }
     }
+}
+
+/// Generous bound for a child server to exit after SIGTERM: the 1 s grace for open
+/// connections plus a debug build's teardown on a loaded machine. Before issue 13, a
+/// hostile query held the exit for 95 s.
+const EXITS_WITHIN: Duration = Duration::from_secs(10);
+
+/// SIGTERM while hostile searches are in flight stops the process promptly.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_exits_while_hostile_queries_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = ServerProcess::start(dir.path(), &[("MCP_API_KEY", MASTER_KEY)]);
+    let url = format!("{}/api/search", server.url());
+    let client = reqwest::Client::new();
+    let distinct: String = (0..1_300).map(|i| format!("w{i:04} ")).collect();
+    for i in 0..8 {
+        let query = if i % 2 == 0 {
+            "word ".repeat(64_000)
+        } else {
+            distinct.clone()
+        };
+        let request = client
+            .post(&url)
+            .bearer_auth(MASTER_KEY)
+            .json(&json!({"query": query, "mode": "hybrid"}))
+            .send();
+        tokio::spawn(request);
+    }
+    tokio::task::yield_now().await;
+    let started = std::time::Instant::now();
+    let exited = tokio::time::timeout(
+        EXITS_WITHIN,
+        tokio::task::spawn_blocking(move || server.terminate()),
+    )
+    .await;
+    assert!(
+        exited.is_ok(),
+        "still running {EXITS_WITHIN:?} after SIGTERM"
+    );
+    exited.unwrap().unwrap().unwrap();
+    assert!(started.elapsed() < EXITS_WITHIN);
 }

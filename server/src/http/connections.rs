@@ -410,6 +410,9 @@ impl Activity {
     /// [`Limits::header_read`] of opening, or nothing at all for [`Limits::idle`] while
     /// no request is being handled and no stream was served.
     async fn idle(&self, limits: &Limits) {
+        // Looked at again at least this often, so that a request arriving during a
+        // wait switches from the header deadline to the idle one.
+        let step = limits.header_read.min(limits.idle);
         loop {
             let requested = self.requested.load(Ordering::Relaxed);
             let quiet_for = if requested {
@@ -417,17 +420,19 @@ impl Activity {
             } else {
                 limits.header_read
             };
-            let last = self.last();
-            tokio::time::sleep_until(last + quiet_for).await;
+            let deadline = self.last() + quiet_for;
+            let now = Instant::now();
+            if now < deadline {
+                tokio::time::sleep_until(deadline.min(now + step)).await;
+                continue;
+            }
             let busy =
                 self.handling.load(Ordering::Relaxed) > 0 || self.streaming.load(Ordering::Relaxed);
-            if self.last() == last && !(requested && busy) {
+            if !(requested && busy) {
                 return;
             }
-            if self.last() == last {
-                // Busy but quiet: look again after another full period.
-                self.touch();
-            }
+            // Busy but quiet (a slow handler, a stream): look again a period later.
+            self.touch();
         }
     }
 }
