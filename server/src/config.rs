@@ -160,6 +160,38 @@ pub struct Config {
     /// Largest memory content accepted, in bytes.
     #[arg(long, env = "MNEMO_MAX_CONTENT_BYTES", default_value_t = crate::service::DEFAULT_MAX_CONTENT_BYTES)]
     pub max_content_bytes: usize,
+
+    /// Longest search query accepted, in characters (400 beyond).
+    #[arg(long, env = "MNEMO_MAX_QUERY_CHARS", default_value_t = crate::service::DEFAULT_MAX_QUERY_CHARS)]
+    pub max_query_chars: usize,
+
+    /// Seconds a database read may run before it is stopped (a read also stops when its
+    /// client goes away).
+    #[arg(long, env = "MNEMO_READ_TIMEOUT", default_value_t = 5.0)]
+    pub read_timeout: f64,
+
+    /// Seconds a client has to send a request's headers, and to send anything at all
+    /// after connecting (HTTP/1 keep-alive waits count too).
+    #[arg(long, env = "MNEMO_HEADER_READ_TIMEOUT", default_value_t = 10.0)]
+    pub header_read_timeout: f64,
+
+    /// Seconds a client has to finish the TLS handshake.
+    #[arg(long, env = "MNEMO_TLS_HANDSHAKE_TIMEOUT", default_value_t = 10.0)]
+    pub tls_handshake_timeout: f64,
+
+    /// Seconds a client has to send a request's whole body, once its headers are in.
+    #[arg(long, env = "MNEMO_BODY_READ_TIMEOUT", default_value_t = 30.0)]
+    pub body_read_timeout: f64,
+
+    /// Seconds a connection may carry nothing, with no request being handled, before it
+    /// is closed. SSE and MCP streams are exempt.
+    #[arg(long, env = "MNEMO_IDLE_TIMEOUT", default_value_t = 60.0)]
+    pub idle_timeout: f64,
+
+    /// Connections open at once; more are refused (503) until one closes. Keep it
+    /// below the process's open-file limit, which the server raises to its hard limit.
+    #[arg(long, env = "MNEMO_MAX_CONNECTIONS", default_value_t = 1024, value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_connections: u64,
 }
 
 impl Config {
@@ -217,12 +249,19 @@ impl Config {
             mmap_bytes: self.sqlite_mmap_mb << 20,
             cache_bytes: self.sqlite_cache_mb << 20,
             memory_vectors: self.memory_vectors,
+            read_timeout: Self::seconds(self.read_timeout),
             retention: Retention {
                 max_age: std::time::Duration::from_secs(self.event_retention_days * 24 * 3600),
                 max_rows: self.event_retention_rows,
             },
             ..SqliteOptions::default()
         }
+    }
+
+    /// A setting in seconds as a duration; at least a millisecond, so that zero or a
+    /// negative value cannot turn a bound off by accident.
+    pub fn seconds(value: f64) -> std::time::Duration {
+        std::time::Duration::from_secs_f64(value.clamp(0.001, 1e9))
     }
 
     pub fn embed_threads(&self) -> usize {

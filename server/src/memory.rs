@@ -123,6 +123,8 @@ pub enum InvalidInput {
     TagTooLong { tag: String },
     #[error("memory_type is longer than {MAX_TYPE_CHARS} characters")]
     TypeTooLong,
+    #[error("the query is {actual} characters; the limit is {limit} (MNEMO_MAX_QUERY_CHARS)")]
+    QueryTooLong { actual: usize, limit: usize },
 }
 
 /// SHA-256 (lower-case hex) of the content with surrounding whitespace trimmed.

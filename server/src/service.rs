@@ -21,6 +21,9 @@ use crate::storage::{NewRecord, Page, Storage, StorageError};
 pub const MAX_PAGE_SIZE: u32 = 100;
 /// Default cap on a memory's content, in bytes.
 pub const DEFAULT_MAX_CONTENT_BYTES: usize = 64 * 1024;
+/// Default cap on a search query, in characters: far more than the model reads (it
+/// truncates at 256 tokens), far less than a request body may carry.
+pub const DEFAULT_MAX_QUERY_CHARS: usize = 8 * 1024;
 
 #[derive(Debug, Error)]
 pub enum ServiceError {
@@ -38,6 +41,7 @@ pub struct MemoryService {
     storage: Arc<dyn Storage>,
     embedder: Embedder,
     max_content_bytes: usize,
+    max_query_chars: usize,
 }
 
 impl MemoryService {
@@ -46,7 +50,28 @@ impl MemoryService {
             storage,
             embedder,
             max_content_bytes,
+            max_query_chars: DEFAULT_MAX_QUERY_CHARS,
         }
+    }
+
+    /// The same service refusing search queries longer than `limit` characters.
+    pub fn with_max_query_chars(mut self, limit: usize) -> Self {
+        self.max_query_chars = limit;
+        self
+    }
+
+    /// Refuses a query whose length alone would make a search costly.
+    fn check_query(&self, query: &str) -> Result<(), ServiceError> {
+        // Counting stops at the limit, so a huge query costs no more than a long one.
+        let actual = query.chars().take(self.max_query_chars + 1).count();
+        if actual > self.max_query_chars {
+            return Err(InvalidInput::QueryTooLong {
+                actual: query.chars().count(),
+                limit: self.max_query_chars,
+            }
+            .into());
+        }
+        Ok(())
     }
 
     /// The storage underneath, for what is not a memory operation: the change feed
@@ -197,6 +222,7 @@ impl MemoryService {
         k: u32,
         filter: Filter,
     ) -> Result<Vec<ScoredMemory>, ServiceError> {
+        self.check_query(query)?;
         let k = k.min(MAX_PAGE_SIZE) as usize;
         let vector = self.embedder.embed_one(query).await?;
         Ok(self.storage.search(&vector, k, &filter).await?)
@@ -211,6 +237,7 @@ impl MemoryService {
         k: u32,
         filter: Filter,
     ) -> Result<Vec<HybridHit>, ServiceError> {
+        self.check_query(query)?;
         let k = k.min(MAX_PAGE_SIZE) as usize;
         // Each side contributes more candidates than asked for, so fusion can promote
         // a memory that only one side ranks well.
@@ -248,6 +275,7 @@ impl MemoryService {
         k: u32,
         filter: Filter,
     ) -> Result<Vec<Memory>, ServiceError> {
+        self.check_query(text)?;
         let k = k.min(MAX_PAGE_SIZE) as usize;
         Ok(self.storage.substring_search(text, k, &filter).await?)
     }

@@ -104,6 +104,7 @@ impl Server {
             addr,
             state,
         } = self;
+        raise_descriptor_limit(config.max_connections);
         if !addr.ip().is_loopback() && state.tls.is_none() {
             warn!(%addr, "serving plain HTTP on a non-loopback address: memories and API keys cross the network unencrypted");
         }
@@ -184,7 +185,48 @@ async fn run(
     let app = http::router(Arc::clone(&state), config, shutdown.clone());
     let connections = Arc::clone(&state.connections);
     let tls = state.tls.clone();
-    Ok(connections::serve(listener, app, tls, connections, shutdown, SHUTDOWN_GRACE).await?)
+    let limits = connections::Limits {
+        tls_handshake: Config::seconds(config.tls_handshake_timeout),
+        header_read: Config::seconds(config.header_read_timeout),
+        body_read: Config::seconds(config.body_read_timeout),
+        idle: Config::seconds(config.idle_timeout),
+        max_body_bytes: config.max_body_bytes,
+        max_connections: usize::try_from(config.max_connections).unwrap_or(usize::MAX),
+    };
+    Ok(connections::serve(
+        listener,
+        app,
+        tls,
+        connections,
+        limits,
+        shutdown,
+        SHUTDOWN_GRACE,
+    )
+    .await?)
+}
+
+/// Descriptors the server needs besides its connections: the database and its
+/// journal on every connection, the model, the runtime's own.
+const DESCRIPTOR_RESERVE: u64 = 128;
+
+/// Raises the soft limit on open files to the hard limit: the soft default (1024 under
+/// systemd) is below what a busy server needs, and at the limit `accept` fails.
+/// Warns when even the hard limit leaves no room for `max_connections`.
+fn raise_descriptor_limit(max_connections: u64) {
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(limit) => {
+            info!(open_files = limit, "open-file limit");
+            if limit < max_connections.saturating_add(DESCRIPTOR_RESERVE) {
+                warn!(
+                    open_files = limit,
+                    max_connections,
+                    "the open-file limit is below MNEMO_MAX_CONNECTIONS plus {DESCRIPTOR_RESERVE}: \
+                     raise LimitNOFILE (systemd) or ulimit -n, or lower MNEMO_MAX_CONNECTIONS"
+                );
+            }
+        }
+        Err(e) => warn!(error = %e, "cannot read or raise the open-file limit"),
+    }
 }
 
 /// Loads the model, opens the database and publishes the service.
@@ -209,11 +251,10 @@ async fn load(
         let model = FastEmbedModel::load(&files, &settings.model_id, settings.embed_threads())?;
         let embedder = Embedder::start(Box::new(model), settings.embed_batch as usize);
         let store = SqliteStore::open(&database, embedder.spec(), settings.store_options())?;
-        Ok(MemoryService::new(
-            Arc::new(store),
-            embedder,
-            settings.max_content_bytes,
-        ))
+        Ok(
+            MemoryService::new(Arc::new(store), embedder, settings.max_content_bytes)
+                .with_max_query_chars(settings.max_query_chars),
+        )
     })
     .await??;
     let spec = service.embedder().spec().clone();

@@ -9,10 +9,10 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use mnemo_certs::{CertError, CertSpec, Origin, ServerIdentity};
-use tokio::net::TcpStream;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
 use tracing::{debug, info};
@@ -55,18 +55,25 @@ pub fn acceptor(identity: &ServerIdentity) -> Result<TlsAcceptor, CertError> {
     )?)))
 }
 
-/// The TLS side of a freshly accepted connection, or `None` if the handshake failed.
-/// A failed handshake is the client's business (a port scanner, a client that refused
-/// the certificate), so it is logged at debug level only.
-pub async fn handshake(
+/// The TLS side of a freshly accepted connection, or `None` if the handshake failed
+/// or did not finish `within` (a client that never sends its ClientHello would
+/// otherwise hold the connection forever). A failed handshake is the client's business
+/// (a port scanner, a client that refused the certificate), so it is logged at debug
+/// level only.
+pub async fn handshake<S: AsyncRead + AsyncWrite + Unpin>(
     acceptor: &TlsAcceptor,
-    stream: TcpStream,
+    stream: S,
     peer: SocketAddr,
-) -> Option<TlsStream<TcpStream>> {
-    match acceptor.accept(stream).await {
-        Ok(stream) => Some(stream),
-        Err(e) => {
+    within: Duration,
+) -> Option<TlsStream<S>> {
+    match tokio::time::timeout(within, acceptor.accept(stream)).await {
+        Ok(Ok(stream)) => Some(stream),
+        Ok(Err(e)) => {
             debug!(%peer, error = %e, "TLS handshake failed");
+            None
+        }
+        Err(_) => {
+            debug!(%peer, ?within, "TLS handshake timed out");
             None
         }
     }

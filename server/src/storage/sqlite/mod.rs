@@ -36,13 +36,16 @@ mod vectors;
 mod write;
 mod writer;
 
+use std::cell::RefCell;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
 use migrations::meta_keys;
+use r2d2::PooledConnection;
 use r2d2_sqlite::SqliteConnectionManager;
-use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior};
+use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension, TransactionBehavior};
 use tokio::sync::broadcast;
 
 use crate::memory::{EmbeddingSpec, Filter, Memory, MemoryPatch, ScoredMemory};
@@ -73,6 +76,9 @@ pub struct SqliteOptions {
     /// `vectors` module), rather than scanning the vec0 table: 1 byte per dimension plus
     /// 16 bytes per memory of RSS.
     pub memory_vectors: bool,
+    /// Longest a read may run before SQLite interrupts it, so no query holds one of
+    /// the few read connections for long.
+    pub read_timeout: Duration,
 }
 
 impl Default for SqliteOptions {
@@ -90,13 +96,60 @@ impl Default for SqliteOptions {
             },
             feed_capacity: 1024,
             memory_vectors: true,
+            read_timeout: Duration::from_secs(5),
         }
     }
 }
 
 impl From<rusqlite::Error> for StorageError {
     fn from(error: rusqlite::Error) -> Self {
+        if error.sqlite_error_code() == Some(ErrorCode::OperationInterrupted) {
+            return Self::backend(
+                "a read was stopped: it ran past MNEMO_READ_TIMEOUT or its client went away",
+                error,
+            );
+        }
         Self::backend("SQLite failed", error)
+    }
+}
+
+/// How many SQLite virtual-machine steps run between two checks of a read's deadline
+/// and cancellation: about a millisecond of work.
+const PROGRESS_STEPS: i32 = 1000;
+
+thread_local! {
+    /// Set while a blocking thread runs a read for an async caller: the flag that
+    /// caller's future raises when it is dropped (the client went away, or the server
+    /// is shutting down). Kept per thread so the blocking methods keep their plain
+    /// signatures for tests and threads.
+    static CANCELLED: RefCell<Option<Arc<AtomicBool>>> = const { RefCell::new(None) };
+}
+
+/// Raises its flag when dropped: held by the future that awaits a blocking read.
+struct CancelOnDrop(Arc<AtomicBool>);
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+}
+
+/// A pooled read connection whose statements SQLite interrupts once the read passes
+/// its deadline or its caller is gone. The check is removed when it goes back to
+/// the pool.
+struct Reader(PooledConnection<SqliteConnectionManager>);
+
+impl std::ops::Deref for Reader {
+    type Target = Connection;
+
+    fn deref(&self) -> &Connection {
+        &self.0
+    }
+}
+
+impl Drop for Reader {
+    fn drop(&mut self) {
+        let _ = self.0.progress_handler(0, None::<fn() -> bool>);
     }
 }
 
@@ -127,6 +180,7 @@ struct Shared {
     subscribers: writer::Subscribers,
     path: PathBuf,
     dimension: usize,
+    read_timeout: Duration,
 }
 
 impl SqliteStore {
@@ -195,6 +249,7 @@ impl SqliteStore {
                 subscribers,
                 path: path.to_path_buf(),
                 dimension: spec.dimension,
+                read_timeout: options.read_timeout,
             }),
         })
     }
@@ -252,7 +307,7 @@ impl SqliteStore {
     }
 
     pub fn get(&self, content_hash: &str) -> Result<Memory, StorageError> {
-        read::get(&*self.shared.readers.get()?, content_hash)
+        read::get(&*self.reader()?, content_hash)
     }
 
     /// Whether each content hash is stored, in order.
@@ -269,7 +324,7 @@ impl SqliteStore {
 
     /// One page (1-based) of memories matching `filter`, newest first, and the total.
     pub fn list(&self, filter: &Filter, page: u32, page_size: u32) -> Result<Page, StorageError> {
-        read::list(&*self.shared.readers.get()?, filter, page, page_size)
+        read::list(&*self.reader()?, filter, page, page_size)
     }
 
     /// The `k` memories matching `filter` whose vectors are closest to `vector`.
@@ -282,9 +337,9 @@ impl SqliteStore {
         self.check_dimension(vector)?;
         match &self.shared.vectors {
             Some(vectors) if vectors.is_ready() => {
-                read::search_copy(&*self.shared.readers.get()?, vectors, vector, k, filter)
+                read::search_copy(&*self.reader()?, vectors, vector, k, filter)
             }
-            _ => read::search(&*self.shared.readers.get()?, vector, k, filter),
+            _ => read::search(&*self.reader()?, vector, k, filter),
         }
     }
 
@@ -295,7 +350,7 @@ impl SqliteStore {
         k: usize,
         filter: &Filter,
     ) -> Result<Vec<Memory>, StorageError> {
-        read::keyword_search(&*self.shared.readers.get()?, query, k, filter)
+        read::keyword_search(&*self.reader()?, query, k, filter)
     }
 
     /// Memories containing `text` (ASCII case ignored), newest first.
@@ -305,22 +360,22 @@ impl SqliteStore {
         k: usize,
         filter: &Filter,
     ) -> Result<Vec<Memory>, StorageError> {
-        read::substring_search(&*self.shared.readers.get()?, text, k, filter)
+        read::substring_search(&*self.reader()?, text, k, filter)
     }
 
     /// Cosine similarity of `vector` to a stored memory's vector.
     pub fn similarity(&self, vector: &[f32], content_hash: &str) -> Result<f64, StorageError> {
-        read::similarity(&*self.shared.readers.get()?, vector, content_hash)
+        read::similarity(&*self.reader()?, vector, content_hash)
     }
 
     /// Up to `limit` tags with their memory counts, most used first.
     pub fn tag_counts(&self, limit: u32) -> Result<Vec<(String, u64)>, StorageError> {
-        read::tag_counts(&*self.shared.readers.get()?, limit)
+        read::tag_counts(&*self.reader()?, limit)
     }
 
     /// Up to `limit` memory types with their counts, most used first.
     pub fn type_counts(&self, limit: u32) -> Result<Vec<(String, u64)>, StorageError> {
-        read::type_counts(&*self.shared.readers.get()?, limit)
+        read::type_counts(&*self.reader()?, limit)
     }
 
     /// Bytes on disk: the database file plus its write-ahead log.
@@ -333,6 +388,24 @@ impl SqliteStore {
             .filter_map(|p| std::fs::metadata(p).ok())
             .map(|m| m.len())
             .sum()
+    }
+
+    /// A read connection bounded by [`SqliteOptions::read_timeout`] and, on a blocking
+    /// thread serving an async caller, by that caller's cancellation.
+    fn reader(&self) -> Result<Reader, StorageError> {
+        let conn = self.shared.readers.get()?;
+        let deadline = Instant::now() + self.shared.read_timeout;
+        let cancelled = CANCELLED.with(|c| c.borrow().clone());
+        conn.progress_handler(
+            PROGRESS_STEPS,
+            Some(move || {
+                Instant::now() >= deadline
+                    || cancelled
+                        .as_ref()
+                        .is_some_and(|c| c.load(Ordering::Relaxed))
+            }),
+        )?;
+        Ok(Reader(conn))
     }
 
     /// Refuses a vector of another width before it reaches SQLite.
@@ -348,7 +421,7 @@ impl SqliteStore {
     }
 
     pub fn count(&self) -> Result<u64, StorageError> {
-        read::count(&*self.shared.readers.get()?)
+        read::count(&*self.reader()?)
     }
 
     /// Live committed events from now on. Subscribe before reading the table, then
@@ -359,17 +432,17 @@ impl SqliteStore {
 
     /// The last event sequence number ever assigned (0 before the first).
     pub fn head_seq(&self) -> Result<i64, StorageError> {
-        events::head_seq(&*self.shared.readers.get()?)
+        events::head_seq(&*self.reader()?)
     }
 
     /// The oldest event still kept, if any.
     pub fn oldest_seq(&self) -> Result<Option<i64>, StorageError> {
-        events::oldest_seq(&*self.shared.readers.get()?)
+        events::oldest_seq(&*self.reader()?)
     }
 
     /// Up to `limit` change-feed events with a sequence number above `after`, in order.
     pub fn events_after(&self, after: i64, limit: u32) -> Result<Vec<EventRow>, StorageError> {
-        events::events_after(&*self.shared.readers.get()?, after, limit)
+        events::events_after(&*self.reader()?, after, limit)
     }
 
     /// Runs `call` on one of tokio's blocking threads with a handle to this store: how
@@ -379,10 +452,19 @@ impl SqliteStore {
         call: impl FnOnce(&SqliteStore) -> Result<T, StorageError> + Send + 'static,
     ) -> StorageFuture<'static, T> {
         let store = self.clone();
+        let cancelled = Arc::new(AtomicBool::new(false));
+        let guard = CancelOnDrop(Arc::clone(&cancelled));
         Box::pin(async move {
-            tokio::task::spawn_blocking(move || call(&store))
-                .await
-                .map_err(|e| StorageError::backend("a blocking database task failed", e))?
+            // Dropped with this future, which stops the read it waits for.
+            let _guard = guard;
+            tokio::task::spawn_blocking(move || {
+                CANCELLED.with(|c| *c.borrow_mut() = Some(cancelled));
+                let result = call(&store);
+                CANCELLED.with(|c| *c.borrow_mut() = None);
+                result
+            })
+            .await
+            .map_err(|e| StorageError::backend("a blocking database task failed", e))?
         })
     }
 }

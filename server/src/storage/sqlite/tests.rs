@@ -197,3 +197,51 @@ fn vector_copy_agrees_with_vec0() {
     assert!(reopened.searches_vector_copy());
     same(&copied, &searches(&reopened));
 }
+
+/// A query that never ends on its own: counts upwards forever.
+const ENDLESS: &str =
+    "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) SELECT count(*) FROM c";
+
+/// A read past its deadline is interrupted, and its connection serves the next read.
+#[test]
+fn read_stops_at_its_deadline() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = SqliteOptions {
+        readers: 1,
+        read_timeout: Duration::from_millis(200),
+        ..SqliteOptions::default()
+    };
+    let store = SqliteStore::open(&dir.path().join("memories.db"), &spec(), options).unwrap();
+    let endless = store
+        .reader()
+        .unwrap()
+        .query_row(ENDLESS, [], |r| r.get::<_, i64>(0));
+    let error = StorageError::from(endless.unwrap_err());
+    assert!(error.to_string().contains("MNEMO_READ_TIMEOUT"), "{error}");
+    assert_eq!(store.count().unwrap(), 0);
+}
+
+/// A read whose caller went away stops long before its deadline and gives its
+/// connection back (the pool here has one).
+#[tokio::test]
+async fn read_stops_when_its_caller_goes_away() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = SqliteOptions {
+        readers: 1,
+        read_timeout: Duration::from_secs(3600),
+        ..SqliteOptions::default()
+    };
+    let store = SqliteStore::open(&dir.path().join("memories.db"), &spec(), options).unwrap();
+    let (started_tx, started_rx) = tokio::sync::oneshot::channel();
+    let read = store.blocking(move |store| {
+        let conn = store.reader()?;
+        let _ = started_tx.send(());
+        Ok(conn.query_row(ENDLESS, [], |r| r.get::<_, i64>(0))?)
+    });
+    let read = tokio::spawn(read);
+    started_rx.await.unwrap();
+    read.abort();
+    // The pool's own wait (5 s) bounds this: a connection still held fails it.
+    let count = store.blocking(|store| store.count()).await;
+    assert_eq!(count.unwrap(), 0);
+}
