@@ -243,21 +243,33 @@ impl MemoryService {
         // a memory that only one side ranks well.
         let depth = (k * 3).max(30);
         let vector = self.embedder.embed_one(query).await?;
-        let semantic = self.storage.search(&vector, depth, &filter).await?;
-        let keyword = self.storage.keyword_search(query, depth, &filter).await?;
+        // The two rankings read on two pooled connections at once.
+        let (semantic, keyword) = tokio::try_join!(
+            self.storage.search(&vector, depth, &filter),
+            self.storage.keyword_search(query, depth, &filter),
+        )?;
         let mut fused = fuse_rankings(&semantic, &keyword);
         fused.truncate(k);
+        // Hits only the keyword side found still need their similarity: one call for all.
+        let keyword_only: Vec<String> = fused
+            .iter()
+            .filter(|(_, semantic_rank, _)| semantic_rank.is_none())
+            .map(|(hash, _, _)| hash.clone())
+            .collect();
+        let mut similarities = if keyword_only.is_empty() {
+            Vec::new()
+        } else {
+            self.storage.similarities(&vector, &keyword_only).await?
+        }
+        .into_iter();
         let mut hits = Vec::with_capacity(fused.len());
-        for (content_hash, semantic_rank, keyword_rank) in fused {
+        for (_, semantic_rank, keyword_rank) in fused {
             let hit = match semantic_rank {
                 Some(rank) => semantic[rank - 1].clone(),
-                None => {
-                    let memory = keyword[keyword_rank.unwrap_or(1) - 1].clone();
-                    ScoredMemory {
-                        cosine_similarity: self.storage.similarity(&vector, &content_hash).await?,
-                        memory,
-                    }
-                }
+                None => ScoredMemory {
+                    memory: keyword[keyword_rank.unwrap_or(1) - 1].clone(),
+                    cosine_similarity: similarities.next().unwrap_or_default(),
+                },
             };
             hits.push(HybridHit {
                 hit,

@@ -330,7 +330,9 @@ pub(crate) async fn unknown_hash_is_not_found<H: Harness>() {
         Err(StorageError::NotFound { .. })
     ));
     assert!(matches!(
-        store.similarity(&unit([1.0; DIM]), "nope").await,
+        store
+            .similarities(&unit([1.0; DIM]), &["nope".into()])
+            .await,
         Err(StorageError::NotFound { .. })
     ));
 }
@@ -472,9 +474,9 @@ pub(crate) async fn similarity_of_a_stored_memory<H: Harness>() {
         .unwrap();
     let query = unit([1.0, 0.0, 0.0, 0.0]);
     let similarity = store
-        .similarity(&query, &stored.content_hash)
+        .similarities(&query, &[stored.content_hash])
         .await
-        .unwrap();
+        .unwrap()[0];
     let expected = dot(&query, &unit([1.0, 1.0, 0.0, 0.0]));
     assert!((similarity - expected).abs() < 1e-5, "{similarity}");
 }

@@ -124,9 +124,14 @@ pub trait Storage: Send + Sync + 'static {
         filter: &'a Filter,
     ) -> StorageFuture<'a, Vec<Memory>>;
 
-    /// Cosine similarity of `vector` to one stored memory's vector.
-    fn similarity<'a>(&'a self, vector: &'a [f32], content_hash: &'a str)
-    -> StorageFuture<'a, f64>;
+    /// Cosine similarity of `vector` to each stored memory named, in order, in one
+    /// call: hybrid search asks this for every hit only the keyword side found.
+    /// An unknown hash is [`StorageError::NotFound`].
+    fn similarities<'a>(
+        &'a self,
+        vector: &'a [f32],
+        content_hashes: &'a [String],
+    ) -> StorageFuture<'a, Vec<f64>>;
 
     /// Up to `limit` change-feed events with a sequence number above `after`, in order.
     fn events_after(&self, after: i64, limit: u32) -> StorageFuture<'_, Vec<EventRow>>;

@@ -363,9 +363,17 @@ impl SqliteStore {
         read::substring_search(&*self.reader()?, text, k, filter)
     }
 
-    /// Cosine similarity of `vector` to a stored memory's vector.
-    pub fn similarity(&self, vector: &[f32], content_hash: &str) -> Result<f64, StorageError> {
-        read::similarity(&*self.reader()?, vector, content_hash)
+    /// Cosine similarity of `vector` to each named memory's vector, on one connection.
+    pub fn similarities(
+        &self,
+        vector: &[f32],
+        content_hashes: &[String],
+    ) -> Result<Vec<f64>, StorageError> {
+        let reader = self.reader()?;
+        content_hashes
+            .iter()
+            .map(|hash| read::similarity(&reader, vector, hash))
+            .collect()
     }
 
     /// Up to `limit` tags with their memory counts, most used first.
@@ -560,13 +568,13 @@ impl Storage for SqliteStore {
         self.blocking(move |store| store.substring_search(&text, k, &filter))
     }
 
-    fn similarity<'a>(
+    fn similarities<'a>(
         &'a self,
         vector: &'a [f32],
-        content_hash: &'a str,
-    ) -> StorageFuture<'a, f64> {
-        let (vector, hash) = (vector.to_vec(), content_hash.to_owned());
-        self.blocking(move |store| store.similarity(&vector, &hash))
+        content_hashes: &'a [String],
+    ) -> StorageFuture<'a, Vec<f64>> {
+        let (vector, hashes) = (vector.to_vec(), content_hashes.to_vec());
+        self.blocking(move |store| store.similarities(&vector, &hashes))
     }
 
     fn events_after(&self, after: i64, limit: u32) -> StorageFuture<'_, Vec<EventRow>> {
