@@ -70,17 +70,9 @@ impl MemoryOps for ServerOps {
             })
     }
 
+    /// Refused before the tool runs, with the scope rule the operations apply.
     fn authorize_write(&self, caller: &Caller) -> Result<(), OpsError> {
-        if caller.scope.allows(Scope::Write) {
-            return Ok(());
-        }
-        Err(OpsError::new(
-            OpsErrorKind::Forbidden,
-            format!(
-                "this key has the {} scope; storing, updating and deleting need write",
-                caller.scope
-            ),
-        ))
+        Ok(caller.require(Scope::Write)?)
     }
 
     async fn store(
