@@ -7,6 +7,8 @@
 //! * `src/bin/bridge-bench.rs`: what an MCP client waits for through `mnemo-bridge`
 //!   (spawn to `initialize`, tool-call round trips over HTTP and pinned HTTPS).
 //! * `src/bin/embed-bench.rs`: embedding latency and batch throughput in-process.
+//! * `src/bin/open-bench.rs`: what opening a database of N memories costs, its
+//!   integrity check included.
 //! * `tests/bench_quick.rs`: `mnemo-bench --quick` as CI runs it: every scenario,
 //!   zero errors, exact recall; no timing asserted.
 //! * [`corpus`]: deterministic synthetic sentences for bridge-bench and embed-bench.

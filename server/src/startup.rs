@@ -125,7 +125,16 @@ impl Server {
         // Advertised once healthy, so a client that finds the server can use it.
         // Dropped when serving ends, which sends the mDNS goodbye.
         let _advertiser = advertise(&config, addr, state.tls_fingerprint.clone());
-        server.await
+        let served = server.await;
+        if let Some(service) = state.service.get() {
+            match service.storage().close().await {
+                Ok(()) => info!("database closed"),
+                Err(e) => {
+                    warn!(error = %e, "could not close the database cleanly; it recovers on the next start")
+                }
+            }
+        }
+        served
     }
 
     /// Serves until `shutdown` without loading anything: whoever holds [`Server::state`]

@@ -151,12 +151,26 @@ impl From<ServiceError> for ApiError {
                 error.duplicate_of = Some(content_hash);
                 error
             }
-            ServiceError::Storage(storage) if storage.is_full() => {
-                tracing::error!(error = %storage, "the disk is full");
+            ServiceError::Storage(StorageError::Invalid(invalid)) => Self::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_input",
+                invalid.to_string(),
+            ),
+            ServiceError::Storage(full @ StorageError::Full { .. }) => {
+                tracing::error!(error = %full, "the disk is full");
                 Self::new(
                     StatusCode::INSUFFICIENT_STORAGE,
                     "storage_full",
                     "the server's disk is full, so nothing was stored; free space on the server and retry",
+                )
+            }
+            ServiceError::Storage(StorageError::Interrupted) => {
+                tracing::warn!("a read ran past MNEMO_READ_TIMEOUT and was stopped");
+                Self::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "read_timeout",
+                    "the query ran longer than the server allows (MNEMO_READ_TIMEOUT) and was stopped; \
+                     narrow it (fewer words, a filter, fewer results) and retry",
                 )
             }
             other => {

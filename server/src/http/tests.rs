@@ -438,31 +438,23 @@ async fn extractor_rejections_get_the_json_error_body() {
 /// A full disk (SQLITE_FULL, directly or through a failed commit) is 507
 /// `storage_full`, not a generic 500.
 #[test]
-fn a_full_disk_is_507() {
+fn storage_errors_a_client_can_act_on_have_their_own_status() {
     use super::error::ApiError;
     use crate::service::ServiceError;
     use crate::storage::StorageError;
-    let full = || {
-        rusqlite::Error::SqliteFailure(
-            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_FULL),
-            Some("database or disk is full".into()),
-        )
-    };
-    let direct = StorageError::backend("inserting a memory", full());
-    let commit = StorageError::CommitFailed {
-        source: Arc::new(full()),
-    };
-    let io = StorageError::backend(
-        "writing",
-        std::io::Error::from(std::io::ErrorKind::StorageFull),
+    let status = |error: StorageError| ApiError::from(ServiceError::Storage(error)).status();
+    let full = rusqlite::Error::SqliteFailure(
+        rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_FULL),
+        Some("database or disk is full".into()),
     );
-    for error in [direct, commit, io] {
-        let error = ApiError::from(ServiceError::Storage(error));
-        assert_eq!(error.status(), StatusCode::INSUFFICIENT_STORAGE);
-    }
+    assert_eq!(status(full.into()), StatusCode::INSUFFICIENT_STORAGE);
+    let interrupted = rusqlite::Error::SqliteFailure(
+        rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_INTERRUPT),
+        None,
+    );
+    assert_eq!(status(interrupted.into()), StatusCode::SERVICE_UNAVAILABLE);
     let other = StorageError::backend("reading", rusqlite::Error::InvalidQuery);
-    let error = ApiError::from(ServiceError::Storage(other));
-    assert_eq!(error.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    assert_eq!(status(other), StatusCode::INTERNAL_SERVER_ERROR);
 }
 
 proptest::proptest! {

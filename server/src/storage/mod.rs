@@ -51,7 +51,7 @@ use serde_json::{Map, Value};
 use thiserror::Error;
 use tokio::sync::broadcast;
 
-use crate::memory::{Filter, Memory, MemoryPatch, ScoredMemory};
+use crate::memory::{Filter, InvalidInput, Memory, MemoryPatch, ScoredMemory};
 
 /// What every [`Storage`] method returns: a boxed future, so the trait stays usable as
 /// `dyn Storage`.
@@ -152,6 +152,13 @@ pub trait Storage: Send + Sync + 'static {
 
     /// Bytes the data takes on disk.
     fn size_on_disk(&self) -> StorageFuture<'_, u64>;
+
+    /// Called once as the server stops, after the last request: leaves the data
+    /// complete where it rests (SQLite folds its write-ahead log into the file). A
+    /// backend with nothing to do keeps this default.
+    fn close(&self) -> StorageFuture<'_, ()> {
+        Box::pin(async { Ok(()) })
+    }
 }
 
 /// A memory ready to store: validated, normalised, hashed and embedded.
@@ -233,6 +240,41 @@ pub enum StorageError {
     CommitFailed {
         source: Arc<dyn std::error::Error + Send + Sync>,
     },
+    /// The disk (or the database's quota) is full, so the write was rolled back. The
+    /// fix is space on the server, not a retry; clients are told so (507).
+    #[error("the disk holding the database is full, so this write was rolled back: {source}")]
+    Full {
+        source: Arc<dyn std::error::Error + Send + Sync>,
+    },
+    /// A read was stopped before it finished: it ran past its time limit, or the
+    /// caller that wanted it went away.
+    #[error("a read was stopped: it ran past MNEMO_READ_TIMEOUT or its caller went away")]
+    Interrupted,
+    /// The write would break a limit only visible once merged with what is stored
+    /// (metadata grown past its cap by an update). Nothing changed.
+    #[error(transparent)]
+    Invalid(#[from] InvalidInput),
+    /// A database file exists but is empty, where a database was expected. Starting
+    /// afresh over it would hide a lost database, so the user decides.
+    #[error(
+        "the database file {location} is empty (0 bytes), where a database was expected; \
+         restore it from a backup, or delete the file to start a new, empty store"
+    )]
+    EmptyFile { location: String },
+    /// The database cannot be written: the file or its folder is read-only, or the
+    /// file system is mounted read-only.
+    #[error(
+        "the database {location} cannot be written ({detail}); make the file, its -wal and -shm \
+         files and its folder writable by the user running mnemo-server, then start again"
+    )]
+    ReadOnly { location: String, detail: String },
+    /// The database fails its integrity check, or is not a database at all.
+    #[error(
+        "the database {location} is damaged ({detail}); restore it from a backup, or move it \
+         and its -wal and -shm files aside to start a new store (`sqlite3 {location} .recover` \
+         may save what is left)"
+    )]
+    Corrupt { location: String, detail: String },
     /// The backend has shut down (its writer, pool or connection is gone).
     #[error("the storage has stopped taking requests")]
     Stopped,
@@ -247,24 +289,6 @@ pub enum StorageError {
 }
 
 impl StorageError {
-    /// Whether the cause is a full disk (SQLite's `SQLITE_FULL`, or I/O saying so):
-    /// the fix is space on the server, not a retry, and clients are told so (507).
-    pub fn is_full(&self) -> bool {
-        fn full(error: &(dyn std::error::Error + 'static)) -> bool {
-            if let Some(sqlite) = error.downcast_ref::<rusqlite::Error>() {
-                return sqlite.sqlite_error_code() == Some(rusqlite::ErrorCode::DiskFull);
-            }
-            if let Some(io) = error.downcast_ref::<std::io::Error>() {
-                return io.kind() == std::io::ErrorKind::StorageFull;
-            }
-            if let Some(shared) = error.downcast_ref::<Arc<dyn std::error::Error + Send + Sync>>() {
-                return full(&**shared);
-            }
-            error.source().is_some_and(full)
-        }
-        full(self)
-    }
-
     /// A [`StorageError::Backend`] saying what was being done when `source` failed.
     pub fn backend(
         context: impl Into<String>,

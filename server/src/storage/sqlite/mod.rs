@@ -25,9 +25,12 @@
 //! `events` and reads back what it wrote through `read`; `read` queries with `filter`
 //! (a [`Filter`] as SQL), `vectors` (the in-memory copy that searches scan) and `vec`
 //! (sqlite-vec's registration and blob format), which `vectors` also decodes with.
-//! `events` owns the change-feed table, `migrations` the schema.
+//! `events` owns the change-feed table, `migrations` the schema, and `file` what
+//! `open` checks before it trusts a file (created private, never empty, writable,
+//! intact).
 
 mod events;
+mod file;
 mod filter;
 mod migrations;
 mod read;
@@ -103,13 +106,13 @@ impl Default for SqliteOptions {
 
 impl From<rusqlite::Error> for StorageError {
     fn from(error: rusqlite::Error) -> Self {
-        if error.sqlite_error_code() == Some(ErrorCode::OperationInterrupted) {
-            return Self::backend(
-                "a read was stopped: it ran past MNEMO_READ_TIMEOUT or its client went away",
-                error,
-            );
+        match error.sqlite_error_code() {
+            Some(ErrorCode::OperationInterrupted) => Self::Interrupted,
+            Some(ErrorCode::DiskFull) => Self::Full {
+                source: Arc::new(error),
+            },
+            _ => Self::backend("SQLite failed", error),
         }
-        Self::backend("SQLite failed", error)
     }
 }
 
@@ -200,14 +203,11 @@ impl SqliteStore {
                 )
             })?;
         }
-        let mut conn = Connection::open(path)?;
-        conn.busy_timeout(BUSY_TIMEOUT)?;
-        conn.pragma_update(None, "journal_mode", "WAL")?;
-        conn.pragma_update(None, "synchronous", "NORMAL")?;
-        conn.pragma_update(None, "foreign_keys", "ON")?;
+        file::prepare(path)?;
         // A negative cache_size is in KiB.
         let cache_size = -((options.cache_bytes >> 10).max(1) as i64);
-        conn.pragma_update(None, "cache_size", cache_size)?;
+        let mut conn = open_writer(path, cache_size).map_err(|e| file::opening_error(path, e))?;
+        file::verify(&conn, path)?;
         migrate(&mut conn, path)?;
         pin_model(&mut conn, path, spec)?;
 
@@ -396,6 +396,22 @@ impl SqliteStore {
             .filter_map(|p| std::fs::metadata(p).ok())
             .map(|m| m.len())
             .sum()
+    }
+
+    /// Copies the write-ahead log into the database file and empties it, so the file
+    /// alone holds every committed write (what a copy or a backup of it needs). Waits
+    /// for a write in progress, at most the busy timeout.
+    pub fn checkpoint(&self) -> Result<(), StorageError> {
+        let conn = Connection::open(&self.shared.path)?;
+        conn.busy_timeout(BUSY_TIMEOUT)?;
+        let busy: i64 = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| r.get(0))?;
+        if busy != 0 {
+            return Err(StorageError::backend(
+                "checkpointing the write-ahead log",
+                std::io::Error::other("a reader or writer kept the log busy"),
+            ));
+        }
+        Ok(())
     }
 
     /// A read connection bounded by [`SqliteOptions::read_timeout`] and, on a blocking
@@ -600,6 +616,22 @@ impl Storage for SqliteStore {
     fn size_on_disk(&self) -> StorageFuture<'_, u64> {
         self.blocking(|store| Ok(store.size_on_disk()))
     }
+
+    fn close(&self) -> StorageFuture<'_, ()> {
+        self.blocking(SqliteStore::checkpoint)
+    }
+}
+
+/// The one read-write connection, in WAL mode. Its first statement reads the file, so
+/// a file that is not a database fails here.
+fn open_writer(path: &Path, cache_size: i64) -> rusqlite::Result<Connection> {
+    let conn = Connection::open(path)?;
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", "NORMAL")?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    conn.pragma_update(None, "cache_size", cache_size)?;
+    Ok(conn)
 }
 
 /// Brings the schema up to [`migrations::latest_version`], each step in its own

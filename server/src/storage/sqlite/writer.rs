@@ -178,14 +178,8 @@ fn commit_group<'a>(
     let tx = match conn.transaction_with_behavior(TransactionBehavior::Immediate) {
         Ok(tx) => tx,
         Err(e) => {
-            let source: Arc<dyn std::error::Error + Send + Sync> = Arc::new(e);
-            return (0..count)
-                .map(|_| {
-                    Err(StorageError::CommitFailed {
-                        source: Arc::clone(&source),
-                    })
-                })
-                .collect();
+            let failed = group_failed(e);
+            return (0..count).map(|_| Err(failed())).collect();
         }
     };
     let now = crate::memory::now_epoch();
@@ -199,17 +193,25 @@ fn commit_group<'a>(
         tracing::warn!(error = %e, "pruning the events table failed; will retry with the next write");
     }
     if let Err(e) = tx.commit() {
-        let source: Arc<dyn std::error::Error + Send + Sync> = Arc::new(e);
-        return results
-            .into_iter()
-            .map(|r| {
-                r.and(Err(StorageError::CommitFailed {
-                    source: Arc::clone(&source),
-                }))
-            })
-            .collect();
+        let failed = group_failed(e);
+        return results.into_iter().map(|r| r.and(Err(failed()))).collect();
     }
     results
+}
+
+/// The error every write of a group gets when the group's transaction fails: a full
+/// disk is said as such (a retry will not help), anything else may be retried.
+fn group_failed(error: rusqlite::Error) -> impl Fn() -> StorageError {
+    let full = error.sqlite_error_code() == Some(rusqlite::ErrorCode::DiskFull);
+    let source: Arc<dyn std::error::Error + Send + Sync> = Arc::new(error);
+    move || {
+        let source = Arc::clone(&source);
+        if full {
+            StorageError::Full { source }
+        } else {
+            StorageError::CommitFailed { source }
+        }
+    }
 }
 
 fn apply_in_savepoint(
