@@ -8,6 +8,7 @@ use clap::Parser;
 use clap::builder::BoolishValueParser;
 
 use crate::embed::ModelFiles;
+use crate::service::Limits;
 use crate::storage::Retention;
 use crate::storage::sqlite::SqliteOptions;
 pub use mnemo_api::Secret;
@@ -165,6 +166,11 @@ pub struct Config {
     #[arg(long, env = "MNEMO_MAX_QUERY_CHARS", default_value_t = crate::service::DEFAULT_MAX_QUERY_CHARS)]
     pub max_query_chars: usize,
 
+    /// Largest metadata of one memory, in bytes of JSON, after an update's merge (400
+    /// beyond).
+    #[arg(long, env = "MNEMO_MAX_METADATA_BYTES", default_value_t = crate::service::DEFAULT_MAX_METADATA_BYTES)]
+    pub max_metadata_bytes: usize,
+
     /// Seconds a database read may run before it is stopped (a read also stops when its
     /// client goes away).
     #[arg(long, env = "MNEMO_READ_TIMEOUT", default_value_t = 5.0)]
@@ -255,6 +261,15 @@ impl Config {
                 max_rows: self.event_retention_rows,
             },
             ..SqliteOptions::default()
+        }
+    }
+
+    /// What one request may ask of the memory service.
+    pub fn limits(&self) -> Limits {
+        Limits {
+            content_bytes: self.max_content_bytes,
+            query_chars: self.max_query_chars,
+            metadata_bytes: self.max_metadata_bytes,
         }
     }
 

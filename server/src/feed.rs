@@ -7,8 +7,11 @@
 //! subscriber delivers from the ring while it keeps up. When it falls behind (the ring
 //! overwrote events it had not read) or sees a gap in sequence numbers, it reads the
 //! missing events from the table, then goes back to the ring, skipping what it has
-//! already sent. So memory is bounded by the ring, whatever the number of subscribers
-//! or how slow they are, and a slow subscriber still gets every event.
+//! already sent. Memory is bounded in bytes, whatever the number of subscribers or how
+//! slow they are: every event is at most `MAX_EVENT_BYTES` (large fields give way to a
+//! flag, see `storage::payload`), the ring holds a fixed number of them, and a
+//! subscriber catching up holds one page of at most `CATCH_UP_BYTES`. A slow
+//! subscriber still gets every event.
 //!
 //! A reconnecting client names the last sequence number it saw and is replayed from
 //! the table the same way. If retention has already pruned what it missed, it gets a
@@ -24,10 +27,15 @@ use futures::Stream;
 use tokio::sync::broadcast::error::RecvError;
 use tokio_util::sync::CancellationToken;
 
+use crate::storage::payload::MAX_EVENT_BYTES;
 use crate::storage::{EventRow, Storage, StorageError};
 
+/// What one subscriber catching up holds at most: a page of events read from the
+/// table, kept until it is sent. Payloads are bounded ([`MAX_EVENT_BYTES`]), so this
+/// bounds the rows per page, and a stalled subscriber costs at most this much.
+const CATCH_UP_BYTES: usize = 256 * 1024;
 /// Events read from the table per query while catching up.
-const CATCH_UP_PAGE: u32 = 500;
+const CATCH_UP_PAGE: u32 = (CATCH_UP_BYTES / MAX_EVENT_BYTES) as u32;
 
 /// What a subscriber's stream yields.
 #[derive(Debug, Clone, PartialEq)]

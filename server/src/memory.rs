@@ -76,6 +76,10 @@ pub struct MemoryPatch {
     pub memory_type: Option<Option<String>>,
     /// Merged key by key into the existing metadata; a `null` value removes its key.
     pub metadata: Option<Map<String, Value>>,
+    /// The most bytes the merged metadata may take as JSON; storage refuses an update
+    /// past it with [`InvalidInput::MetadataTooLarge`] and changes nothing. Checked
+    /// there because only the merge shows the size. `None`: no limit.
+    pub max_metadata_bytes: Option<usize>,
 }
 
 pub use mnemo_api::rest::TagMatch;
@@ -125,6 +129,10 @@ pub enum InvalidInput {
     TypeTooLong,
     #[error("the query is {actual} characters; the limit is {limit} (MNEMO_MAX_QUERY_CHARS)")]
     QueryTooLong { actual: usize, limit: usize },
+    #[error(
+        "metadata takes {actual} bytes as JSON; the limit is {limit} bytes (MNEMO_MAX_METADATA_BYTES)"
+    )]
+    MetadataTooLarge { actual: usize, limit: usize },
 }
 
 /// SHA-256 (lower-case hex) of the content with surrounding whitespace trimmed.
@@ -171,6 +179,37 @@ pub fn merge_metadata(base: &mut Map<String, Value>, patch: Map<String, Value>) 
             base.insert(key, value);
         }
     }
+}
+
+/// Refuses metadata whose JSON text is longer than `limit` bytes. Counts as it
+/// serialises, allocating nothing.
+pub fn check_metadata_size(
+    metadata: &Map<String, Value>,
+    limit: usize,
+) -> Result<(), InvalidInput> {
+    let actual = json_len(metadata);
+    if actual > limit {
+        return Err(InvalidInput::MetadataTooLarge { actual, limit });
+    }
+    Ok(())
+}
+
+/// The length of `value` as compact JSON text.
+pub fn json_len(value: &impl serde::Serialize) -> usize {
+    struct Counter(usize);
+    impl std::io::Write for Counter {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0 += bytes.len();
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut counter = Counter(0);
+    // Serialising a map of JSON values cannot fail.
+    let _ = serde_json::to_writer(&mut counter, value);
+    counter.0
 }
 
 /// Current time as float epoch seconds, the unit every timestamp here uses.

@@ -12,8 +12,8 @@ use thiserror::Error;
 
 use crate::embed::{EmbedError, Embedder};
 use crate::memory::{
-    Filter, InvalidInput, Memory, MemoryPatch, NewMemory, ScoredMemory, content_hash,
-    normalize_tags, normalize_type,
+    Filter, InvalidInput, Memory, MemoryPatch, NewMemory, ScoredMemory, check_metadata_size,
+    content_hash, normalize_tags, normalize_type,
 };
 use crate::storage::{NewRecord, Page, Storage, StorageError};
 
@@ -24,6 +24,31 @@ pub const DEFAULT_MAX_CONTENT_BYTES: usize = 64 * 1024;
 /// Default cap on a search query, in characters: far more than the model reads (it
 /// truncates at 256 tokens), far less than a request body may carry.
 pub const DEFAULT_MAX_QUERY_CHARS: usize = 8 * 1024;
+/// Default cap on a memory's metadata, in bytes of JSON: metadata is stored and sent
+/// back whole, so it is bounded like content.
+pub const DEFAULT_MAX_METADATA_BYTES: usize = 64 * 1024;
+
+/// What one request may ask of the service, so that no input's size alone makes it
+/// costly (`MNEMO_MAX_CONTENT_BYTES`, `MNEMO_MAX_QUERY_CHARS`, `MNEMO_MAX_METADATA_BYTES`).
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// A memory's content, in bytes.
+    pub content_bytes: usize,
+    /// A search query, in characters.
+    pub query_chars: usize,
+    /// A memory's metadata as JSON, in bytes, after any update's merge.
+    pub metadata_bytes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            content_bytes: DEFAULT_MAX_CONTENT_BYTES,
+            query_chars: DEFAULT_MAX_QUERY_CHARS,
+            metadata_bytes: DEFAULT_MAX_METADATA_BYTES,
+        }
+    }
+}
 
 #[derive(Debug, Error)]
 pub enum ServiceError {
@@ -40,34 +65,34 @@ pub enum ServiceError {
 pub struct MemoryService {
     storage: Arc<dyn Storage>,
     embedder: Embedder,
-    max_content_bytes: usize,
-    max_query_chars: usize,
+    limits: Limits,
 }
 
 impl MemoryService {
-    pub fn new(storage: Arc<dyn Storage>, embedder: Embedder, max_content_bytes: usize) -> Self {
+    /// A service with the default [`Limits`].
+    pub fn new(storage: Arc<dyn Storage>, embedder: Embedder) -> Self {
         Self {
             storage,
             embedder,
-            max_content_bytes,
-            max_query_chars: DEFAULT_MAX_QUERY_CHARS,
+            limits: Limits::default(),
         }
     }
 
-    /// The same service refusing search queries longer than `limit` characters.
-    pub fn with_max_query_chars(mut self, limit: usize) -> Self {
-        self.max_query_chars = limit;
+    /// The same service with other limits.
+    pub fn with_limits(mut self, limits: Limits) -> Self {
+        self.limits = limits;
         self
     }
 
     /// Refuses a query whose length alone would make a search costly.
     fn check_query(&self, query: &str) -> Result<(), ServiceError> {
         // Counting stops at the limit, so a huge query costs no more than a long one.
-        let actual = query.chars().take(self.max_query_chars + 1).count();
-        if actual > self.max_query_chars {
+        let limit = self.limits.query_chars;
+        let actual = query.chars().take(limit + 1).count();
+        if actual > limit {
             return Err(InvalidInput::QueryTooLong {
                 actual: query.chars().count(),
-                limit: self.max_query_chars,
+                limit,
             }
             .into());
         }
@@ -163,13 +188,14 @@ impl MemoryService {
         if content.is_empty() {
             return Err(InvalidInput::EmptyContent.into());
         }
-        if content.len() > self.max_content_bytes {
+        if content.len() > self.limits.content_bytes {
             return Err(InvalidInput::ContentTooLong {
                 actual: content.len(),
-                limit: self.max_content_bytes,
+                limit: self.limits.content_bytes,
             }
             .into());
         }
+        check_metadata_size(&new.metadata, self.limits.metadata_bytes)?;
         Ok(NewRecord {
             content: content.to_owned(),
             content_hash: content_hash(content),
@@ -207,6 +233,12 @@ impl MemoryService {
         if let Some(memory_type) = &patch.memory_type {
             patch.memory_type = Some(normalize_type(memory_type.as_deref())?);
         }
+        if let Some(metadata) = &patch.metadata {
+            // The patch alone past the limit is refused before storage is asked;
+            // storage checks the merged result.
+            check_metadata_size(metadata, self.limits.metadata_bytes)?;
+        }
+        patch.max_metadata_bytes = Some(self.limits.metadata_bytes);
         Ok(self.storage.update(content_hash, patch).await?)
     }
 

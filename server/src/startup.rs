@@ -260,10 +260,7 @@ async fn load(
         let model = FastEmbedModel::load(&files, &settings.model_id, settings.embed_threads())?;
         let embedder = Embedder::start(Box::new(model), settings.embed_batch as usize);
         let store = SqliteStore::open(&database, embedder.spec(), settings.store_options())?;
-        Ok(
-            MemoryService::new(Arc::new(store), embedder, settings.max_content_bytes)
-                .with_max_query_chars(settings.max_query_chars),
-        )
+        Ok(MemoryService::new(Arc::new(store), embedder).with_limits(settings.limits()))
     })
     .await??;
     let spec = service.embedder().spec().clone();

@@ -280,3 +280,127 @@ async fn sigterm_exits_while_hostile_queries_run() {
     exited.unwrap().unwrap().unwrap();
     assert!(started.elapsed() < EXITS_WITHIN);
 }
+
+/// The server's resident memory, from `/proc`.
+fn rss_bytes(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let kib: u64 = status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmRSS in /proc/<pid>/status");
+    kib * 1024
+}
+
+/// What RSS may grow by while the stalled subscribers below are connected: the issue's
+/// bound. Before the fix, 200 of them and 200 updates of 500 KB metadata took RSS from
+/// 167 to 586 MB.
+const RSS_GROWTH_BOUND: u64 = 64 << 20;
+
+/// The reproduction with metadata as large as the limit now allows (500 KB is
+/// refused with a 400 naming the setting): 200 subscribers that never read and 200
+/// updates of 60 KB metadata. Each event carries a bounded preview, so the ring and
+/// the subscribers' buffers stay small; RSS grows by less than 64 MB.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stalled_subscribers_and_large_updates_keep_memory_bounded() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = ServerProcess::start(
+        dir.path(),
+        &[
+            ("MCP_API_KEY", MASTER_KEY),
+            // Connected throughout: the bound must hold before the reaper steps in.
+            ("MNEMO_SSE_STALL_TIMEOUT", "3600"),
+        ],
+    );
+    let client = reqwest::Client::new();
+    let base = server.url().to_owned();
+    let (status, stored) = {
+        let response = client
+            .post(format!("{base}/api/memories"))
+            .bearer_auth(MASTER_KEY)
+            .json(&json!({"content": "a memory whose metadata keeps growing"}))
+            .send()
+            .await
+            .unwrap();
+        (
+            response.status().as_u16(),
+            response.json::<serde_json::Value>().await.unwrap(),
+        )
+    };
+    assert_eq!(status, 200, "{stored}");
+    let hash = stored["content_hash"].as_str().unwrap().to_owned();
+    let update = |metadata: serde_json::Value| {
+        client
+            .put(format!("{base}/api/memories/{hash}"))
+            .bearer_auth(MASTER_KEY)
+            .json(&json!({"metadata": metadata}))
+            .send()
+    };
+
+    let response = update(json!({"blob": "x".repeat(500_000)})).await.unwrap();
+    assert_eq!(response.status(), 400);
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("MNEMO_MAX_METADATA_BYTES"),
+        "{body}"
+    );
+
+    // Warm the allocator with one update of the size used below.
+    assert_eq!(
+        update(json!({"blob": "w".repeat(60_000)}))
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    let before = rss_bytes(server.pid());
+
+    let mut stalled = Vec::new();
+    for _ in 0..200 {
+        let mut stream = TcpStream::connect(server.addr()).await.unwrap();
+        let request = format!(
+            "GET /api/events HTTP/1.1\r\nHost: mnemo\r\nAuthorization: Bearer {MASTER_KEY}\r\nAccept: text/event-stream\r\n\r\n"
+        );
+        stream.write_all(request.as_bytes()).await.unwrap();
+        stalled.push(stream);
+    }
+    for i in 0..200 {
+        let blob = format!("{i:05}").repeat(12_000);
+        let response = update(json!({"blob": blob})).await.unwrap();
+        assert_eq!(response.status(), 200);
+    }
+    let (status, stats) = {
+        let response = client
+            .get(format!("{base}/api/events/stats"))
+            .bearer_auth(MASTER_KEY)
+            .send()
+            .await
+            .unwrap();
+        (
+            response.status().as_u16(),
+            response.json::<serde_json::Value>().await.unwrap(),
+        )
+    };
+    assert_eq!(status, 200, "{stats}");
+    let connected = stats["subscribers"].as_u64().unwrap_or(0);
+    assert!(
+        connected >= 200,
+        "only {connected} subscribers connected: {stats}"
+    );
+    let during = rss_bytes(server.pid());
+    drop(stalled);
+    assert!(
+        during.saturating_sub(before) < RSS_GROWTH_BOUND,
+        "RSS grew from {} to {} MB",
+        before >> 20,
+        during >> 20
+    );
+    eprintln!(
+        "RSS {} MB -> {} MB with 200 stalled subscribers",
+        before >> 20,
+        during >> 20
+    );
+}

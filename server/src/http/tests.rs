@@ -20,7 +20,7 @@ use crate::auth::{KeyFile, KeyRing};
 use crate::config::Config;
 use crate::embed::Embedder;
 use crate::embed::fake::FakeModel;
-use crate::service::{DEFAULT_MAX_CONTENT_BYTES, MemoryService};
+use crate::service::MemoryService;
 use crate::storage::sqlite::{SqliteOptions, SqliteStore};
 
 const KEY: &str = "fast-tier-master-key";
@@ -51,7 +51,7 @@ fn app(loaded: bool, tweak: impl FnOnce(&mut Config)) -> App {
         let options = SqliteOptions::default();
         let path = dir.path().join("memories.db");
         let store = SqliteStore::open(&path, embedder.spec(), options).unwrap();
-        let service = MemoryService::new(Arc::new(store), embedder, DEFAULT_MAX_CONTENT_BYTES);
+        let service = MemoryService::new(Arc::new(store), embedder).with_limits(config.limits());
         state.publish(service, &config, shutdown.clone());
     }
     App {
@@ -100,6 +100,71 @@ fn error_code(body: &Value) -> String {
     assert_eq!(parsed.detail, parsed.message, "{body}");
     assert!(!parsed.message.is_empty(), "{body}");
     parsed.error
+}
+
+/// Metadata past `MNEMO_MAX_METADATA_BYTES` is a 400 naming the setting on every way
+/// in (a store, a batch item, a session, an update), and nothing is stored.
+#[tokio::test]
+async fn oversized_metadata_is_refused_everywhere() {
+    let app = app(true, |c| c.max_metadata_bytes = 200);
+    let big = format!(r#"{{"blob": "{}"}}"#, "m".repeat(300));
+    let (status, _, stored) = send(
+        &app,
+        Method::POST,
+        "/api/memories",
+        Some(KEY),
+        Some(r#"{"content": "kept"}"#),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{stored}");
+    let hash = stored["content_hash"].as_str().unwrap();
+    let cases = [
+        (
+            Method::POST,
+            "/api/memories".to_owned(),
+            format!(r#"{{"content": "a", "metadata": {big}}}"#),
+        ),
+        (
+            Method::POST,
+            "/api/sessions".to_owned(),
+            format!(
+                r#"{{"session_id": "s1", "turns": [{{"role": "user", "content": "b"}}], "metadata": {big}}}"#
+            ),
+        ),
+        (
+            Method::PUT,
+            format!("/api/memories/{hash}"),
+            format!(r#"{{"metadata": {big}}}"#),
+        ),
+    ];
+    for (method, path, body) in cases {
+        let what = format!("{method} {path}");
+        let (status, _, json) = send(&app, method, &path, Some(KEY), Some(&body)).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{what}: {json}");
+        assert_eq!(error_code(&json), "invalid_input", "{what}");
+        assert!(
+            json["message"]
+                .as_str()
+                .unwrap()
+                .contains("MNEMO_MAX_METADATA_BYTES"),
+            "{what}: {json}"
+        );
+    }
+    let batch =
+        format!(r#"{{"memories": [{{"content": "c", "metadata": {big}}}, {{"content": "d"}}]}}"#);
+    let (status, _, json) = send(
+        &app,
+        Method::POST,
+        "/api/memories/batch",
+        Some(KEY),
+        Some(&batch),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{json}");
+    assert_eq!(json["stored"], 1, "{json}");
+    assert_eq!(json["results"][0]["success"], false, "{json}");
+    let (_, _, list) = send(&app, Method::GET, "/api/memories", Some(KEY), None).await;
+    assert_eq!(list["total"], 2, "{list}");
 }
 
 /// Every refusal of a bad request names its cause in the JSON error body.

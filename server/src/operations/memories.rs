@@ -155,6 +155,7 @@ pub async fn update(
         tags: request.tags,
         memory_type: request.memory_type,
         metadata: request.metadata,
+        ..MemoryPatch::default()
     };
     let memory: Memory = service.update(content_hash, patch).await?.into();
     Ok(MutationResponse {

@@ -12,8 +12,10 @@ use std::time::Duration;
 
 use serde_json::{Map, Value, json};
 
-use super::{EventRow, NewRecord, Retention, Storage, StorageError};
-use crate::memory::{EmbeddingSpec, Filter, MemoryPatch, ScoredMemory, TagMatch, content_hash};
+use super::{EventRow, NewRecord, Retention, Storage, StorageError, payload};
+use crate::memory::{
+    EmbeddingSpec, Filter, InvalidInput, MemoryPatch, ScoredMemory, TagMatch, content_hash,
+};
 
 /// Width of every vector in the suite.
 pub(crate) const DIM: usize = 4;
@@ -56,6 +58,8 @@ macro_rules! storage_conformance {
             list_pages_and_filters,
             counts_tags_and_types,
             update_replaces_tags_and_merges_metadata,
+            metadata_merged_past_its_limit_is_refused,
+            event_payloads_are_bounded,
             retention_prunes_the_oldest_events,
             subscribers_hear_commits_in_order,
             wrong_dimension_is_refused,
@@ -176,6 +180,7 @@ pub(crate) async fn crud_round_trip_with_events<H: Harness>() {
         tags: Some(vec!["b".into(), "c".into()]),
         memory_type: Some(None),
         metadata: Some(json!({"k": 1}).as_object().unwrap().clone()),
+        ..MemoryPatch::default()
     };
     let updated = store.update(&stored.content_hash, patch).await.unwrap();
     assert_eq!(updated.tags, vec!["b", "c"]);
@@ -251,6 +256,91 @@ pub(crate) async fn each_write_appends_one_event<H: Harness>() {
     let updated = payload(&events[2]);
     assert_eq!(updated["content_hash"], json!(first.content_hash));
     assert!(updated["timestamp"].is_f64());
+}
+
+/// An update whose merge would take metadata past `max_metadata_bytes` is refused
+/// with the sizes, changes nothing and appends nothing; one that shrinks it passes.
+pub(crate) async fn metadata_merged_past_its_limit_is_refused<H: Harness>() {
+    let store = fresh::<H>().await;
+    let mut r = record("growing", &[], [1.0; DIM]);
+    r.metadata = json!({"a": "x".repeat(600)}).as_object().unwrap().clone();
+    let stored = store.insert(r).await.unwrap();
+    let head = store.head_seq().await.unwrap();
+    let patch = |metadata: Value| MemoryPatch {
+        metadata: Some(metadata.as_object().unwrap().clone()),
+        max_metadata_bytes: Some(1000),
+        ..MemoryPatch::default()
+    };
+
+    let error = store
+        .update(&stored.content_hash, patch(json!({"b": "y".repeat(600)})))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            error,
+            StorageError::Invalid(InvalidInput::MetadataTooLarge { limit: 1000, actual }) if actual > 1000
+        ),
+        "{error}"
+    );
+    assert_eq!(store.get(&stored.content_hash).await.unwrap(), stored);
+    assert_eq!(store.head_seq().await.unwrap(), head);
+
+    let replaced = store
+        .update(
+            &stored.content_hash,
+            patch(json!({"a": null, "b": "y".repeat(600)})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        Value::Object(replaced.metadata),
+        json!({"b": "y".repeat(600)})
+    );
+}
+
+/// No event payload passes `payload::MAX_EVENT_BYTES`, however large the memory's
+/// tags and metadata; what was left out is flagged.
+pub(crate) async fn event_payloads_are_bounded<H: Harness>() {
+    let store = fresh::<H>().await;
+    let tags: Vec<String> = (0..64).map(|i| format!("{i:0>100}")).collect();
+    let tag_refs: Vec<&str> = tags.iter().map(String::as_str).collect();
+    let mut r = record(&"long content ".repeat(1000), &tag_refs, [1.0; DIM]);
+    r.metadata = json!({"blob": "m".repeat(60_000)})
+        .as_object()
+        .unwrap()
+        .clone();
+    let stored = store.insert(r).await.unwrap();
+    let metadata = json!({"more": "n".repeat(30_000)})
+        .as_object()
+        .unwrap()
+        .clone();
+    let patch = MemoryPatch {
+        metadata: Some(metadata),
+        ..MemoryPatch::default()
+    };
+    store.update(&stored.content_hash, patch).await.unwrap();
+    store.delete(&stored.content_hash).await.unwrap();
+
+    let events = all_events(&*store).await;
+    assert_eq!(events.len(), 3);
+    for event in &events {
+        assert!(
+            event.payload.len() <= payload::MAX_EVENT_BYTES,
+            "{} is {} bytes",
+            event.kind,
+            event.payload.len()
+        );
+        let fields: Map<String, Value> = serde_json::from_str(&event.payload).unwrap();
+        assert_eq!(
+            fields["content_hash"],
+            json!(stored.content_hash),
+            "{}",
+            event.kind
+        );
+    }
+    let updated: Map<String, Value> = serde_json::from_str(&events[1].payload).unwrap();
+    assert_eq!(updated["metadata_truncated"], true);
 }
 
 /// A refused write (duplicate, unknown hash, wrong width) appends no event.
@@ -683,6 +773,7 @@ pub(crate) async fn update_replaces_tags_and_merges_metadata<H: Harness>() {
                         .unwrap()
                         .clone(),
                 ),
+                ..MemoryPatch::default()
             },
         )
         .await

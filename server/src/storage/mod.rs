@@ -41,6 +41,7 @@
 
 #[cfg(test)]
 pub(crate) mod conformance;
+pub mod payload;
 pub mod sqlite;
 
 use std::sync::Arc;

@@ -88,8 +88,8 @@ impl TestServer {
             let (state, config, shutdown) = (Arc::clone(&state), config.clone(), shutdown.clone());
             let folder = dir.path().to_owned();
             move || {
-                let service = open_service_in(&folder, config.store_options())
-                    .with_max_query_chars(config.max_query_chars);
+                let service =
+                    open_service_in(&folder, config.store_options()).with_limits(config.limits());
                 state.publish(service, &config, shutdown);
             }
         };

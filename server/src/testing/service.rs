@@ -9,7 +9,7 @@ use tempfile::TempDir;
 
 use crate::Config;
 use crate::embed::{Embedder, FastEmbedModel};
-use crate::service::{DEFAULT_MAX_CONTENT_BYTES, MemoryService};
+use crate::service::MemoryService;
 use crate::storage::sqlite::{SqliteOptions, SqliteStore};
 
 /// The real all-MiniLM-L6-v2, from the provisioning cache (or `MNEMO_MODEL_DIR` and
@@ -63,5 +63,5 @@ pub fn open_service_in(folder: &Path, options: SqliteOptions) -> MemoryService {
     let embedder = embedder();
     let path = folder.join("memories.db");
     let store = SqliteStore::open(&path, embedder.spec(), options).unwrap();
-    MemoryService::new(Arc::new(store), embedder, DEFAULT_MAX_CONTENT_BYTES)
+    MemoryService::new(Arc::new(store), embedder)
 }

@@ -7,37 +7,19 @@
 
 use mnemo_api::events::EventKind;
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
-use serde_json::{Map, Value, json};
+use serde_json::{Map, Value};
 
 use crate::memory::Memory;
-use crate::storage::{EventRow, Retention, StorageError};
-
-/// Characters of content carried in an event, as mcp-memory-service's feed does.
-const PREVIEW_CHARS: usize = 100;
-
-/// The fields of a memory that a feed subscriber needs to react without a lookup.
-pub(super) fn summary(memory: &Memory) -> Map<String, Value> {
-    let preview: String = memory.content.chars().take(PREVIEW_CHARS).collect();
-    let Value::Object(map) = json!({
-        "content_hash": memory.content_hash,
-        "content_preview": preview,
-        "tags": memory.tags,
-        "memory_type": memory.memory_type,
-    }) else {
-        unreachable!("json! of an object literal is an object")
-    };
-    map
-}
+use crate::storage::{EventRow, Retention, StorageError, payload};
 
 pub(super) fn append_event(
     tx: &Transaction<'_>,
     kind: EventKind,
     memory: &Memory,
-    mut payload: Map<String, Value>,
+    payload: Map<String, Value>,
     now: f64,
 ) -> Result<EventRow, StorageError> {
-    payload.insert("timestamp".into(), json!(now));
-    let payload = Value::Object(payload).to_string();
+    let payload = payload::finish(payload, now);
     tx.prepare_cached("INSERT INTO events (at, kind, content_hash, payload) VALUES (?, ?, ?, ?)")?
         .execute(params![now, kind.as_str(), memory.content_hash, payload])?;
     Ok(EventRow {

@@ -6,12 +6,13 @@ use mnemo_api::events::EventKind;
 use rusqlite::{OptionalExtension, Transaction, params};
 use serde_json::{Map, Value, json};
 
-use super::events::{append_event, summary};
+use super::events::append_event;
 use super::migrations::VECTOR_TABLE;
 use super::read;
 use super::vec::vector_bytes;
 use super::vectors::Change;
-use crate::memory::{Memory, MemoryPatch, merge_metadata};
+use crate::memory::{Memory, MemoryPatch, check_metadata_size, merge_metadata};
+use crate::storage::payload::summary;
 use crate::storage::{EventRow, NewRecord, StorageError};
 
 /// A write's outcome: the memory as it now is (or was, for a delete), its event, and
@@ -89,6 +90,9 @@ pub(super) fn update(
     }
     if let Some(metadata) = patch.metadata {
         merge_metadata(&mut memory.metadata, metadata);
+        if let Some(limit) = patch.max_metadata_bytes {
+            check_metadata_size(&memory.metadata, limit)?;
+        }
         changed.insert("metadata".into(), Value::Object(memory.metadata.clone()));
     }
     tx.prepare_cached(
