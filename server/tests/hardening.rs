@@ -404,3 +404,52 @@ async fn stalled_subscribers_and_large_updates_keep_memory_bounded() {
         during >> 20
     );
 }
+
+/// What hyper refuses before the router sees a request (a request line or header it
+/// cannot parse, a URI or header section too long) is answered with the JSON error
+/// body, then the connection closes. Before, these answers had no body.
+#[tokio::test]
+async fn requests_hyper_cannot_parse_get_the_json_error_body() {
+    let server = TestServer::spawn().await;
+    let cases: [(Vec<u8>, u16, &str); 4] = [
+        (
+            b"GET /a b c HTTP/1.1\r\nHost: x\r\n\r\n".to_vec(),
+            400,
+            "bad_request",
+        ),
+        (
+            b"GET / HTTP/1.1\r\nHost: x\r\nBad Header: 1\r\n\r\n".to_vec(),
+            400,
+            "bad_request",
+        ),
+        (
+            format!("GET /{} HTTP/1.1\r\nHost: x\r\n\r\n", "a".repeat(70_000)).into_bytes(),
+            414,
+            "uri_too_long",
+        ),
+        (
+            format!(
+                "GET / HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n",
+                "b".repeat(500_000)
+            )
+            .into_bytes(),
+            431,
+            "headers_too_large",
+        ),
+    ];
+    for (request, status, code) in cases {
+        let mut stream = TcpStream::connect(addr(&server)).await.unwrap();
+        // The server may answer and close before it has read all of a huge request.
+        let _ = stream.write_all(&request).await;
+        let received = read_until_closed(&mut stream).await;
+        let (head, body) = received
+            .split_once("\r\n\r\n")
+            .unwrap_or_else(|| panic!("no HTTP answer: {received:?}"));
+        assert!(head.starts_with(&format!("HTTP/1.1 {status} ")), "{head}");
+        assert!(head.contains("content-type: application/json"), "{head}");
+        let body: serde_json::Value =
+            serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {body:?}"));
+        assert_eq!(body["error"], code, "{body}");
+        assert_eq!(body["detail"], body["message"], "{body}");
+    }
+}

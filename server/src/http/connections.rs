@@ -38,6 +38,8 @@ use tokio::time::{Instant, Sleep};
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
+
+use super::parse_errors::JsonParseErrors;
 use tracing::{debug, warn};
 
 use super::error::ApiError;
@@ -190,15 +192,19 @@ pub async fn serve(
             let served = async {
                 match tls {
                     None => {
-                        let connection =
-                            builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+                        let connection = builder.serve_connection_with_upgrades(
+                            TokioIo::new(JsonParseErrors::new(stream)),
+                            service,
+                        );
                         watcher.watch(connection.into_owned()).await
                     }
                     Some(acceptor) => {
                         match tls::handshake(&acceptor, stream, peer, limits.tls_handshake).await {
                             Some(stream) => {
-                                let connection = builder
-                                    .serve_connection_with_upgrades(TokioIo::new(stream), service);
+                                let connection = builder.serve_connection_with_upgrades(
+                                    TokioIo::new(JsonParseErrors::new(stream)),
+                                    service,
+                                );
                                 watcher.watch(connection.into_owned()).await
                             }
                             None => Ok(()),

@@ -12,6 +12,7 @@ mod events;
 mod health;
 mod mcp;
 mod memories;
+mod parse_errors;
 mod search;
 mod state;
 #[cfg(test)]
