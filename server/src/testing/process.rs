@@ -159,10 +159,11 @@ impl ServerProcess {
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
-        let mut child = command.spawn().map_err(|source| ProcessError::Spawn {
-            binary: binary.clone(),
-            source,
-        })?;
+        let mut child =
+            spawn_retrying_busy(&mut command).map_err(|source| ProcessError::Spawn {
+                binary: binary.clone(),
+                source,
+            })?;
         let (tx, lines) = mpsc::channel();
         forward_lines(child.stdout.take(), Pipe::Stdout, tx.clone());
         forward_lines(child.stderr.take(), Pipe::Stderr, tx);
@@ -389,6 +390,26 @@ fn field<'a>(line: &'a str, name: &str) -> Option<&'a str> {
     let key = format!("{name}=");
     let start = line.find(&key)? + key.len();
     line[start..].split_whitespace().next()
+}
+
+/// Spawns `command`, retrying while its program is "busy". A test that has just
+/// written a wrapper script (a lowered file limit, a mount namespace) can race another
+/// test thread's fork: the child holds the script's write descriptor until it execs,
+/// and exec of a file open for writing fails with ETXTBSY. The window is a fork's
+/// length, so retrying for up to a second always gets past it.
+fn spawn_retrying_busy(command: &mut Command) -> std::io::Result<Child> {
+    let deadline = Instant::now() + Duration::from_secs(1);
+    loop {
+        match command.spawn() {
+            Err(e)
+                if e.kind() == std::io::ErrorKind::ExecutableFileBusy
+                    && Instant::now() < deadline =>
+            {
+                std::thread::yield_now();
+            }
+            spawned => return spawned,
+        }
+    }
 }
 
 /// Each line of a child's pipe, in a channel that disconnects at the pipe's end:
