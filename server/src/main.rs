@@ -1,6 +1,8 @@
 //! `mnemo-server`: parses the command line, then either manages API keys or binds the
 //! listener and serves until Ctrl-C or SIGTERM. Everything else lives in the library.
 
+use std::io::IsTerminal;
+
 use anyhow::Context;
 use clap::Parser;
 use mnemo_server::cli::{Cli, Command, run_keys_command};
@@ -19,8 +21,12 @@ async fn main() -> anyhow::Result<()> {
         run_keys_command(&config.data_dir(), keys, &mut std::io::stdout())?;
         return Ok(());
     }
+    // Colour only for a person at a terminal: the journal and log files get plain text.
+    let colour = std::io::stdout().is_terminal()
+        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
     tracing_subscriber::fmt()
         .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
+        .with_ansi(colour)
         .init();
 
     let addr = (config.host, config.port);

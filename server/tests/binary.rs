@@ -16,8 +16,18 @@ const KEY: &str = "binary-test-key";
 #[tokio::test]
 async fn server_becomes_healthy_with_the_real_model() {
     let dir = tempfile::tempdir().unwrap();
-    let mut server = ServerProcess::spawn(dir.path(), &[("MCP_API_KEY", KEY)]);
+    // NO_COLOR empty: colour is left to whether stdout is a terminal (it is a pipe).
+    let mut server = ServerProcess::spawn(dir.path(), &[("MCP_API_KEY", KEY), ("NO_COLOR", "")]);
     server.wait_for_log("listening");
+    // While the model loads, health answers 503 `loading`: expected, not an error.
+    let early = reqwest::get(format!("{}/api/health", server.url()))
+        .await
+        .unwrap();
+    assert_eq!(
+        early.status(),
+        503,
+        "the model loaded before the first health check"
+    );
     let loading = server.wait_for_log("loading");
     for field in [
         "data_dir=",
@@ -41,6 +51,13 @@ async fn server_becomes_healthy_with_the_real_model() {
     let body: serde_json::Value = response.json().await.unwrap();
     assert_eq!(body["status"], "healthy");
     assert!(dir.path().join("memories.db").is_file());
+    for line in server.log() {
+        assert!(
+            !line.contains('\u{1b}'),
+            "a colour code in the log: {line:?}"
+        );
+        assert!(!line.contains("ERROR"), "an error logged: {line}");
+    }
 }
 
 /// Without MCP_API_KEY the first start writes a key to <data dir>/api_key (mode 0600),

@@ -19,12 +19,14 @@ mod state;
 mod tests;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, Request};
 use axum::http::{HeaderValue, Method, StatusCode};
 use tokio_util::sync::CancellationToken;
 use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::classify::ServerErrorsFailureClass;
 use tower_http::cors::{AllowOrigin, Any, CorsLayer};
 use tower_http::trace::TraceLayer;
 
@@ -85,11 +87,26 @@ pub fn router(state: Arc<AppState>, config: &Config, shutdown: CancellationToken
         .layer(DefaultBodyLimit::max(config.max_body_bytes))
         .layer(cors(&config.cors_origins))
         // The span names the path only: a query string may hold `api_key`.
-        .layer(TraceLayer::new_for_http().make_span_with(|request: &Request| {
-            tracing::info_span!("request", method = %request.method(), path = %request.uri().path())
-        }))
+        .layer(
+            TraceLayer::new_for_http()
+                .make_span_with(|request: &Request| {
+                    tracing::info_span!("request", method = %request.method(), path = %request.uri().path())
+                })
+                .on_failure(log_failure),
+        )
         .layer(axum::middleware::map_response(error::json_errors))
         .with_state(state)
+}
+
+/// Logs a request that failed with a 5xx, except 503: that one says the server is
+/// loading, at its connection cap or stopped a long read, states the response itself
+/// explains and that are not faults (a supervisor polls health while the model loads).
+fn log_failure(class: ServerErrorsFailureClass, latency: Duration, _span: &tracing::Span) {
+    if matches!(class, ServerErrorsFailureClass::StatusCode(status) if status == StatusCode::SERVICE_UNAVAILABLE)
+    {
+        return;
+    }
+    tracing::error!(classification = %class, latency_ms = latency.as_millis() as u64, "request failed");
 }
 
 /// A panic in a handler becomes the JSON 500 instead of a dropped connection.
