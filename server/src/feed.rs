@@ -43,14 +43,19 @@ pub enum FeedItem {
     /// First item of every stream; `head` is the newest sequence number at that moment.
     Connected {
         head: i64,
+        /// This subscriber's id, as the stats list it.
+        subscriber: u64,
+        /// How often heartbeats come.
+        heartbeat: Duration,
     },
     /// A committed change.
     Change(Arc<EventRow>),
     /// Events the client asked for are gone; it continues live from `head`.
-    Resync {
-        head: i64,
+    Resync { head: i64 },
+    Heartbeat {
+        /// Subscribers connected at that moment.
+        subscribers: usize,
     },
-    Heartbeat,
 }
 
 /// One connected subscriber, as `GET /api/events/stats` shows it.
@@ -189,6 +194,14 @@ impl ChangeFeed {
         list
     }
 
+    /// How many subscribers are connected.
+    pub fn subscriber_count(&self) -> usize {
+        self.subscribers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .len()
+    }
+
     /// The newest sequence number.
     pub async fn head(&self) -> Result<i64, StorageError> {
         self.storage.head_seq().await
@@ -209,7 +222,7 @@ impl ChangeFeed {
             let head = feed.head().await?;
             let subscriber = feed.register(peer, head);
             let _registration = Registration { feed: Arc::clone(&feed), subscriber: Arc::clone(&subscriber) };
-            yield FeedItem::Connected { head };
+            yield FeedItem::Connected { head, subscriber: subscriber.id, heartbeat: feed.heartbeat };
 
             let mut last = match last_event_id {
                 None => head,
@@ -253,7 +266,7 @@ impl ChangeFeed {
                     _ = feed.shutdown.cancelled() => break,
                     received = live.recv() => received,
                     _ = heartbeat.tick() => {
-                        yield FeedItem::Heartbeat;
+                        yield FeedItem::Heartbeat { subscribers: feed.subscriber_count() };
                         continue;
                     }
                 };

@@ -12,9 +12,23 @@ use serde_json::{Value, json};
 async fn connected(stream: &mut SseStream) -> i64 {
     let event = next_event(stream).await;
     assert_eq!(event.event, "connection_established");
-    serde_json::from_str::<Value>(&event.data).unwrap()["head_seq"]
-        .as_i64()
-        .unwrap()
+    let data: Value = serde_json::from_str(&event.data).unwrap();
+    // mcp-memory-service's greeting, plus Mnemo's head_seq.
+    assert!(data["connection_id"].is_string(), "{data}");
+    assert!(data["message"].is_string(), "{data}");
+    assert!(data["heartbeat_interval"].is_u64(), "{data}");
+    assert_iso_timestamp(&data);
+    data["head_seq"].as_i64().unwrap()
+}
+
+/// `timestamp` is ISO 8601 in UTC, as mcp-memory-service sends it (its own SSE test
+/// client splits it at `T`).
+fn assert_iso_timestamp(data: &Value) {
+    let text = data["timestamp"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no ISO timestamp: {data}"));
+    let at: jiff::Timestamp = text.parse().unwrap_or_else(|e| panic!("{text}: {e}"));
+    assert!(at.as_second() > 1_700_000_000, "{text}");
 }
 
 /// The next event that is not a heartbeat.
@@ -59,18 +73,20 @@ async fn writes_arrive_as_named_events() {
         ids.push(event.id.parse::<i64>().unwrap());
         let data: Value = serde_json::from_str(&event.data).unwrap();
         assert_eq!(data["content_hash"], hash.as_str());
-        assert!(data["timestamp"].as_f64().unwrap() > 1.7e9, "{data}");
+        assert_iso_timestamp(&data);
+        assert!(data["message"].is_string(), "{data}");
         match name {
             "memory_stored" => {
-                assert_eq!(
-                    data["content_preview"].as_str().unwrap().chars().count(),
-                    100
-                );
+                let preview = data["content_preview"].as_str().unwrap();
+                assert_eq!(preview, format!("{}...", &content[..100]));
                 assert_eq!(data["tags"], json!(["t"]));
                 assert!(data.get("memory_type").is_some());
             }
             "memory_updated" => assert_eq!(data["tags"], json!(["u"])),
-            _ => assert_eq!(data["tags"], json!(["u"])),
+            _ => {
+                assert_eq!(data["tags"], json!(["u"]));
+                assert_eq!(data["success"], true);
+            }
         }
     }
     assert!(ids.windows(2).all(|w| w[1] > w[0]), "{ids:?}");
@@ -393,7 +409,10 @@ async fn heartbeat_at_the_configured_interval() {
         gap > Duration::from_millis(800) && gap < Duration::from_secs(3),
         "{gap:?}"
     );
-    assert!(serde_json::from_str::<Value>(&second.data).unwrap()["timestamp"].is_number());
+    let data: Value = serde_json::from_str(&second.data).unwrap();
+    assert_iso_timestamp(&data);
+    assert_eq!(data["active_connections"], 1, "{data}");
+    assert_eq!(data["server_status"], "healthy", "{data}");
 }
 
 /// The admin stats list each subscriber with its lag; other keys get 403.

@@ -450,9 +450,14 @@ async fn fan_out(api: &Api, args: &Args, fresh: &Fresh) -> anyhow::Result<Row> {
                             .duration_since(std::time::UNIX_EPOCH)?
                             .as_secs_f64();
                         let data: Value = serde_json::from_str(&event.data)?;
-                        let committed = data["timestamp"]
-                            .as_f64()
-                            .context("event without timestamp")?;
+                        // ISO 8601 (mcp-memory-service and Mnemo); a bare number
+                        // from servers that send epoch seconds.
+                        let committed = match &data["timestamp"] {
+                            Value::String(text) => {
+                                text.parse::<jiff::Timestamp>()?.as_microsecond() as f64 / 1e6
+                            }
+                            other => other.as_f64().context("event without timestamp")?,
+                        };
                         delays.push(Duration::from_secs_f64((now - committed).max(0.0)));
                         if delays.len() == writes {
                             break;

@@ -19,6 +19,12 @@ use super::state::AppState;
 use crate::feed::FeedItem;
 use crate::memory::now_epoch;
 
+/// The current time as every payload carries it: ISO 8601, as mcp-memory-service
+/// sends it.
+fn now() -> String {
+    mnemo_api::rest::iso8601(now_epoch())
+}
+
 /// Most subscribers listed by the stats endpoint.
 const MAX_LISTED: usize = 1000;
 
@@ -71,24 +77,40 @@ fn frames(
         .filter_map(|item| std::future::ready(item.ok()))
         .map(|item| {
             let event = match item {
-                FeedItem::Connected { head } => Event::default()
-                    .event("connection_established")
-                    .data(json!({"timestamp": now_epoch(), "head_seq": head}).to_string()),
+                FeedItem::Connected {
+                    head,
+                    subscriber,
+                    heartbeat,
+                } => Event::default().event("connection_established").data(
+                    json!({
+                        "timestamp": now(),
+                        "connection_id": subscriber.to_string(),
+                        "message": "Connected to MCP Memory Service SSE stream",
+                        "heartbeat_interval": heartbeat.as_secs(),
+                        "head_seq": head,
+                    })
+                    .to_string(),
+                ),
                 FeedItem::Change(row) => Event::default()
                     .id(row.seq.to_string())
                     .event(row.kind.clone())
                     .data(&row.payload),
                 FeedItem::Resync { head } => Event::default().id(head.to_string()).event("resync").data(
                     json!({
-                        "timestamp": now_epoch(),
+                        "timestamp": now(),
                         "head_seq": head,
                         "message": "the events after your last id are no longer kept; reload your view",
                     })
                     .to_string(),
                 ),
-                FeedItem::Heartbeat => Event::default()
-                    .event("heartbeat")
-                    .data(json!({"timestamp": now_epoch()}).to_string()),
+                FeedItem::Heartbeat { subscribers } => Event::default().event("heartbeat").data(
+                    json!({
+                        "timestamp": now(),
+                        "active_connections": subscribers,
+                        "server_status": "healthy",
+                    })
+                    .to_string(),
+                ),
             };
             Ok(event)
         })

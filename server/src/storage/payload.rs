@@ -16,9 +16,36 @@ pub const MAX_EVENT_BYTES: usize = 4096;
 /// Characters of content carried in an event, as mcp-memory-service's feed does.
 const PREVIEW_CHARS: usize = 100;
 
-/// `memory_stored` and `memory_deleted`: the memory in brief.
-pub fn summary(memory: &Memory) -> Map<String, Value> {
-    let preview: String = memory.content.chars().take(PREVIEW_CHARS).collect();
+/// `memory_stored`: the memory in brief, with mcp-memory-service's `message`.
+pub fn stored(memory: &Memory) -> Map<String, Value> {
+    let mut payload = summary(memory);
+    payload.insert("message".into(), json!("New memory stored successfully"));
+    payload
+}
+
+/// `memory_deleted`: the memory in brief, with mcp-memory-service's `success` and
+/// `message`.
+pub fn deleted(memory: &Memory) -> Map<String, Value> {
+    let mut payload = summary(memory);
+    payload.insert("success".into(), json!(true));
+    payload.insert("message".into(), json!("Memory deleted successfully"));
+    payload
+}
+
+/// `memory_updated`: what the update set (`changed`), as it stands after the merge.
+pub fn updated(content_hash: &str, mut changed: Map<String, Value>) -> Map<String, Value> {
+    changed.insert("content_hash".into(), json!(content_hash));
+    changed.insert("message".into(), json!("Memory updated successfully"));
+    changed
+}
+
+/// The memory in brief: its hash, the start of its content (with "..." when cut, as
+/// mcp-memory-service writes it), its tags and type.
+fn summary(memory: &Memory) -> Map<String, Value> {
+    let mut preview: String = memory.content.chars().take(PREVIEW_CHARS).collect();
+    if preview.len() < memory.content.len() {
+        preview.push_str("...");
+    }
     let Value::Object(map) = json!({
         "content_hash": memory.content_hash,
         "content_preview": preview,
@@ -30,12 +57,13 @@ pub fn summary(memory: &Memory) -> Map<String, Value> {
     map
 }
 
-/// The payload's JSON text, stamped with `now` and bounded: when it would pass
+/// The payload's JSON text, stamped with `now` (ISO 8601, as mcp-memory-service
+/// sends it) and bounded: when it would pass
 /// [`MAX_EVENT_BYTES`], the metadata and then the tags are left out, and
 /// `metadata_truncated` / `tags_truncated` say so (a subscriber that needs them reads
 /// the memory).
 pub fn finish(mut payload: Map<String, Value>, now: f64) -> String {
-    payload.insert("timestamp".into(), json!(now));
+    payload.insert("timestamp".into(), json!(mnemo_api::rest::iso8601(now)));
     for (field, flag) in [
         ("metadata", "metadata_truncated"),
         ("tags", "tags_truncated"),
@@ -69,7 +97,7 @@ mod tests {
     }
 
     fn with_metadata(memory: &Memory) -> Map<String, Value> {
-        let mut payload = summary(memory);
+        let mut payload = stored(memory);
         payload.insert("metadata".into(), Value::Object(memory.metadata.clone()));
         payload
     }
@@ -81,9 +109,14 @@ mod tests {
         let payload: Map<String, Value> = serde_json::from_str(&text).unwrap();
         assert_eq!(payload["metadata"], json!(small.metadata));
         assert_eq!(payload["tags"].as_array().unwrap().len(), 3);
-        assert_eq!(
-            payload["content_preview"].as_str().unwrap().chars().count(),
-            100
+        let preview = payload["content_preview"].as_str().unwrap();
+        assert_eq!(preview.chars().count(), 103);
+        assert!(preview.ends_with("é..."), "{preview}");
+        assert!(
+            payload["timestamp"]
+                .as_str()
+                .unwrap()
+                .starts_with("1970-01-01T00:00:01")
         );
         assert!(!payload.contains_key("metadata_truncated"));
     }

@@ -12,7 +12,7 @@ use super::read;
 use super::vec::vector_bytes;
 use super::vectors::Change;
 use crate::memory::{Memory, MemoryPatch, check_metadata_size, merge_metadata};
-use crate::storage::payload::summary;
+use crate::storage::payload;
 use crate::storage::{EventRow, NewRecord, StorageError};
 
 /// A write's outcome: the memory as it now is (or was, for a delete), its event, and
@@ -59,7 +59,13 @@ pub(super) fn insert(
     .execute(params![id, vector_bytes(&record.vector)])?;
 
     let memory = read::get(tx, &record.content_hash)?;
-    let event = append_event(tx, EventKind::MemoryStored, &memory, summary(&memory), now)?;
+    let event = append_event(
+        tx,
+        EventKind::MemoryStored,
+        &memory,
+        payload::stored(&memory),
+        now,
+    )?;
     Ok(Written {
         memory,
         event,
@@ -106,8 +112,8 @@ pub(super) fn update(
     ])?;
     memory.updated_at = now;
 
-    changed.insert("content_hash".into(), json!(content_hash));
-    let event = append_event(tx, EventKind::MemoryUpdated, &memory, changed, now)?;
+    let changes = payload::updated(content_hash, changed);
+    let event = append_event(tx, EventKind::MemoryUpdated, &memory, changes, now)?;
     Ok(Written {
         memory,
         event,
@@ -127,7 +133,13 @@ pub(super) fn delete(
     // memory_tags rows go by ON DELETE CASCADE, the FTS row by trigger.
     tx.prepare_cached("DELETE FROM memories WHERE id = ?")?
         .execute([id])?;
-    let event = append_event(tx, EventKind::MemoryDeleted, &memory, summary(&memory), now)?;
+    let event = append_event(
+        tx,
+        EventKind::MemoryDeleted,
+        &memory,
+        payload::deleted(&memory),
+        now,
+    )?;
     Ok(Written {
         memory,
         event,
