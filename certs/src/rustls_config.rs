@@ -1,11 +1,13 @@
-//! rustls configurations: the server's, and a client's that trusts one pinned certificate.
+//! rustls configurations: the server's, a client's that trusts one pinned key, and a
+//! client's for a first contact, which trusts any certificate but records the key it saw.
 //!
 //! Pinning replaces the whole of WebPKI path validation (CA, names, dates) with one equality
-//! check on the certificate's hash. The handshake signatures must still be verified, though:
+//! check on the hash of the certificate's public key (or, as before pins named keys, of the
+//! whole certificate). The handshake signatures must still be verified, though:
 //! they are what proves the peer holds the pinned certificate's key, rather than having
 //! copied the (public) certificate.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use rustls::DigitallySignedStruct;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
@@ -14,7 +16,7 @@ use rustls::crypto::{verify_tls12_signature, verify_tls13_signature};
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{CertificateError, OtherError, SignatureScheme};
 
-use crate::{CertError, Fingerprint, FingerprintMismatch, ServerIdentity};
+use crate::{CertError, Fingerprint, FingerprintMismatch, ServerIdentity, spki_pin};
 
 const ALPN: [&[u8]; 2] = [b"h2", b"http/1.1"];
 
@@ -40,13 +42,14 @@ pub fn server_config(identity: &ServerIdentity) -> Result<rustls::ServerConfig, 
     Ok(config)
 }
 
-/// A client verifier that accepts exactly one pinned end-entity fingerprint, ignoring names,
-/// CAs and dates, and still verifies the handshake signatures (TLS 1.2 and 1.3) with the ring
-/// provider's algorithms.
+/// A client verifier that accepts an end-entity certificate whose public key has the pinned
+/// SHA-256 (its SPKI pin) or, for pins taken before servers published key pins, whose own
+/// SHA-256 is the pin; it ignores names, CAs and dates, and still verifies the handshake
+/// signatures (TLS 1.2 and 1.3) with the ring provider's algorithms.
 ///
-/// Dates are ignored on purpose: the server replaces its generated certificate before it
-/// expires, which changes the fingerprint, so an expired certificate can only be presented
-/// by a server that was not restarted for months; refusing it would not make the pin safer.
+/// Dates are ignored on purpose: the server re-issues its generated certificate before it
+/// expires, so an expired certificate can only be presented by a server that was not
+/// restarted for months; refusing it would not make the pin safer.
 /// A mismatch fails with `rustls::Error::InvalidCertificate(CertificateError::Other(..))`
 /// wrapping a [`FingerprintMismatch`], whose text names both fingerprints.
 #[derive(Debug)]
@@ -73,13 +76,13 @@ impl ServerCertVerifier for PinnedVerifier {
         _ocsp_response: &[u8],
         _now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        let presented = Fingerprint::of(end_entity);
-        if presented == self.pin {
+        let presented = spki_pin(end_entity);
+        if presented == Some(self.pin) || Fingerprint::of(end_entity) == self.pin {
             return Ok(ServerCertVerified::assertion());
         }
         let mismatch = FingerprintMismatch {
             pinned: self.pin,
-            presented,
+            presented: presented.unwrap_or_else(|| Fingerprint::of(end_entity)),
         };
         Err(rustls::Error::InvalidCertificate(CertificateError::Other(
             OtherError(Arc::new(mismatch)),
@@ -120,4 +123,85 @@ pub fn pinned_client_config(pin: Fingerprint) -> rustls::ClientConfig {
         .with_no_client_auth();
     config.alpn_protocols = ALPN.iter().map(|p| p.to_vec()).collect();
     config
+}
+
+/// The SPKI pin of the last certificate a [`first_use_client_config`] accepted.
+#[derive(Debug, Clone, Default)]
+pub struct SeenPin(Arc<Mutex<Option<Fingerprint>>>);
+
+impl SeenPin {
+    pub fn get(&self) -> Option<Fingerprint> {
+        *self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn set(&self, pin: Fingerprint) {
+        *self.0.lock().unwrap_or_else(PoisonError::into_inner) = Some(pin);
+    }
+}
+
+/// Accepts any certificate whose handshake signature verifies, and records its pin: for a
+/// first contact, where what proves the server is not the certificate but the proof of the
+/// API key bound to that pin (`POST /api/auth/proof`), which follows on the same connection.
+#[derive(Debug)]
+struct FirstUseVerifier {
+    seen: SeenPin,
+    algorithms: WebPkiSupportedAlgorithms,
+}
+
+impl ServerCertVerifier for FirstUseVerifier {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        let pin = spki_pin(end_entity).ok_or(rustls::Error::InvalidCertificate(
+            CertificateError::BadEncoding,
+        ))?;
+        self.seen.set(pin);
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        verify_tls12_signature(message, cert, dss, &self.algorithms)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        verify_tls13_signature(message, cert, dss, &self.algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.algorithms.supported_schemes()
+    }
+}
+
+/// A rustls client config for a first contact: any certificate is accepted and its SPKI pin
+/// recorded in the returned [`SeenPin`]. Nothing secret may be sent over it before the pin
+/// is proven; a client makes one connection with it, then pins what it saw.
+pub fn first_use_client_config() -> (rustls::ClientConfig, SeenPin) {
+    let seen = SeenPin::default();
+    let verifier = FirstUseVerifier {
+        seen: seen.clone(),
+        algorithms: rustls::crypto::ring::default_provider().signature_verification_algorithms,
+    };
+    let mut config = rustls::ClientConfig::builder_with_provider(provider())
+        .with_protocol_versions(rustls::ALL_VERSIONS)
+        .expect("the ring provider supports TLS 1.2 and 1.3")
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(verifier))
+        .with_no_client_auth();
+    config.alpn_protocols = ALPN.iter().map(|p| p.to_vec()).collect();
+    (config, seen)
 }

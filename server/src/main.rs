@@ -3,7 +3,7 @@
 
 use anyhow::Context;
 use clap::Parser;
-use mnemo_server::cli::{Cli, Command, run_keys_command};
+use mnemo_server::cli::{Cli, Command, run_keys_command, run_tls_command};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tracing_subscriber::EnvFilter;
@@ -18,6 +18,9 @@ async fn main() -> anyhow::Result<()> {
     if let Some(Command::Keys(keys)) = command {
         run_keys_command(&config.data_dir(), keys, &mut std::io::stdout())?;
         return Ok(());
+    }
+    if let Some(Command::Tls(tls)) = command {
+        return run_tls_command(&config, tls, &mut std::io::stdout());
     }
     tracing_subscriber::fmt()
         .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))

@@ -66,6 +66,7 @@ impl Server {
             let identity = crate::tls::load_identity(&config)?;
             state.tls = Some(crate::tls::acceptor(&identity)?);
             state.tls_fingerprint = Some(identity.fingerprint.to_string());
+            state.tls_pin = Some(identity.pin);
         }
         let addr = listener.local_addr()?;
         Ok(Self {
@@ -90,7 +91,7 @@ impl Server {
         bridge_line(
             self.addr,
             self.state.tls.is_some(),
-            self.state.tls_fingerprint.as_deref(),
+            self.state.tls_pin.map(|pin| pin.to_string()).as_deref(),
         )
     }
 
@@ -124,7 +125,7 @@ impl Server {
         }
         // Advertised once healthy, so a client that finds the server can use it.
         // Dropped when serving ends, which sends the mDNS goodbye.
-        let _advertiser = advertise(&config, addr, state.tls_fingerprint.clone());
+        let _advertiser = advertise(&config, addr, state.tls_pin.map(|pin| pin.to_string()));
         server.await
     }
 
@@ -273,11 +274,7 @@ async fn load(
 /// Starts advertising if the configuration asks for it and the server listens beyond
 /// loopback. Returns the registration, which unregisters on drop. Failure to advertise
 /// is logged, not fatal: the server still serves by address.
-fn advertise(
-    config: &Config,
-    addr: SocketAddr,
-    fingerprint: Option<String>,
-) -> Option<mdns::Advertiser> {
+fn advertise(config: &Config, addr: SocketAddr, pin: Option<String>) -> Option<mdns::Advertiser> {
     if !config.mdns_enabled {
         return None;
     }
@@ -299,7 +296,7 @@ fn advertise(
         https: config.https_enabled,
         auth_required: !config.allow_anonymous,
         instance_id,
-        fingerprint,
+        fingerprint: pin,
     };
     match mdns::Advertiser::start(&advertisement) {
         Ok(Some(advertiser)) => {
@@ -317,8 +314,10 @@ fn advertise(
     }
 }
 
-/// The bridge configuration line for a server on `addr`.
-fn bridge_line(addr: SocketAddr, https: bool, fingerprint: Option<&str>) -> String {
+/// The bridge configuration line for a server on `addr`; `pin` is the key's pin, which
+/// the bridge's MCP_MEMORY_CERT_FINGERPRINT accepts and which survives re-issued
+/// certificates.
+fn bridge_line(addr: SocketAddr, https: bool, pin: Option<&str>) -> String {
     let scheme = if https { "https" } else { "http" };
     let host = if addr.ip().is_unspecified() {
         local_address().map_or_else(
@@ -329,7 +328,7 @@ fn bridge_line(addr: SocketAddr, https: bool, fingerprint: Option<&str>) -> Stri
         addr.ip().to_string()
     };
     let mut line = format!("MCP_MEMORY_HTTP_ENDPOINT={scheme}://{host}:{}", addr.port());
-    if let Some(fp) = fingerprint {
+    if let Some(fp) = pin {
         line.push_str(&format!(" MCP_MEMORY_CERT_FINGERPRINT={fp}"));
     }
     line

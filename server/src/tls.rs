@@ -2,9 +2,11 @@
 //! and the handshake on each accepted connection.
 //!
 //! A home network has no certificate authority, so the server makes (or is given) a
-//! certificate and publishes its SHA-256 fingerprint: in the log, in detailed health
-//! and in the `fp` TXT record. Clients pin that fingerprint instead of turning
-//! verification off. Making, loading and checking certificates is `mnemo-certs`'s job;
+//! certificate and publishes its pin, the SHA-256 of its public key: in the log, in
+//! detailed health, in the `fp` TXT record and on the `--lan` line. Clients pin that
+//! instead of turning verification off; it survives the certificate being re-issued for
+//! new addresses, because the key pair in `<data dir>/certs` is kept until
+//! `mnemo-server tls rotate`. Making, loading and checking certificates is `mnemo-certs`'s job;
 //! this module picks one for a [`Config`] and puts it on the wire.
 
 use std::net::SocketAddr;
@@ -36,16 +38,46 @@ pub fn load_identity(config: &Config) -> Result<ServerIdentity, CertError> {
     let origin = match identity.origin {
         Origin::Generated => "generated",
         Origin::Reused => "reused",
+        Origin::Reissued => "reissued",
         Origin::Regenerated => "regenerated",
         Origin::UserSupplied => "user-supplied",
     };
     info!(
+        pin = %identity.pin,
         fingerprint = %identity.fingerprint,
         certificate = %identity.cert_path.display(),
         %origin,
         "TLS certificate",
     );
     Ok(identity)
+}
+
+/// Makes a new key pair for the generated certificate in `<data dir>/certs` (`mnemo-server
+/// tls rotate`): a new pin, which every client must trust again. A user-supplied certificate
+/// is the user's to replace, so rotating is refused while one is configured.
+pub fn rotate(config: &Config) -> Result<ServerIdentity, RotateError> {
+    if config.ssl_cert_file.is_some() || config.ssl_key_file.is_some() {
+        return Err(RotateError::UserSupplied);
+    }
+    let spec =
+        CertSpec::for_this_host(&config.ssl_additional_hostnames, &config.ssl_additional_ips);
+    Ok(mnemo_certs::rotate(
+        &config.data_dir().join("certs"),
+        &spec,
+        SystemTime::now(),
+    )?)
+}
+
+/// Why `tls rotate` did nothing.
+#[derive(Debug, thiserror::Error)]
+pub enum RotateError {
+    #[error(
+        "MCP_SSL_CERT_FILE / MCP_SSL_KEY_FILE name your own certificate; replace those files \
+         with a new pair instead (its pin is logged at the next start)"
+    )]
+    UserSupplied,
+    #[error(transparent)]
+    Cert(#[from] CertError),
 }
 
 /// The TLS acceptor for an identity (ALPN h2 and http/1.1).

@@ -28,8 +28,11 @@ pub struct AppState {
     pub connections: Arc<Connections>,
     /// Set when serving HTTPS.
     pub tls: Option<tokio_rustls::TlsAcceptor>,
-    /// SHA-256 of the served certificate, for detailed health and mDNS.
+    /// SHA-256 of the served certificate (as openssl prints it), for detailed health.
     pub tls_fingerprint: Option<String>,
+    /// SHA-256 of the served certificate's public key: the pin clients trust, published in
+    /// detailed health and mDNS, and bound into every proof of a key over TLS.
+    pub tls_pin: Option<mnemo_certs::Fingerprint>,
 }
 
 impl AppState {
@@ -42,6 +45,7 @@ impl AppState {
             connections: Arc::default(),
             tls: None,
             tls_fingerprint: None,
+            tls_pin: None,
         }
     }
 
@@ -60,6 +64,7 @@ impl AppState {
         ServerFacts {
             started: self.started,
             tls_fingerprint: self.tls_fingerprint.as_deref(),
+            tls_pin: self.tls_pin,
         }
     }
 

@@ -13,6 +13,8 @@ pub struct ServerFacts<'a> {
     pub started: Instant,
     /// SHA-256 of the served certificate, when TLS is on.
     pub tls_fingerprint: Option<&'a str>,
+    /// SHA-256 of its public key, the pin, when TLS is on.
+    pub tls_pin: Option<mnemo_certs::Fingerprint>,
 }
 
 pub async fn detailed(
@@ -31,5 +33,6 @@ pub async fn detailed(
         database_path: storage.location(),
         database_bytes: storage.size_on_disk().await.map_err(ServiceError::from)?,
         tls_fingerprint: server.tls_fingerprint.map(str::to_owned),
+        tls_pin: server.tls_pin.map(|pin| pin.to_string()),
     })
 }
