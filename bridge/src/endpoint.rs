@@ -260,7 +260,19 @@ impl Resolver {
             Ok(list) => list,
             Err(e) => return report(Vec::new(), Err(internal(e.to_string()))),
         };
-        let found = match discovery::discover(self.discovery_timeout, DISCOVERY_QUIET).await {
+        let trusted_pins: Vec<Fingerprint> = match self.fingerprint {
+            Some(configured) => vec![configured],
+            None => trusted.iter().filter_map(TrustedServer::pin).collect(),
+        };
+        let wanted = |c: &Candidate| {
+            trusted_pins.is_empty()
+                || c.txt
+                    .get(txt::FINGERPRINT)
+                    .and_then(|fp| fp.parse().ok())
+                    .is_some_and(|pin| trusted_pins.contains(&pin))
+        };
+        let found = match discovery::discover(self.discovery_timeout, DISCOVERY_QUIET, wanted).await
+        {
             Ok(found) => found,
             Err(e) => {
                 return report(

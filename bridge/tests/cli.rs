@@ -80,7 +80,12 @@ fn trust_list_and_remove() {
     let pin = format!("{}{}", "AB:".repeat(31), "AB");
     let store = mnemo_bridge::trust::TrustStore::new(file.clone());
     store
-        .record_use(&pin.parse().unwrap(), "id-1", "nas", "https://10.0.0.2:8443")
+        .record_use(
+            &pin.parse().unwrap(),
+            "id-1",
+            "nas",
+            "https://10.0.0.2:8443",
+        )
         .unwrap();
     let listed = String::from_utf8(bridge(&["trust", "list"], &env, b"").stdout).unwrap();
     for part in ["nas", "id: id-1", &pin, "https://10.0.0.2:8443"] {
