@@ -432,9 +432,10 @@ impl Resolver {
         }
     }
 
-    /// Asks the server at `url` to prove it holds the API key, over a fresh connection
-    /// that accepts any certificate and records its pin. Returns an endpoint pinned to
-    /// that pin (HTTPS) and the pin; nothing derived from the key is sent.
+    /// Asks the server at `url` to prove it holds the API key, over a fresh client that
+    /// accepts the first certificate it sees, records its pin, and from then on accepts
+    /// only that pin. Returns an endpoint over that client and the pin; nothing derived
+    /// from the key is sent.
     async fn prove(
         &self,
         url: &str,
@@ -500,14 +501,13 @@ impl Resolver {
                  key, or the pin of the connection it answered on); the key was not sent"
             )));
         }
-        let endpoint = match pin {
-            Some(pin) => pinned(url, None, pin)?,
-            None => Endpoint {
-                url: url.to_owned(),
-                http,
-                instance: None,
-                pin: None,
-            },
+        // The same client: its open connection is reused, and its verifier accepts only
+        // the proven pin from now on.
+        let endpoint = Endpoint {
+            url: url.to_owned(),
+            http,
+            instance: None,
+            pin,
         };
         Ok((endpoint, pin))
     }

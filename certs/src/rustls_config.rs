@@ -134,14 +134,25 @@ impl SeenPin {
         *self.0.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn set(&self, pin: Fingerprint) {
-        *self.0.lock().unwrap_or_else(PoisonError::into_inner) = Some(pin);
+    /// Records `pin` if none was seen yet; `Err` with the first pin when it differs.
+    fn first_or_same(&self, pin: Fingerprint) -> Result<(), Fingerprint> {
+        let mut seen = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        match *seen {
+            None => {
+                *seen = Some(pin);
+                Ok(())
+            }
+            Some(first) if first == pin => Ok(()),
+            Some(first) => Err(first),
+        }
     }
 }
 
-/// Accepts any certificate whose handshake signature verifies, and records its pin: for a
-/// first contact, where what proves the server is not the certificate but the proof of the
-/// API key bound to that pin (`POST /api/auth/proof`), which follows on the same connection.
+/// Accepts the first certificate whose handshake signature verifies and records its pin,
+/// then only certificates with that same pin: for a first contact, where what proves the
+/// server is not the certificate but the proof of the API key bound to that pin
+/// (`POST /api/auth/proof`). Once the proof has passed, the same client (and its open
+/// connection) is as strict as a [`PinnedVerifier`] for that pin.
 #[derive(Debug)]
 struct FirstUseVerifier {
     seen: SeenPin,
@@ -160,8 +171,15 @@ impl ServerCertVerifier for FirstUseVerifier {
         let pin = spki_pin(end_entity).ok_or(rustls::Error::InvalidCertificate(
             CertificateError::BadEncoding,
         ))?;
-        self.seen.set(pin);
-        Ok(ServerCertVerified::assertion())
+        match self.seen.first_or_same(pin) {
+            Ok(()) => Ok(ServerCertVerified::assertion()),
+            Err(pinned) => Err(rustls::Error::InvalidCertificate(CertificateError::Other(
+                OtherError(Arc::new(FingerprintMismatch {
+                    pinned,
+                    presented: pin,
+                })),
+            ))),
+        }
     }
 
     fn verify_tls12_signature(
@@ -187,9 +205,9 @@ impl ServerCertVerifier for FirstUseVerifier {
     }
 }
 
-/// A rustls client config for a first contact: any certificate is accepted and its SPKI pin
-/// recorded in the returned [`SeenPin`]. Nothing secret may be sent over it before the pin
-/// is proven; a client makes one connection with it, then pins what it saw.
+/// A rustls client config for a first contact: the first certificate is accepted and its
+/// SPKI pin recorded in the returned [`SeenPin`]; later handshakes must show the same pin.
+/// Nothing secret may be sent over it before that pin is proven.
 pub fn first_use_client_config() -> (rustls::ClientConfig, SeenPin) {
     let seen = SeenPin::default();
     let verifier = FirstUseVerifier {

@@ -96,7 +96,7 @@ async fn pinned_handshake_tls12() {
 }
 
 /// The key's pin is accepted like the certificate's fingerprint, and a first-use client
-/// accepts the server and records that pin.
+/// accepts the server, records that pin, and then accepts no other.
 #[tokio::test]
 async fn the_key_pin_is_accepted_and_first_use_records_it() {
     let tmp = tempfile::tempdir().unwrap();
@@ -106,8 +106,19 @@ async fn the_key_pin_is_accepted_and_first_use_records_it() {
     let addr = echo_server(server_config(&id).unwrap()).await;
     let (config, seen) = mnemo_certs::first_use_client_config();
     assert_eq!(seen.get(), None);
-    connect(addr, config).await.unwrap();
+    let config = Arc::new(config);
+    connect(addr, (*config).clone()).await.unwrap();
     assert_eq!(seen.get(), Some(id.pin));
+    // From then on, the same client accepts only that pin.
+    let other = identity(&tmp.path().join("other"));
+    let addr = echo_server(server_config(&other).unwrap()).await;
+    let error = connect(addr, (*config).clone()).await.unwrap_err();
+    assert!(
+        error.to_string().contains(&other.pin.to_string()),
+        "{error}"
+    );
+    let addr = echo_server(server_config(&id).unwrap()).await;
+    connect(addr, (*config).clone()).await.unwrap();
 }
 
 /// A client that offers only http/1.1 gets http/1.1.
