@@ -25,7 +25,8 @@
 //!
 //! `user`: [`load_user_supplied`], for `MCP_SSL_CERT_FILE` and `MCP_SSL_KEY_FILE`.
 //!
-//! `rustls_config`: [`server_config`], [`PinnedVerifier`], [`pinned_client_config`] and
+//! `rustls_config`: [`server_config`], [`CertSlot`] and [`reloadable_server_config`] (a
+//! certificate swapped while serving), [`PinnedVerifier`], [`pinned_client_config`] and
 //! [`first_use_client_config`], whose verifier accepts any certificate and records its pin.
 //!
 //! `error`: [`CertError`], whose messages name the files involved and say what to do.
@@ -61,7 +62,8 @@ pub use error::CertError;
 pub use fingerprint::{Fingerprint, FingerprintMismatch, ParseFingerprintError};
 pub use generate::{RENEW_BEFORE, VALIDITY, load_or_generate, rotate};
 pub use rustls_config::{
-    PinnedVerifier, SeenPin, first_use_client_config, pinned_client_config, server_config,
+    CertSlot, PinnedVerifier, SeenPin, first_use_client_config, pinned_client_config,
+    reloadable_server_config, server_config,
 };
 pub use spec::CertSpec;
 pub use user::load_user_supplied;

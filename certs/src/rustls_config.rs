@@ -42,6 +42,82 @@ pub fn server_config(identity: &ServerIdentity) -> Result<rustls::ServerConfig, 
     Ok(config)
 }
 
+/// The certificate a running server presents, replaceable while it serves: when the
+/// host's addresses change, the server re-issues its certificate (with the same key, so
+/// the pin stays) and swaps it in here without restarting or dropping connections.
+#[derive(Debug)]
+pub struct CertSlot {
+    current: std::sync::RwLock<(Arc<rustls::sign::CertifiedKey>, Fingerprint)>,
+}
+
+impl CertSlot {
+    pub fn new(identity: &ServerIdentity) -> Result<Arc<Self>, CertError> {
+        Ok(Arc::new(Self {
+            current: std::sync::RwLock::new((certified(identity)?, identity.fingerprint)),
+        }))
+    }
+
+    /// Serves `identity` to every handshake from now on.
+    pub fn replace(&self, identity: &ServerIdentity) -> Result<(), CertError> {
+        let key = certified(identity)?;
+        *self.current.write().unwrap_or_else(PoisonError::into_inner) = (key, identity.fingerprint);
+        Ok(())
+    }
+
+    /// The SHA-256 fingerprint of the certificate served now.
+    pub fn fingerprint(&self) -> Fingerprint {
+        self.current
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .1
+    }
+}
+
+impl rustls::server::ResolvesServerCert for CertSlot {
+    fn resolve(
+        &self,
+        _client_hello: rustls::server::ClientHello<'_>,
+    ) -> Option<Arc<rustls::sign::CertifiedKey>> {
+        Some(Arc::clone(
+            &self
+                .current
+                .read()
+                .unwrap_or_else(PoisonError::into_inner)
+                .0,
+        ))
+    }
+}
+
+fn certified(identity: &ServerIdentity) -> Result<Arc<rustls::sign::CertifiedKey>, CertError> {
+    let key = rustls::crypto::ring::sign::any_supported_type(&identity.key).map_err(|cause| {
+        CertError::Tls {
+            cert: identity.cert_path.clone(),
+            key: identity.key_path.clone(),
+            cause,
+        }
+    })?;
+    Ok(Arc::new(rustls::sign::CertifiedKey::new(
+        identity.chain.clone(),
+        key,
+    )))
+}
+
+/// A rustls server config that serves whatever `slot` holds (same provider, versions and
+/// ALPN as [`server_config`]).
+pub fn reloadable_server_config(slot: Arc<CertSlot>) -> Result<rustls::ServerConfig, CertError> {
+    let mut config = rustls::ServerConfig::builder_with_provider(provider())
+        .with_protocol_versions(rustls::ALL_VERSIONS)
+        .map_err(|cause| CertError::Tls {
+            cert: Default::default(),
+            key: Default::default(),
+            cause,
+        })?
+        .with_no_client_auth()
+        .with_cert_resolver(slot);
+    config.alpn_protocols = ALPN.iter().map(|p| p.to_vec()).collect();
+    Ok(config)
+}
+
 /// A client verifier that accepts an end-entity certificate whose public key has the pinned
 /// SHA-256 (its SPKI pin) or, for pins taken before servers published key pins, whose own
 /// SHA-256 is the pin; it ignores names, CAs and dates, and still verifies the handshake

@@ -357,6 +357,8 @@ impl Server {
             .env("MCP_HTTP_HOST", host)
             .env("MCP_HTTP_PORT", port.to_string())
             .env("MCP_API_KEY", key)
+            // Address changes are what the tests make; a second is plenty to notice them.
+            .env("MNEMO_TLS_RECHECK", "1")
             .env("MCP_MDNS_ENABLED", "true")
             .env("MCP_MDNS_SERVICE_NAME", service_name)
             .env("MCP_HTTPS_ENABLED", if https { "true" } else { "false" })
@@ -931,6 +933,97 @@ fn the_bridge_trusts_servers_not_names() {
     assert!(trusted_pins(&trust).contains(&new_pin));
     stranger.assert_got_nothing(&["secret memory", "after"]);
     drop(first_data);
+}
+
+/// The server's veth address moves (a new one added, the old one removed, as a new DHCP
+/// lease does): the server re-issues its certificate with the same key, mDNS follows,
+/// and the bridge's next call succeeds with no user action and the same trusted pin.
+#[test]
+fn an_address_change_keeps_the_pin() {
+    let net = NetPair::create("mv", 4);
+    let name = format!("Mnemo Move {}", std::process::id());
+    let trust_dir = tempfile::tempdir().expect("temp dir");
+    let trust = trust_dir.path().join("trust.json");
+    let store = |content: &str| {
+        let mut command = net.exec(&net.b, workspace_binary("mnemo-bridge"));
+        for key in [
+            "MCP_MEMORY_HTTP_ENDPOINT",
+            "MCP_MEMORY_CERT_FINGERPRINT",
+            "MCP_MEMORY_AUTO_DISCOVER",
+        ] {
+            command.env_remove(key);
+        }
+        command
+            .env("MCP_API_KEY", "k")
+            .env("MNEMO_BRIDGE_TRUST_FILE", &trust)
+            .env("MCP_MDNS_DISCOVERY_TIMEOUT", "10")
+            .env("MNEMO_BRIDGE_TIMEOUT", "25");
+        let mut bridge = BridgeProcess::spawn(command);
+        bridge.initialize("2025-06-18");
+        bridge
+            .call("memory_store", serde_json::json!({"content": content}))
+            .0
+    };
+    let server = Server::start_with(
+        &net,
+        &net.a,
+        ("0.0.0.0", PORT),
+        &name,
+        true,
+        "k",
+        tempfile::tempdir().unwrap(),
+    );
+    let pin = server.wait_healthy_pin();
+    let stored = store("before the move");
+    assert_eq!(stored["isError"], false, "{stored}");
+    let old_url = format!("https://{}:{PORT}", net.addr_a);
+    let document: Value = serde_json::from_slice(&std::fs::read(&trust).unwrap()).unwrap();
+    assert_eq!(
+        document["servers"][0]["address"],
+        old_url.as_str(),
+        "{document}"
+    );
+
+    let new_addr = format!("{}.5", net.addr_a.rsplit_once('.').unwrap().0);
+    // As a new DHCP lease does: the old address goes, then the new one comes.
+    let old = format!("{}/24", net.addr_a);
+    let new = format!("{new_addr}/24");
+    ip(&["-n", &net.a, "addr", "del", &old, "dev", "mnemo-a"]).unwrap();
+    ip(&["-n", &net.a, "addr", "add", &new, "dev", "mnemo-a"]).unwrap();
+    let (_, reissued) = wait_for_line(
+        &server.lines,
+        "serving the re-issued TLS certificate",
+        Duration::from_secs(30),
+        &server.process.what,
+    );
+    assert_eq!(
+        log_field(&reissued, "pin"),
+        pin,
+        "the pin survives the re-issue"
+    );
+    // mDNS follows the address on its own schedule: wait until the peer sees it.
+    let new_url = format!("https://{new_addr}:{PORT}");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !discover(&net, &net.b, 2000)
+        .iter()
+        .any(|c| c["url"] == new_url.as_str())
+    {
+        assert!(Instant::now() < deadline, "mDNS never advertised {new_url}");
+    }
+
+    let stored = store("after the move");
+    assert_eq!(stored["isError"], false, "{stored}");
+    let document: Value = serde_json::from_slice(&std::fs::read(&trust).unwrap()).unwrap();
+    assert_eq!(
+        trusted_pins(&trust),
+        std::slice::from_ref(&pin),
+        "{document}"
+    );
+    assert_eq!(
+        document["servers"][0]["address"],
+        new_url.as_str(),
+        "{document}"
+    );
 }
 
 /// Runs `mnemo-bridge --check`; returns whether it passed and what it printed.

@@ -64,7 +64,9 @@ impl Server {
         let mut state = AppState::new(auth_for(&config)?);
         if config.https_enabled {
             let identity = crate::tls::load_identity(&config)?;
-            state.tls = Some(crate::tls::acceptor(&identity)?);
+            let (acceptor, slot) = crate::tls::acceptor(&identity)?;
+            state.tls = Some(acceptor);
+            state.tls_slot = Some(slot);
             state.tls_fingerprint = Some(identity.fingerprint.to_string());
             state.tls_pin = Some(identity.pin);
         }
@@ -113,6 +115,9 @@ impl Server {
         let server = run(listener, &config, Arc::clone(&state), shutdown.clone());
         tokio::pin!(server);
 
+        if let Some(slot) = state.tls_slot.clone() {
+            tokio::spawn(recheck_certificate(config.clone(), slot, shutdown.clone()));
+        }
         let loader = load(&config, Arc::clone(&state), shutdown.clone());
         tokio::select! {
             served = &mut server => return served,
@@ -204,6 +209,30 @@ async fn run(
         SHUTDOWN_GRACE,
     )
     .await?)
+}
+
+/// Every `MNEMO_TLS_RECHECK` seconds until `shutdown`, re-issues the generated certificate
+/// if this host's names or addresses changed (`tls::refresh`). Failures are logged: the
+/// certificate served so far keeps working for clients that pin the key.
+async fn recheck_certificate(
+    config: Config,
+    slot: Arc<mnemo_certs::CertSlot>,
+    shutdown: CancellationToken,
+) {
+    let period = Duration::from_secs_f64(config.tls_recheck.clamp(0.5, 86_400.0));
+    let config = Arc::new(config);
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            () = tokio::time::sleep(period) => {}
+        }
+        let (config, slot) = (Arc::clone(&config), Arc::clone(&slot));
+        match tokio::task::spawn_blocking(move || crate::tls::refresh(&config, &slot)).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(error)) => warn!(%error, "cannot re-issue the TLS certificate"),
+            Err(error) => warn!(%error, "the certificate check failed"),
+        }
+    }
 }
 
 /// Descriptors the server needs besides its connections: the database and its
