@@ -772,8 +772,9 @@ fn trusted_pins(trust: &Path) -> Vec<String> {
 /// The trust rules across two namespaces, with the bridge in `b`:
 /// 1. first use: the bridge finds the server in `a`, which proves it holds the key, and
 ///    trusts its pin;
-/// 2. a stranger under the same service name (its own certificate and pin) is never
-///    used and receives neither the key nor a memory, only a proof request from
+/// 2. someone else's Mnemo under the same service name (its own key) is never sent the
+///    key, and a stranger under the same instance name (its own certificate and pin) is
+///    never used and receives neither the key nor a memory, only a proof request from
 ///    `--check`, which reports it "not trusted";
 /// 3. with the trusted server down, tool calls fail within the timeout saying no
 ///    trusted server answers, and the stranger still receives nothing;
@@ -841,10 +842,30 @@ fn the_bridge_trusts_servers_not_names() {
     eprintln!("first call with discovery, proof and TLS: {took:?}");
     assert_eq!(trusted_pins(&trust), std::slice::from_ref(&first_pin));
 
-    // 2. A stranger advertises under the same instance name (mDNS renames it).
+    // 2. Someone else's Mnemo (its own key and certificate) under the same service name,
+    // and a stranger under the same instance name (mDNS renames both).
+    let other = Server::start_with(
+        &net,
+        &net.a,
+        ("0.0.0.0", PORT + 2),
+        &name,
+        true,
+        "someone else's key",
+        tempfile::tempdir().unwrap(),
+    );
+    other.wait_healthy();
     let stranger = Stranger::spawn(&net, &net.a, &net.addr_a, PORT + 10, &instance);
-    let (stored, _) = store("secret memory while the stranger listens");
-    assert_eq!(stored["isError"], false, "{stored}");
+    for _ in 0..3 {
+        let (stored, _) = store("secret memory while the stranger listens");
+        assert_eq!(stored["isError"], false, "{stored}");
+    }
+    // A request with the user's key would have been refused and logged.
+    let said: Vec<String> = other.lines.try_iter().map(|(_, line)| line).collect();
+    assert!(
+        !said.iter().any(|line| line.contains("refused")),
+        "someone else's server was sent a key:\n{}",
+        said.join("\n")
+    );
     let (ok, report) = check_in(bridge(&["--check"]));
     assert!(ok, "{report}");
     assert!(report.contains("trust: not trusted"), "{report}");
@@ -857,6 +878,7 @@ fn the_bridge_trusts_servers_not_names() {
     assert_eq!(trusted_pins(&trust), std::slice::from_ref(&first_pin));
 
     // 3. The trusted server is down; the stranger still advertises.
+    drop(other);
     let first_data = first.stop();
     let (refused, took) = store("secret memory with nobody trusted");
     assert_eq!(refused["isError"], true, "{refused}");
