@@ -371,3 +371,31 @@ fn local_address() -> Option<IpAddr> {
         .map(|i| i.ip())
         .find(|ip| ip.is_ipv4() && !ip.is_loopback())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The `--lan` line carries the pin (the key's, which survives re-issued
+    /// certificates), not the certificate's fingerprint, and never the key.
+    #[tokio::test]
+    async fn the_bridge_line_carries_the_pin() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = Config::for_data_dir(dir.path());
+        config.https_enabled = true;
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let server = Server::prepare(config, listener).unwrap();
+        let pin = server.state().tls_pin.unwrap().to_string();
+        let line = server.bridge_line();
+        assert!(
+            line.ends_with(&format!("MCP_MEMORY_CERT_FINGERPRINT={pin}")),
+            "{line}"
+        );
+        assert!(
+            line.starts_with("MCP_MEMORY_HTTP_ENDPOINT=https://127.0.0.1:"),
+            "{line}"
+        );
+        let key = std::fs::read_to_string(dir.path().join("api_key")).unwrap();
+        assert!(!line.contains(key.trim()), "{line}");
+    }
+}
