@@ -298,7 +298,12 @@ impl Resolver {
         let mut usable = Vec::new();
         for (i, candidate) in found.iter().enumerate() {
             let j = &mut judged[i];
-            let (Trust::Configured | Trust::Trusted, Some(pin)) = (&j.trust, j.pin) else {
+            let pin = match (&j.trust, j.pin) {
+                (Trust::Configured, _) => self.fingerprint,
+                (Trust::Trusted, pin) => pin,
+                _ => None,
+            };
+            let Some(pin) = pin else {
                 continue;
             };
             match pinned(&candidate.url, Some(&candidate.instance), pin) {
@@ -399,9 +404,12 @@ impl Resolver {
             (true, None, _) => {
                 Trust::Refused("it serves HTTPS but publishes no pin (TXT fp)".into())
             }
-            (true, Some(pin), Some(configured)) if pin == configured => Trust::Configured,
-            (_, _, Some(configured)) => Trust::Refused(format!(
-                "its pin is not MCP_MEMORY_CERT_FINGERPRINT {configured}"
+            // A configured certificate fingerprint (as pins were before servers published
+            // key pins) never equals an advertised pin: the pinned handshake decides.
+            (true, Some(_), Some(_)) => Trust::Configured,
+            (false, _, Some(configured)) => Trust::Refused(format!(
+                "it serves plain HTTP, and MCP_MEMORY_CERT_FINGERPRINT {configured} names a \
+                 TLS key"
             )),
             (true, Some(pin), None) => {
                 if trusted.iter().any(|s| s.pin() == Some(pin)) {
@@ -649,7 +657,86 @@ fn internal(message: impl Into<String>) -> OpsError {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeMap;
+
+    use clap::Parser;
+
     use super::*;
+
+    /// Before any contact: a pin in the store is trusted, an unknown one is not, a
+    /// trusted id with another pin is a changed key, HTTPS without `fp` is refused, and a
+    /// configured pin makes every HTTPS candidate a pinned handshake.
+    #[test]
+    fn candidates_are_classified_by_pin_and_id() {
+        let dir = tempfile::tempdir().unwrap();
+        let trust = dir.path().join("trust.json").display().to_string();
+        let resolver = |extra: &[&str]| {
+            let mut args = vec!["mnemo-bridge", "--trust-file", &trust];
+            args.extend_from_slice(extra);
+            Resolver::new(&Config::parse_from(args))
+        };
+        let candidate = |https: bool, fp: Option<Fingerprint>, id: &str| {
+            let mut txt = BTreeMap::from([
+                (
+                    "https".to_owned(),
+                    if https { "True" } else { "False" }.to_owned(),
+                ),
+                ("id".to_owned(), id.to_owned()),
+            ]);
+            if let Some(fp) = fp {
+                txt.insert("fp".to_owned(), fp.to_string());
+            }
+            Candidate::new(
+                "n".into(),
+                "h".into(),
+                1,
+                vec!["10.0.0.2".parse().unwrap()],
+                txt,
+            )
+        };
+        let (known, other) = (Fingerprint([1; 32]), Fingerprint([2; 32]));
+        let stored = [TrustedServer {
+            id: "id-1".into(),
+            pin: known.to_string(),
+            name: "n".into(),
+            address: String::new(),
+            first_used: 0,
+            last_used: 0,
+        }];
+        let plain = resolver(&[]);
+        let trust_of = |r: &Resolver, c: &Candidate| r.classify(c, &stored).trust;
+        assert_eq!(
+            trust_of(&plain, &candidate(true, Some(known), "x")),
+            Trust::Trusted
+        );
+        assert_eq!(
+            trust_of(&plain, &candidate(true, Some(other), "x")),
+            Trust::NotTrusted
+        );
+        assert_eq!(
+            trust_of(&plain, &candidate(true, Some(other), "id-1")),
+            Trust::KeyChanged {
+                trusted: known.to_string()
+            }
+        );
+        assert!(matches!(
+            trust_of(&plain, &candidate(true, None, "x")),
+            Trust::Refused(_)
+        ));
+        assert_eq!(
+            trust_of(&plain, &candidate(false, None, "x")),
+            Trust::NotTrusted
+        );
+        let configured = resolver(&["--cert-fingerprint", &other.to_string()]);
+        assert_eq!(
+            trust_of(&configured, &candidate(true, Some(known), "x")),
+            Trust::Configured
+        );
+        assert!(matches!(
+            trust_of(&configured, &candidate(false, None, "x")),
+            Trust::Refused(_)
+        ));
+    }
 
     fn judged(name: &str, https: bool, pin: u8, verdict: Verdict) -> Judged {
         Judged {
