@@ -15,6 +15,7 @@ pub mod txt {
     pub const MCP_PATH: &str = "mcp_path";
     /// The server's instance id, stable across restarts.
     pub const ID: &str = "id";
-    /// SHA-256 fingerprint of the served certificate, only with TLS.
+    /// The server's pin, only with TLS: SHA-256 of the served certificate's
+    /// SubjectPublicKeyInfo, as colon-separated hex.
     pub const FINGERPRINT: &str = "fp";
 }

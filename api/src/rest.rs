@@ -358,6 +358,20 @@ pub struct DeleteMatchingResponse {
     pub has_more: bool,
 }
 
+/// `POST /api/auth/proof` (public): a fresh random nonce, as hex (16 to 64 bytes).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProofRequest {
+    pub nonce: String,
+}
+
+/// The answer: one proof per key the server holds (at most 32), each the hex of
+/// HMAC-SHA256(SHA-256(key), nonce ‖ the SPKI pin of the certificate the connection was
+/// served with; nothing over plain HTTP).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProofResponse {
+    pub proofs: Vec<String>,
+}
+
 /// An import answers like a batch store.
 pub type ImportResponse = BatchResponse;
 
@@ -372,8 +386,14 @@ pub struct DetailedHealth {
     pub memories: u64,
     pub database_path: String,
     pub database_bytes: u64,
-    /// SHA-256 of the served certificate, when TLS is on.
+    /// SHA-256 of the served certificate, when TLS is on, as
+    /// `openssl x509 -noout -fingerprint -sha256` prints it. It changes whenever the
+    /// certificate is re-issued.
     pub tls_fingerprint: Option<String>,
+    /// SHA-256 of the served certificate's SubjectPublicKeyInfo, when TLS is on: the pin
+    /// clients trust, also in mDNS `fp`. It changes only with the key.
+    #[serde(default)]
+    pub tls_pin: Option<String>,
 }
 
 #[cfg(test)]

@@ -4,8 +4,8 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::Parser;
 use clap::builder::BoolishValueParser;
+use clap::{Parser, Subcommand};
 use mnemo_api::Secret;
 use mnemo_certs::Fingerprint;
 
@@ -36,14 +36,15 @@ pub struct Config {
     #[arg(long, env = "MCP_MEMORY_PREFER_HTTPS", default_value_t = true, action = clap::ArgAction::Set, value_parser = BoolishValueParser::new())]
     pub prefer_https: bool,
 
-    /// SHA-256 fingerprint of the server's certificate (as the server logs it).
-    /// Without it, the bridge trusts the first certificate it sees and pins it.
+    /// The server's pin (`pin=` in its log, `tls_pin` in detailed health; a certificate's
+    /// SHA-256 fingerprint is accepted too). Without it, the bridge trusts servers in its
+    /// trust store, or one that proves it holds the API key.
     #[arg(long, env = "MCP_MEMORY_CERT_FINGERPRINT")]
     pub cert_fingerprint: Option<Fingerprint>,
 
-    /// Where first-use pins are kept [default: <config dir>/mnemo/bridge-pins.json].
-    #[arg(long, env = "MNEMO_BRIDGE_PIN_FILE")]
-    pub pin_file: Option<PathBuf>,
+    /// The list of trusted servers [default: <config dir>/mnemo/bridge-trust.json].
+    #[arg(long, env = "MNEMO_BRIDGE_TRUST_FILE")]
+    pub trust_file: Option<PathBuf>,
 
     /// Longest a tool call may take, discovery and one retry included, in seconds.
     #[arg(long, env = "MNEMO_BRIDGE_TIMEOUT", default_value_t = 15.0)]
@@ -52,6 +53,25 @@ pub struct Config {
     /// Print which server the bridge would use and why, then exit 0 (usable) or 1.
     #[arg(long)]
     pub check: bool,
+
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// Subcommands; without one, the bridge serves MCP on stdio.
+#[derive(Subcommand, Clone, Debug)]
+pub enum Command {
+    /// The servers this bridge trusts.
+    #[command(subcommand)]
+    Trust(TrustCommand),
+}
+
+#[derive(Subcommand, Clone, Debug)]
+pub enum TrustCommand {
+    /// List the trusted servers: id, pin, last name and address, first and last use.
+    List,
+    /// Stop trusting a server, named by its id, pin or name as `trust list` shows them.
+    Remove { server: String },
 }
 
 impl Config {
@@ -63,12 +83,12 @@ impl Config {
         Duration::from_secs_f64(self.timeout.clamp(0.1, 600.0))
     }
 
-    pub fn pin_file(&self) -> PathBuf {
-        self.pin_file.clone().unwrap_or_else(|| {
+    pub fn trust_file(&self) -> PathBuf {
+        self.trust_file.clone().unwrap_or_else(|| {
             dirs::config_dir()
                 .unwrap_or_else(|| PathBuf::from("."))
                 .join("mnemo")
-                .join("bridge-pins.json")
+                .join("bridge-trust.json")
         })
     }
 }

@@ -173,20 +173,22 @@ impl Drop for Browser {
 
 /// Browses for up to `timeout` and returns every server resolved and not withdrawn,
 /// one per instance name (the latest records win), sorted by instance name. Once a
-/// server has answered, the browse ends after `quiet` without news: servers on one
-/// LAN answer within moments of each other, so the full window is only paid when
-/// nobody answers.
+/// server for which `wanted` holds has answered, the browse ends after `quiet` without
+/// news: servers on one LAN answer within moments of each other, so the full window is
+/// only paid when no wanted server answers. (A stranger that answers at once must not
+/// end the browse before a trusted server's answer, which can take a second.)
 pub async fn discover(
     timeout: Duration,
     quiet: Duration,
+    wanted: impl Fn(&Candidate) -> bool,
 ) -> Result<Vec<Candidate>, DiscoveryError> {
     let mut browser = Browser::start()?;
     let deadline = tokio::time::Instant::now() + timeout;
     let mut found = BTreeMap::new();
     loop {
-        let until = match found.is_empty() {
-            true => deadline,
-            false => deadline.min(tokio::time::Instant::now() + quiet),
+        let until = match found.values().any(&wanted) {
+            false => deadline,
+            true => deadline.min(tokio::time::Instant::now() + quiet),
         };
         let Ok(Some(sighting)) = tokio::time::timeout_at(until, browser.next()).await else {
             break;

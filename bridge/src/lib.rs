@@ -10,9 +10,11 @@
 //! * [`config`]: flags and the environment variables of mcp-memory-service's bridge.
 //! * [`discovery`]: finding servers on the LAN over mDNS (`_mcp-memory._tcp.local.`),
 //!   as a list of candidates after a browse window or as a stream of sightings.
-//! * [`pins`]: trust on first use, the certificate fingerprint kept per server name.
-//! * [`endpoint`]: choosing the server (explicit URL, or discovered, judged by pin,
-//!   health and latency) and a client that trusts only its certificate.
+//! * [`trust`]: the trusted servers (pin and instance id, never a name), and
+//!   `mnemo-bridge trust list|remove`.
+//! * [`endpoint`]: choosing the server (explicit URL, or discovered: trusted ones by
+//!   last use, HTTPS, health and latency; others only once they prove they hold the API
+//!   key) and a client that trusts only its pin.
 //! * [`rest`]: the memory operations as REST calls, resolved lazily, retried once
 //!   and bounded by one deadline per call.
 //! * [`check`]: `--check`, the report of what the bridge would connect to and why.
@@ -24,8 +26,8 @@ pub mod check;
 pub mod config;
 pub mod discovery;
 pub mod endpoint;
-pub mod pins;
 pub mod rest;
+pub mod trust;
 
 use std::sync::Arc;
 

@@ -22,6 +22,11 @@ async fn main() -> anyhow::Result<ExitCode> {
         .with_env_filter(filter)
         .init();
 
+    if let Some(mnemo_bridge::config::Command::Trust(command)) = &config.command {
+        let store = mnemo_bridge::trust::TrustStore::new(config.trust_file());
+        print!("{}", mnemo_bridge::check::trust_command(&store, command)?);
+        return Ok(ExitCode::SUCCESS);
+    }
     if config.check {
         let (report, usable) = mnemo_bridge::check::run(&config).await;
         print!("{report}");

@@ -83,7 +83,7 @@ impl RestOps {
             return Ok(endpoint.clone());
         }
         let endpoint = self.resolver.resolve().await?;
-        tracing::info!(url = %endpoint.url, instance = ?endpoint.instance, "using this Mnemo server");
+        tracing::info!(url = %endpoint.url, instance = ?endpoint.instance, pin = ?endpoint.pin.map(|p| p.to_string()), "using this Mnemo server");
         *current = Some(endpoint.clone());
         Ok(endpoint)
     }

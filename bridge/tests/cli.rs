@@ -64,3 +64,38 @@ fn a_malformed_fingerprint_is_refused_at_start() {
     assert!(stderr.contains("is not a SHA-256 fingerprint"), "{stderr}");
     assert!(output.stdout.is_empty());
 }
+
+/// `trust list` names the file when it is empty, shows each server's id, pin and
+/// address, and `trust remove` takes one out by id or says how to find the right name.
+#[test]
+fn trust_list_and_remove() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("trust.json");
+    let file_text = file.display().to_string();
+    let env = [("MNEMO_BRIDGE_TRUST_FILE", file_text.as_str())];
+    let listed = bridge(&["trust", "list"], &env, b"");
+    assert!(listed.status.success(), "{listed:?}");
+    assert!(String::from_utf8_lossy(&listed.stdout).contains("No trusted servers"));
+
+    let pin = format!("{}{}", "AB:".repeat(31), "AB");
+    let store = mnemo_bridge::trust::TrustStore::new(file.clone());
+    store
+        .record_use(
+            &pin.parse().unwrap(),
+            "id-1",
+            "nas",
+            "https://10.0.0.2:8443",
+        )
+        .unwrap();
+    let listed = String::from_utf8(bridge(&["trust", "list"], &env, b"").stdout).unwrap();
+    for part in ["nas", "id: id-1", &pin, "https://10.0.0.2:8443"] {
+        assert!(listed.contains(part), "{part} in {listed}");
+    }
+    let unknown = bridge(&["trust", "remove", "nope"], &env, b"");
+    assert!(!unknown.status.success());
+    assert!(String::from_utf8_lossy(&unknown.stderr).contains("trust list"));
+    let removed = bridge(&["trust", "remove", "id-1"], &env, b"");
+    assert!(removed.status.success(), "{removed:?}");
+    assert!(String::from_utf8_lossy(&removed.stdout).contains("No longer trusted: nas"));
+    assert!(store.list().unwrap().is_empty());
+}

@@ -75,9 +75,9 @@ impl FromStr for Fingerprint {
 /// so a caller can downcast to it and offer to update the pin.
 #[derive(Clone, PartialEq, Eq, thiserror::Error)]
 #[error(
-    "the server presented certificate SHA-256 {presented}, but the pinned fingerprint is \
-     {pinned}; if the server regenerated its certificate, check the new fingerprint in its log \
-     or health endpoint and update the pin"
+    "the server presented the key {presented}, but the pin is {pinned}; if the server's key \
+     was rotated (`mnemo-server tls rotate`), check the new pin in its log or health endpoint \
+     and update the pin"
 )]
 pub struct FingerprintMismatch {
     pub pinned: Fingerprint,

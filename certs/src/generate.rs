@@ -1,11 +1,14 @@
-//! The self-signed certificate kept in the server's data directory.
+//! The self-signed certificate kept in the server's data directory, and the key pair that is
+//! the server's identity.
 //!
-//! Its fingerprint is what clients pin, so replacing it breaks every pin: the pair is reused
-//! across restarts and replaced only for a reason worth that cost (it expires within
-//! [`RENEW_BEFORE`], its names no longer match the host, or the files are damaged), and the
-//! reason is logged. Each file is written with [`crate::private_file`] (a temporary name
-//! renamed into place), key first; a crash between the two renames leaves a pair that fails
-//! the key check, which the next start treats as damaged and replaces.
+//! Clients pin the key (the SHA-256 of the certificate's SubjectPublicKeyInfo), not the
+//! certificate, so the certificate can follow the host: it is re-issued with the same key
+//! when it expires within [`RENEW_BEFORE`], its names or addresses no longer match the host,
+//! or it is damaged, and the reason is logged. The key changes only when [`rotate`] is asked
+//! for, or when `key.pem` itself is unusable, because a new key breaks every client's trust.
+//! Each file is written with [`crate::private_file`] (a temporary name renamed into place),
+//! key first; a crash between the two renames leaves a certificate that does not match the
+//! key, which the next start re-issues from the key.
 
 use std::fmt;
 use std::fs;
@@ -25,13 +28,11 @@ use crate::x509::{CertFacts, asn1_time, inspect};
 use crate::{CertError, CertSpec, Fingerprint, Origin, ServerIdentity};
 
 /// How long a generated certificate is valid: 825 days, the longest that Apple platforms
-/// accept for a TLS server certificate from a user-trusted root. Longer validity means fewer
-/// forced pin changes; the 398-day limit of public CAs does not apply to a self-signed
-/// certificate.
+/// accept for a TLS server certificate from a user-trusted root. The 398-day limit of public
+/// CAs does not apply to a self-signed certificate.
 pub const VALIDITY: Duration = Duration::from_secs(825 * 24 * 60 * 60);
 
-/// A generated certificate that expires within this long of `now` is replaced, so that the
-/// new pin appears in logs and mDNS while the old certificate still works.
+/// A generated certificate that expires within this long of `now` is re-issued.
 pub const RENEW_BEFORE: Duration = Duration::from_secs(30 * 24 * 60 * 60);
 
 /// Tolerance for clients whose clock is slightly behind the server's.
@@ -41,10 +42,11 @@ const CERT_FILE: &str = "cert.pem";
 const KEY_FILE: &str = "key.pem";
 
 /// Self-signed ECDSA P-256 certificate in `dir` (cert.pem, key.pem; key mode 0600; dir
-/// created; files written atomically). Reuses the existing pair unless it expires within
-/// [`RENEW_BEFORE`] of `now`, its SANs differ from `spec`, or it cannot be parsed; in those
-/// cases regenerates and logs why. A new certificate is valid from an hour before `now` for
-/// [`VALIDITY`].
+/// created; files written atomically). Reuses the existing pair unless the certificate
+/// expires within [`RENEW_BEFORE`] of `now`, its SANs differ from `spec`, or it cannot be
+/// parsed or does not match the key; in those cases re-issues it with the same key and logs
+/// why. A new key pair is made only when `key.pem` is absent or unusable. A new certificate
+/// is valid from an hour before `now` for [`VALIDITY`].
 pub fn load_or_generate(
     dir: &Path,
     spec: &CertSpec,
@@ -52,34 +54,94 @@ pub fn load_or_generate(
 ) -> Result<ServerIdentity, CertError> {
     let cert_path = dir.join(CERT_FILE);
     let key_path = dir.join(KEY_FILE);
-    let origin = match examine(&cert_path, &key_path, spec, now) {
+    let key_pair = match existing_key(&key_path) {
+        KeyState::Usable(key_pair) => *key_pair,
+        KeyState::Absent => {
+            return issue(dir, spec, now, new_key(dir)?, Origin::Generated);
+        }
+        KeyState::Unusable(reason) => {
+            tracing::warn!(
+                path = %key_path.display(),
+                %reason,
+                "the server's private key is unusable; making a new key pair: clients that \
+                 trusted this server must trust it again"
+            );
+            return issue(dir, spec, now, new_key(dir)?, Origin::Regenerated);
+        }
+    };
+    match examine(&cert_path, &key_path, spec, now) {
         Verdict::Reuse(identity) => {
             tighten_key_mode(&key_path);
             tracing::debug!(path = %cert_path.display(), "reusing the self-signed certificate");
-            return Ok(*identity);
+            Ok(*identity)
         }
-        Verdict::Absent => Origin::Generated,
+        Verdict::Absent => issue(dir, spec, now, key_pair, Origin::Reissued),
         Verdict::Replace(reason) => {
             match &reason {
                 Reason::Unreadable(_) | Reason::NotYetValid { .. } => tracing::warn!(
                     path = %cert_path.display(),
                     %reason,
-                    "replacing the self-signed certificate; clients that pinned it must re-pin"
+                    "re-issuing the self-signed certificate with the same key; the pin is unchanged"
                 ),
                 Reason::ExpiresSoon { .. } | Reason::NamesChanged { .. } => tracing::info!(
                     path = %cert_path.display(),
                     %reason,
-                    "replacing the self-signed certificate; clients that pinned it must re-pin"
+                    "re-issuing the self-signed certificate with the same key; the pin is unchanged"
                 ),
             }
-            Origin::Regenerated
+            issue(dir, spec, now, key_pair, Origin::Reissued)
         }
-    };
-    let identity = generate(dir, &cert_path, &key_path, spec, now, origin)?;
+    }
+}
+
+/// Replaces the key pair in `dir` with a new one and issues a certificate for it: the
+/// server gets a new pin, and every client that trusted the old one must trust it again.
+/// `mnemo-server tls rotate` runs it.
+pub fn rotate(dir: &Path, spec: &CertSpec, now: SystemTime) -> Result<ServerIdentity, CertError> {
+    issue(dir, spec, now, new_key(dir)?, Origin::Regenerated)
+}
+
+enum KeyState {
+    Absent,
+    Usable(Box<KeyPair>),
+    Unusable(String),
+}
+
+fn existing_key(key_path: &Path) -> KeyState {
+    match read_key(key_path) {
+        Ok(key) => match KeyPair::try_from(&key) {
+            Ok(key_pair) => KeyState::Usable(Box::new(key_pair)),
+            Err(error) => KeyState::Unusable(error.to_string()),
+        },
+        Err(CertError::Missing { .. }) => KeyState::Absent,
+        Err(error) => KeyState::Unusable(problem(&error)),
+    }
+}
+
+fn new_key(dir: &Path) -> Result<KeyPair, CertError> {
+    KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).map_err(|e| CertError::Generate {
+        dir: dir.to_owned(),
+        reason: e.to_string(),
+    })
+}
+
+/// Issues a certificate for `key_pair`, writes both files, and logs the outcome.
+fn issue(
+    dir: &Path,
+    spec: &CertSpec,
+    now: SystemTime,
+    key_pair: KeyPair,
+    origin: Origin,
+) -> Result<ServerIdentity, CertError> {
+    let cert_path = dir.join(CERT_FILE);
+    let key_path = dir.join(KEY_FILE);
+    let identity = generate(dir, &cert_path, &key_path, spec, now, key_pair, origin)?;
     tracing::info!(
         path = %cert_path.display(),
+        pin = %identity.pin,
         fingerprint = %identity.fingerprint,
-        "generated a self-signed certificate"
+        new_key = origin != Origin::Reissued,
+        "issued a self-signed certificate"
     );
     Ok(identity)
 }
@@ -164,6 +226,7 @@ fn examine(cert_path: &Path, key_path: &Path, spec: &CertSpec, now: SystemTime) 
     }
     Verdict::Reuse(Box::new(ServerIdentity {
         fingerprint: Fingerprint::of(&chain[0]),
+        pin: facts.pin,
         chain,
         key,
         origin: Origin::Reused,
@@ -231,6 +294,7 @@ fn generate(
     key_path: &Path,
     spec: &CertSpec,
     now: SystemTime,
+    key_pair: KeyPair,
     origin: Origin,
 ) -> Result<ServerIdentity, CertError> {
     let failed = |reason: String| CertError::Generate {
@@ -269,8 +333,6 @@ fn generate(
     params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
     params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
 
-    let key_pair =
-        KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).map_err(|e| failed(e.to_string()))?;
     let cert = params
         .self_signed(&key_pair)
         .map_err(|e| failed(e.to_string()))?;
@@ -282,6 +344,7 @@ fn generate(
     let facts = inspect(&der, cert_path)?;
     Ok(ServerIdentity {
         fingerprint: Fingerprint::of(&der),
+        pin: facts.pin,
         chain: vec![der],
         key: PrivatePkcs8KeyDer::from(key_pair.serialize_der()).into(),
         origin,

@@ -47,6 +47,7 @@ pub fn load_user_supplied(
     }
     Ok(ServerIdentity {
         fingerprint: Fingerprint::of(&chain[0]),
+        pin: facts.pin,
         chain,
         key: private_key,
         origin: Origin::UserSupplied,

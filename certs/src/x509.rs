@@ -12,7 +12,7 @@ use x509_parser::extensions::GeneralName;
 use x509_parser::prelude::{FromDer, X509Certificate};
 use x509_parser::time::ASN1Time;
 
-use crate::CertError;
+use crate::{CertError, Fingerprint};
 
 pub(crate) struct CertFacts {
     pub(crate) not_before: SystemTime,
@@ -22,6 +22,8 @@ pub(crate) struct CertFacts {
     pub(crate) not_after_text: String,
     pub(crate) dns_names: Vec<String>,
     pub(crate) ips: Vec<IpAddr>,
+    /// SHA-256 of the SubjectPublicKeyInfo: the server's pin.
+    pub(crate) pin: Fingerprint,
 }
 
 pub(crate) fn inspect(der: &[u8], path: &Path) -> Result<CertFacts, CertError> {
@@ -54,7 +56,15 @@ pub(crate) fn inspect(der: &[u8], path: &Path) -> Result<CertFacts, CertError> {
         not_after_text: utc_text(&validity.not_after),
         dns_names,
         ips,
+        pin: Fingerprint::of(cert.tbs_certificate.subject_pki.raw),
     })
+}
+
+/// SHA-256 of the certificate's SubjectPublicKeyInfo (the HPKP `pin-sha256` digest), or
+/// `None` when the DER is not a certificate.
+pub fn spki_pin(der: &[u8]) -> Option<Fingerprint> {
+    let (_, cert) = X509Certificate::from_der(der).ok()?;
+    Some(Fingerprint::of(cert.tbs_certificate.subject_pki.raw))
 }
 
 fn ip_from_bytes(bytes: &[u8]) -> Option<IpAddr> {

@@ -4,6 +4,7 @@ mod common;
 
 use std::net::IpAddr;
 use std::path::Path;
+use std::process::Command;
 use std::time::{Duration, SystemTime};
 
 use mnemo_certs::{CertSpec, Fingerprint, Origin, RENEW_BEFORE, VALIDITY, load_or_generate};
@@ -82,9 +83,10 @@ fn validity_window() {
     assert!(VALIDITY - Duration::from_secs(2) <= lifetime && lifetime <= VALIDITY);
 }
 
-/// Adding a host name replaces the certificate, and the new one carries the name.
+/// Adding a host name re-issues the certificate with the same key: the new one carries the
+/// name, its fingerprint changes and its pin does not.
 #[test]
-fn regenerates_when_names_change() {
+fn reissues_with_the_same_key_when_names_change() {
     let tmp = tempfile::tempdir().unwrap();
     let now = SystemTime::now();
     let first = load_or_generate(tmp.path(), &spec(), now).unwrap();
@@ -92,8 +94,9 @@ fn regenerates_when_names_change() {
     let extra = ["mnemo.example".to_owned()];
     let wider = CertSpec::for_this_host(&extra, &[]);
     let second = load_or_generate(tmp.path(), &wider, now).unwrap();
-    assert_eq!(second.origin, Origin::Regenerated);
+    assert_eq!(second.origin, Origin::Reissued);
     assert_ne!(second.fingerprint, first.fingerprint);
+    assert_eq!(second.pin, first.pin);
     assert!(
         sans(&second.cert_path)
             .0
@@ -106,12 +109,48 @@ fn regenerates_when_names_change() {
 
     // Dropping the name again is also a change.
     let fourth = load_or_generate(tmp.path(), &spec(), now).unwrap();
-    assert_eq!(fourth.origin, Origin::Regenerated);
+    assert_eq!(fourth.origin, Origin::Reissued);
+    assert_eq!(fourth.pin, first.pin);
 }
 
-/// Within RENEW_BEFORE of expiry the certificate is replaced; a day earlier it is not.
+/// `rotate` makes a new key: a new pin, which later starts keep.
 #[test]
-fn regenerates_when_expiry_is_near() {
+fn rotate_changes_the_pin_for_good() {
+    let tmp = tempfile::tempdir().unwrap();
+    let now = SystemTime::now();
+    let first = load_or_generate(tmp.path(), &spec(), now).unwrap();
+    let rotated = mnemo_certs::rotate(tmp.path(), &spec(), now).unwrap();
+    assert_eq!(rotated.origin, Origin::Regenerated);
+    assert_ne!(rotated.pin, first.pin);
+    let after = load_or_generate(tmp.path(), &spec(), now).unwrap();
+    assert_eq!(after.origin, Origin::Reused);
+    assert_eq!(after.pin, rotated.pin);
+}
+
+/// The pin is the SHA-256 of the SubjectPublicKeyInfo, as
+/// `openssl x509 -pubkey | openssl pkey -pubin -outform der | sha256` computes it.
+#[test]
+fn pin_is_the_sha256_of_the_public_key() {
+    let tmp = tempfile::tempdir().unwrap();
+    let id = load_or_generate(tmp.path(), &spec(), SystemTime::now()).unwrap();
+    let pubkey = Command::new("openssl")
+        .args(["x509", "-noout", "-pubkey", "-in"])
+        .arg(&id.cert_path)
+        .output()
+        .unwrap();
+    assert!(pubkey.status.success());
+    let pem = String::from_utf8(pubkey.stdout).unwrap();
+    let der = rustls_pki_types::pem::PemObject::from_pem_slice(pem.as_bytes())
+        .map(|der: rustls_pki_types::SubjectPublicKeyInfoDer<'static>| der.to_vec())
+        .unwrap();
+    assert_eq!(id.pin, Fingerprint::of(&der));
+    assert_eq!(mnemo_certs::spki_pin(&id.chain[0]), Some(id.pin));
+}
+
+/// Within RENEW_BEFORE of expiry the certificate is re-issued (same pin); a day earlier it
+/// is not.
+#[test]
+fn reissues_when_expiry_is_near() {
     let tmp = tempfile::tempdir().unwrap();
     let now = SystemTime::now();
     let first = load_or_generate(tmp.path(), &spec(), now).unwrap();
@@ -123,31 +162,40 @@ fn regenerates_when_expiry_is_near() {
 
     let later = now + VALIDITY - RENEW_BEFORE + DAY;
     let renewed = load_or_generate(tmp.path(), &spec(), later).unwrap();
-    assert_eq!(renewed.origin, Origin::Regenerated);
+    assert_eq!(renewed.origin, Origin::Reissued);
     assert_ne!(renewed.fingerprint, first.fingerprint);
+    assert_eq!(renewed.pin, first.pin);
     assert!(renewed.not_after > later + VALIDITY - DAY);
 }
 
-/// Damaged files (garbage, a key from another pair, one file missing) are replaced, not fatal.
+/// A damaged certificate, or one that does not match the key, is re-issued from the key (same
+/// pin); a damaged or missing key means a new key pair. Neither is fatal.
 #[test]
-fn regenerates_when_unreadable() {
+fn damaged_files_are_replaced() {
     let tmp = tempfile::tempdir().unwrap();
     let now = SystemTime::now();
     let first = load_or_generate(tmp.path(), &spec(), now).unwrap();
 
     std::fs::write(&first.cert_path, "garbage").unwrap();
     let second = load_or_generate(tmp.path(), &spec(), now).unwrap();
-    assert_eq!(second.origin, Origin::Regenerated);
+    assert_eq!(second.origin, Origin::Reissued);
+    assert_eq!(second.pin, first.pin);
 
     let (_, other_key) = common::openssl_pair(tmp.path(), "other", 30);
     std::fs::copy(other_key, &second.key_path).unwrap();
     let third = load_or_generate(tmp.path(), &spec(), now).unwrap();
-    assert_eq!(third.origin, Origin::Regenerated);
+    assert_eq!(third.origin, Origin::Reissued);
     assert_ne!(third.fingerprint, second.fingerprint);
+    assert_ne!(third.pin, second.pin, "the key on disk is the identity");
 
-    std::fs::remove_file(&third.key_path).unwrap();
+    std::fs::write(&third.key_path, "garbage").unwrap();
     let fourth = load_or_generate(tmp.path(), &spec(), now).unwrap();
     assert_eq!(fourth.origin, Origin::Regenerated);
+    assert_ne!(fourth.pin, third.pin);
+
+    std::fs::remove_file(&fourth.key_path).unwrap();
+    let fifth = load_or_generate(tmp.path(), &spec(), now).unwrap();
+    assert_eq!(fifth.origin, Origin::Generated);
     assert_eq!(
         load_or_generate(tmp.path(), &spec(), now).unwrap().origin,
         Origin::Reused

@@ -95,6 +95,32 @@ async fn pinned_handshake_tls12() {
     assert_eq!(conn.alpn_protocol(), Some(&b"h2"[..]));
 }
 
+/// The key's pin is accepted like the certificate's fingerprint, and a first-use client
+/// accepts the server, records that pin, and then accepts no other.
+#[tokio::test]
+async fn the_key_pin_is_accepted_and_first_use_records_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let id = identity(tmp.path());
+    let addr = echo_server(server_config(&id).unwrap()).await;
+    connect(addr, pinned_client_config(id.pin)).await.unwrap();
+    let addr = echo_server(server_config(&id).unwrap()).await;
+    let (config, seen) = mnemo_certs::first_use_client_config();
+    assert_eq!(seen.get(), None);
+    let config = Arc::new(config);
+    connect(addr, (*config).clone()).await.unwrap();
+    assert_eq!(seen.get(), Some(id.pin));
+    // From then on, the same client accepts only that pin.
+    let other = identity(&tmp.path().join("other"));
+    let addr = echo_server(server_config(&other).unwrap()).await;
+    let error = connect(addr, (*config).clone()).await.unwrap_err();
+    assert!(
+        error.to_string().contains(&other.pin.to_string()),
+        "{error}"
+    );
+    let addr = echo_server(server_config(&id).unwrap()).await;
+    connect(addr, (*config).clone()).await.unwrap();
+}
+
 /// A client that offers only http/1.1 gets http/1.1.
 #[tokio::test]
 async fn alpn_falls_back_to_http11() {
@@ -108,7 +134,7 @@ async fn alpn_falls_back_to_http11() {
     assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"http/1.1"[..]));
 }
 
-/// Another pin fails, and the error names both fingerprints and can be downcast.
+/// Another pin fails, and the error names both pins and can be downcast.
 #[tokio::test]
 async fn wrong_pin_fails_naming_both_fingerprints() {
     let tmp = tempfile::tempdir().unwrap();
@@ -121,7 +147,7 @@ async fn wrong_pin_fails_naming_both_fingerprints() {
         .unwrap_err();
     let text = err.to_string();
     assert!(text.contains(&wrong.to_string()), "{text}");
-    assert!(text.contains(&id.fingerprint.to_string()), "{text}");
+    assert!(text.contains(&id.pin.to_string()), "{text}");
 
     let rustls_err = err
         .get_ref()
@@ -133,7 +159,7 @@ async fn wrong_pin_fails_naming_both_fingerprints() {
     };
     let mismatch = other.0.downcast_ref::<FingerprintMismatch>().unwrap();
     assert_eq!(mismatch.pinned, wrong);
-    assert_eq!(mismatch.presented, id.fingerprint);
+    assert_eq!(mismatch.presented, id.pin);
 }
 
 /// A server presenting the pinned certificate without its key is refused, in TLS 1.2 and 1.3:

@@ -19,7 +19,7 @@ struct Setup {
 impl Setup {
     async fn new() -> Self {
         let server = TestServer::spawn_loading_with(|_| {}).await;
-        let pins = server.dir.path().join("pins.json");
+        let trust = server.dir.path().join("trust.json");
         let bridge = mnemo_bridge::Config::parse_from([
             "mnemo-bridge",
             "--server-url",
@@ -28,8 +28,8 @@ impl Setup {
             MASTER_KEY,
             "--auto-discover",
             "false",
-            "--pin-file",
-            &pins.display().to_string(),
+            "--trust-file",
+            &trust.display().to_string(),
         ]);
         let registry = mnemo_bridge::registry(&bridge);
         let (server_io, client_io) = tokio::io::duplex(1 << 16);

@@ -43,7 +43,7 @@ fn bridge_env(server: &ServerProcess, pins: &std::path::Path) -> Vec<(&'static s
         ("MCP_MEMORY_HTTP_ENDPOINT", server.url().to_owned()),
         ("MCP_API_KEY", KEY.to_owned()),
         ("MCP_MEMORY_AUTO_DISCOVER", "false".to_owned()),
-        ("MNEMO_BRIDGE_PIN_FILE", pins.display().to_string()),
+        ("MNEMO_BRIDGE_TRUST_FILE", pins.display().to_string()),
     ];
     if let Some(fp) = server.fingerprint() {
         env.push(("MCP_MEMORY_CERT_FINGERPRINT", fp.to_owned()));
@@ -293,13 +293,21 @@ fn check_reports_what_the_bridge_would_use() {
         "{report}"
     );
 
+    // Without a pin, an HTTPS URL is trusted once the server proves it holds the key,
+    // and pinned after that; with a wrong key, the proof fails and nothing is trusted.
     env.retain(|(k, _)| *k != "MCP_MEMORY_CERT_FINGERPRINT");
     let (ok, report) = check(&env);
-    assert!(!ok);
-    assert!(
-        report.contains("no certificate fingerprint is configured"),
-        "{report}"
-    );
+    assert!(!ok, "{report}");
+    assert!(report.contains("proof: FAILED"), "{report}");
+    assert!(!pins.exists(), "trusted without a proof:\n{report}");
+    env.retain(|(k, _)| *k != "MCP_API_KEY");
+    env.push(("MCP_API_KEY", KEY.to_owned()));
+    let (ok, report) = check(&env);
+    assert!(ok, "{report}");
+    assert!(report.contains("trusted now, after its proof"), "{report}");
+    let (ok, report) = check(&env);
+    assert!(ok, "{report}");
+    assert!(report.contains("trust: trusted\n"), "{report}");
 
     let wrong_pin = format!("{}{}", "00:".repeat(31), "00");
     env.push(("MCP_MEMORY_CERT_FINGERPRINT", wrong_pin));
@@ -307,5 +315,5 @@ fn check_reports_what_the_bridge_would_use() {
     env.push(("MCP_API_KEY", KEY.to_owned()));
     let (ok, report) = check(&env);
     assert!(!ok, "a certificate that is not the pinned one is refused");
-    assert!(report.contains("pinned fingerprint"), "{report}");
+    assert!(report.contains("but the pin is"), "{report}");
 }

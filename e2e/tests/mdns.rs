@@ -2,7 +2,8 @@
 //! veth pair, runs the real `mnemo-server` in namespace `a`, and browses from the
 //! namespaces with the bridge's discovery library (`mnemo-discover`) and with
 //! python-zeroconf (`scripts/mdns_browse.py`), an independent reader of the packets;
-//! and `mnemo-bridge` finds, pins and uses (or refuses) a server across them.
+//! and `mnemo-bridge` finds, trusts and uses (or refuses) servers across them, with a
+//! stranger posing as a server (`scripts/fake_mnemo.py`) that records what reaches it.
 //!
 //! Multicast never reaches the machine's own interfaces: every process that speaks mDNS
 //! is started with `ip netns exec` into a namespace these tests created, which holds
@@ -293,7 +294,15 @@ fn host_label() -> String {
 struct Server {
     process: Process,
     lines: Receiver<Line>,
-    _data: tempfile::TempDir,
+    data: tempfile::TempDir,
+}
+
+/// `name=value` from a log line.
+fn log_field(line: &str, name: &str) -> String {
+    line.split_whitespace()
+        .find_map(|field| field.strip_prefix(&format!("{name}=")))
+        .unwrap_or_else(|| panic!("no {name} in {line}"))
+        .to_owned()
 }
 
 impl Server {
@@ -315,6 +324,19 @@ impl Server {
         https: bool,
     ) -> Server {
         let data = tempfile::tempdir().expect("temp dir");
+        Self::start_with(net, ns, (host, port), service_name, https, "k", data)
+    }
+
+    /// A server with `key` and the data folder `data` (kept across restarts).
+    fn start_with(
+        net: &NetPair,
+        ns: &str,
+        (host, port): (&str, u16),
+        service_name: &str,
+        https: bool,
+        key: &str,
+        data: tempfile::TempDir,
+    ) -> Server {
         let mut command = net.exec(ns, server_binary());
         // Only what the server needs, so no MCP_* setting of the caller's changes the
         // advertisement under test.
@@ -334,7 +356,9 @@ impl Server {
             .env("MNEMO_DATA_DIR", data.path())
             .env("MCP_HTTP_HOST", host)
             .env("MCP_HTTP_PORT", port.to_string())
-            .env("MCP_API_KEY", "k")
+            .env("MCP_API_KEY", key)
+            // Address changes are what the tests make; a second is plenty to notice them.
+            .env("MNEMO_TLS_RECHECK", "1")
             .env("MCP_MDNS_ENABLED", "true")
             .env("MCP_MDNS_SERVICE_NAME", service_name)
             .env("MCP_HTTPS_ENABLED", if https { "true" } else { "false" })
@@ -348,8 +372,30 @@ impl Server {
         Server {
             process,
             lines,
-            _data: data,
+            data,
         }
+    }
+
+    /// Stops the server with SIGTERM (so it says goodbye over mDNS); returns its data.
+    fn stop(mut self) -> tempfile::TempDir {
+        run(
+            "kill -TERM",
+            Command::new("kill").args(["-TERM", &self.process.pid()]),
+        );
+        let _ = self.process.child.wait();
+        self.data
+    }
+
+    /// Waits for the `TLS certificate` line, then for `healthy`; returns the pin.
+    fn wait_healthy_pin(&self) -> String {
+        let (_, tls) = wait_for_line(
+            &self.lines,
+            "TLS certificate",
+            HEALTHY_WITHIN,
+            &self.process.what,
+        );
+        self.wait_healthy();
+        log_field(&tls, "pin")
     }
 
     fn wait_healthy(&self) {
@@ -394,7 +440,7 @@ fn find<'a>(list: &'a [Value], key: &str, instance: &str) -> &'a Value {
 }
 
 /// The TXT records are exactly `mnemo_api::mdns`'s for a server with a key: plain HTTP when
-/// `fingerprint` is None, else HTTPS with that certificate fingerprint in `fp`.
+/// `fingerprint` is None, else HTTPS with that pin in `fp`.
 fn assert_txt(txt: &Value, who: &str, fingerprint: Option<&str>) {
     let mut txt: BTreeMap<String, String> =
         serde_json::from_value(txt.clone()).unwrap_or_else(|e| panic!("{who}: TXT {txt}: {e}"));
@@ -430,8 +476,8 @@ fn assert_txt(txt: &Value, who: &str, fingerprint: Option<&str>) {
 
 /// An HTTPS server on 0.0.0.0 is found from the peer namespace by mdns-sd and by
 /// python-zeroconf with its instance name, port, veth address and every TXT record
-/// (`fp` included), the certificate served at the advertised URL has that
-/// fingerprint, and the goodbye on SIGTERM reaches the peer.
+/// (`fp` is the pin it logged), the certificate served at the advertised URL has the
+/// fingerprint it logged, and the goodbye on SIGTERM reaches the peer.
 #[test]
 fn a_lan_server_is_discovered_from_the_peer_namespace_and_says_goodbye() {
     let net = NetPair::create("adv", 1);
@@ -461,11 +507,8 @@ fn a_lan_server_is_discovered_from_the_peer_namespace_and_says_goodbye() {
         HEALTHY_WITHIN,
         &server.process.what,
     );
-    let fingerprint = tls
-        .split_whitespace()
-        .find_map(|field| field.strip_prefix("fingerprint="))
-        .unwrap_or_else(|| panic!("no fingerprint in {tls}"))
-        .to_owned();
+    let fingerprint = log_field(&tls, "fingerprint");
+    let pin = log_field(&tls, "pin");
     server.wait_healthy();
     let listed = format!("\"instance\":\"{instance}\"");
     let (seen_at, _) = wait_for_line(
@@ -487,7 +530,7 @@ fn a_lan_server_is_discovered_from_the_peer_namespace_and_says_goodbye() {
         "{candidate}"
     );
     assert_eq!(candidate["url"], expected_url.as_str(), "{candidate}");
-    assert_txt(&candidate["txt"], "mdns-sd", Some(&fingerprint));
+    assert_txt(&candidate["txt"], "mdns-sd", Some(&pin));
 
     let mut python = net.exec(&net.b, mnemo_e2e::test_python());
     let stdout = run(
@@ -502,7 +545,7 @@ fn a_lan_server_is_discovered_from_the_peer_namespace_and_says_goodbye() {
     );
     assert_eq!(seen["port"], PORT, "{seen}");
     assert_eq!(seen["addresses"], serde_json::json!([net.addr_a]), "{seen}");
-    assert_txt(&seen["txt"], "python-zeroconf", Some(&fingerprint));
+    assert_txt(&seen["txt"], "python-zeroconf", Some(&pin));
 
     // What was advertised is where the server answers, with the advertised certificate,
     // seen from the peer.
@@ -581,17 +624,172 @@ fn a_loopback_server_advertises_nothing() {
     }
 }
 
-/// `mnemo-bridge` in namespace `b`, with no URL configured, finds the HTTPS server
-/// in `a` by mDNS, pins its certificate on first use and stores a memory. Then
-/// another server with another certificate takes the same instance name: a new
-/// bridge with the same pin file refuses it, and `--check` says why.
+/// A stranger posing as a Mnemo server (`scripts/fake_mnemo.py`) in `ns`: its own
+/// certificate, advertised under `name` with its own pin, recording every request.
+struct Stranger {
+    process: Process,
+    log: PathBuf,
+    _files: tempfile::TempDir,
+}
+
+impl Stranger {
+    fn spawn(net: &NetPair, ns: &str, address: &str, port: u16, name: &str) -> Stranger {
+        let files = tempfile::tempdir().expect("temp dir");
+        let (cert, key, log) = (
+            files.path().join("cert.pem"),
+            files.path().join("key.pem"),
+            files.path().join("requests.jsonl"),
+        );
+        run(
+            "openssl req (the stranger's certificate)",
+            Command::new("openssl")
+                .args([
+                    "req",
+                    "-x509",
+                    "-newkey",
+                    "ec",
+                    "-pkeyopt",
+                    "ec_paramgen_curve:P-256",
+                    "-nodes",
+                    "-days",
+                    "30",
+                    "-subj",
+                    "/CN=stranger",
+                ])
+                .arg("-keyout")
+                .arg(&key)
+                .arg("-out")
+                .arg(&cert),
+        );
+        let pin = openssl_pin(&cert);
+        std::fs::write(&log, "").expect("request log");
+        let mut command = net.exec(ns, mnemo_e2e::test_python());
+        command
+            .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/fake_mnemo.py"))
+            .args([
+                "--address",
+                address,
+                "--port",
+                &port.to_string(),
+                "--name",
+                name,
+            ])
+            .arg("--cert")
+            .arg(&cert)
+            .arg("--key")
+            .arg(&key)
+            .args(["--fp", &pin, "--id", "someone-else"])
+            .arg("--log")
+            .arg(&log);
+        let mut process = Process::spawn("scripts/fake_mnemo.py", &mut command);
+        let lines = process.lines();
+        wait_for_line(
+            &lines,
+            "ready",
+            Duration::from_secs(30),
+            "scripts/fake_mnemo.py",
+        );
+        Stranger {
+            process,
+            log,
+            _files: files,
+        }
+    }
+
+    /// Every request it received.
+    fn requests(&self) -> Vec<Value> {
+        std::fs::read_to_string(&self.log)
+            .expect("the stranger's request log")
+            .lines()
+            .map(|line| serde_json::from_str(line).expect("a JSON line"))
+            .collect()
+    }
+
+    /// Asserts that it received no key and no memory: at most proof requests, which
+    /// carry a random nonce and nothing else.
+    fn assert_got_nothing(&self, secrets: &[&str]) {
+        let requests = self.requests();
+        for request in &requests {
+            let text = request.to_string().to_lowercase();
+            assert!(
+                !text.contains("authorization") && !text.contains("x-api-key"),
+                "{request}"
+            );
+            for secret in secrets {
+                assert!(
+                    !text.contains(&secret.to_lowercase()),
+                    "{secret} reached the stranger: {request}"
+                );
+            }
+            assert_eq!(request["path"], "/api/auth/proof", "{request}");
+            let body: Value = serde_json::from_str(request["body"].as_str().unwrap()).unwrap();
+            assert_eq!(
+                body.as_object().map(|o| o.len()),
+                Some(1),
+                "only a nonce: {body}"
+            );
+        }
+        eprintln!(
+            "{}: {} proof requests, nothing else",
+            self.process.what,
+            requests.len()
+        );
+    }
+}
+
+/// The SHA-256 of a PEM certificate's public key, as the server formats pins.
+fn openssl_pin(cert: &Path) -> String {
+    let hex = run(
+        "openssl (pin)",
+        Command::new("sh").args([
+            "-c",
+            &format!(
+                "openssl x509 -noout -pubkey -in '{}' | openssl pkey -pubin -outform der \
+                 | openssl dgst -sha256 -hex",
+                cert.display()
+            ),
+        ]),
+    );
+    let hex = hex.trim().rsplit(' ').next().unwrap().to_uppercase();
+    hex.as_bytes()
+        .chunks(2)
+        .map(|pair| std::str::from_utf8(pair).unwrap())
+        .collect::<Vec<_>>()
+        .join(":")
+}
+
+fn trusted_pins(trust: &Path) -> Vec<String> {
+    let document: Value =
+        serde_json::from_slice(&std::fs::read(trust).expect("a trust file")).expect("JSON");
+    document["servers"]
+        .as_array()
+        .expect("servers")
+        .iter()
+        .map(|s| s["pin"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// The trust rules across two namespaces, with the bridge in `b`:
+/// 1. first use: the bridge finds the server in `a`, which proves it holds the key, and
+///    trusts its pin;
+/// 2. someone else's Mnemo under the same service name (its own key) is never sent the
+///    key, and a stranger under the same instance name (its own certificate and pin) is
+///    never used and receives neither the key nor a memory, only a proof request from
+///    `--check`, which reports it "not trusted";
+/// 3. with the trusted server down, tool calls fail within the timeout saying no
+///    trusted server answers, and the stranger still receives nothing;
+/// 4. the user's own second server (same key, other data folder) proves it holds the
+///    key and is used, and joins the trust store;
+/// 5. after `mnemo-server tls rotate` it is refused (its id is trusted with the old pin),
+///    `--check` says how to trust it again, and after `mnemo-bridge trust remove` it is.
 #[test]
-fn the_bridge_discovers_pins_and_refuses_an_impostor() {
-    let net = NetPair::create("br", 3);
-    let name = format!("Mnemo Bridge {}", std::process::id());
+fn the_bridge_trusts_servers_not_names() {
+    let net = NetPair::create("tr", 3);
+    let name = format!("Mnemo Trust {}", std::process::id());
     let instance = format!("{name} ({})", host_label());
-    let pins_dir = tempfile::tempdir().expect("temp dir");
-    let pins = pins_dir.path().join("pins.json");
+    let trust_dir = tempfile::tempdir().expect("temp dir");
+    let trust = trust_dir.path().join("trust.json");
+    let timeout = Duration::from_secs(25);
     let bridge = |args: &[&str]| {
         let mut command = net.exec(&net.b, workspace_binary("mnemo-bridge"));
         for key in [
@@ -604,56 +802,250 @@ fn the_bridge_discovers_pins_and_refuses_an_impostor() {
         command
             .args(args)
             .env("MCP_API_KEY", "k")
-            .env("MNEMO_BRIDGE_PIN_FILE", &pins)
-            .env("MCP_MDNS_DISCOVERY_TIMEOUT", "15")
-            .env("MNEMO_BRIDGE_TIMEOUT", "40")
+            .env("MNEMO_BRIDGE_TRUST_FILE", &trust)
+            .env("MCP_MDNS_DISCOVERY_TIMEOUT", "10")
+            .env("MNEMO_BRIDGE_TIMEOUT", timeout.as_secs().to_string())
             .env("NO_COLOR", "1");
         command
     };
+    let store = |content: &str| {
+        let mut bridge = BridgeProcess::spawn(bridge(&[]));
+        bridge.initialize("2025-06-18");
+        let (result, took) = bridge.call("memory_store", serde_json::json!({"content": content}));
+        let log = bridge.stderr_lines().join("\n");
+        assert!(
+            !log.contains("\"k\""),
+            "the key leaked into the log:\n{log}"
+        );
+        (result, took)
+    };
+    let text = |result: &Value| {
+        result["content"][0]["text"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
+    };
 
-    let server = Server::spawn_https(&net, &net.a, "0.0.0.0", PORT, &name);
-    server.wait_healthy();
-    let mut first = BridgeProcess::spawn(bridge(&[]));
-    first.initialize("2025-06-18");
-    let (stored, took) = first.call(
-        "memory_store",
-        serde_json::json!({"content": "found by mDNS"}),
+    // 1. First use.
+    let first = Server::start_with(
+        &net,
+        &net.a,
+        ("0.0.0.0", PORT),
+        &name,
+        true,
+        "k",
+        tempfile::tempdir().unwrap(),
     );
+    let first_pin = first.wait_healthy_pin();
+    let (stored, took) = store("found by mDNS");
     assert_eq!(stored["isError"], false, "{stored}");
-    eprintln!("first call with discovery, pinning and TLS: {took:?}");
-    let pinned: Value =
-        serde_json::from_slice(&std::fs::read(&pins).expect("a pin file")).expect("pin file JSON");
-    let pin = &pinned["servers"][&instance];
-    assert_eq!(
-        pin["url"],
-        format!("https://{}:{PORT}", net.addr_a).as_str(),
-        "{pinned}"
+    eprintln!("first call with discovery, proof and TLS: {took:?}");
+    assert_eq!(trusted_pins(&trust), std::slice::from_ref(&first_pin));
+
+    // 2. Someone else's Mnemo (its own key and certificate) under the same service name,
+    // and a stranger under the same instance name (mDNS renames both).
+    let other = Server::start_with(
+        &net,
+        &net.a,
+        ("0.0.0.0", PORT + 2),
+        &name,
+        true,
+        "someone else's key",
+        tempfile::tempdir().unwrap(),
+    );
+    other.wait_healthy();
+    let stranger = Stranger::spawn(&net, &net.a, &net.addr_a, PORT + 10, &instance);
+    for _ in 0..3 {
+        let (stored, _) = store("secret memory while the stranger listens");
+        assert_eq!(stored["isError"], false, "{stored}");
+    }
+    // A request with the user's key would have been refused and logged.
+    let said: Vec<String> = other.lines.try_iter().map(|(_, line)| line).collect();
+    assert!(
+        !said.iter().any(|line| line.contains("refused")),
+        "someone else's server was sent a key:\n{}",
+        said.join("\n")
     );
     let (ok, report) = check_in(bridge(&["--check"]));
     assert!(ok, "{report}");
-    assert!(report.contains("pin matches"), "{report}");
-    assert!(first.close().success());
-    drop(server);
-
-    // Same name, same port, new data folder: a new certificate.
-    let impostor = Server::spawn_https(&net, &net.a, "0.0.0.0", PORT, &name);
-    impostor.wait_healthy();
-    let mut second = BridgeProcess::spawn(bridge(&[]));
-    second.initialize("2025-06-18");
-    let (refused, _) = second.call(
-        "memory_store",
-        serde_json::json!({"content": "to the impostor"}),
-    );
-    let text = refused["content"][0]["text"].as_str().unwrap_or_default();
-    assert_eq!(refused["isError"], true, "{refused}");
-    assert!(text.contains("differs from the one pinned"), "{text}");
+    assert!(report.contains("trust: not trusted"), "{report}");
+    assert!(report.contains("proof: FAILED"), "{report}");
     assert!(
-        text.contains(&pins.display().to_string()),
-        "says which file to edit: {text}"
+        report.contains(&format!("pin: {first_pin}\n      trust: trusted\n")),
+        "{report}"
     );
+    stranger.assert_got_nothing(&["secret memory", "found by mDNS"]);
+    assert_eq!(trusted_pins(&trust), std::slice::from_ref(&first_pin));
+
+    // 3. The trusted server is down; the stranger still advertises.
+    drop(other);
+    let first_data = first.stop();
+    let (refused, took) = store("secret memory with nobody trusted");
+    assert_eq!(refused["isError"], true, "{refused}");
+    assert!(
+        text(&refused).contains("no trusted server answers"),
+        "{}",
+        text(&refused)
+    );
+    assert!(took < timeout, "{took:?}");
+    stranger.assert_got_nothing(&["secret memory", "found by mDNS"]);
+
+    // 4. The user's own second server, with the same key.
+    let second = Server::start_with(
+        &net,
+        &net.a,
+        ("0.0.0.0", PORT + 1),
+        &name,
+        true,
+        "k",
+        tempfile::tempdir().unwrap(),
+    );
+    let second_pin = second.wait_healthy_pin();
+    let (stored, _) = store("to my second server");
+    assert_eq!(stored["isError"], false, "{}", text(&stored));
+    let pins = trusted_pins(&trust);
+    assert!(
+        pins.contains(&first_pin) && pins.contains(&second_pin),
+        "{pins:?}"
+    );
+    stranger.assert_got_nothing(&["secret memory", "to my second server"]);
+
+    // 5. Its key is rotated.
+    let second_data = second.stop();
+    let rotated = run(
+        "mnemo-server tls rotate",
+        Command::new(server_binary())
+            .args(["tls", "rotate"])
+            .env_clear()
+            .env("MNEMO_DATA_DIR", second_data.path()),
+    );
+    let new_pin = rotated
+        .lines()
+        .find_map(|l| l.strip_prefix("New pin: "))
+        .unwrap_or_else(|| panic!("no new pin in {rotated}"))
+        .to_owned();
+    assert_ne!(new_pin, second_pin);
+    let second = Server::start_with(
+        &net,
+        &net.a,
+        ("0.0.0.0", PORT + 1),
+        &name,
+        true,
+        "k",
+        second_data,
+    );
+    assert_eq!(
+        second.wait_healthy_pin(),
+        new_pin,
+        "a restart keeps the rotated key"
+    );
+    let (refused, _) = store("after the rotation");
+    assert_eq!(refused["isError"], true, "{refused}");
     let (ok, report) = check_in(bridge(&["--check"]));
     assert!(!ok, "{report}");
-    assert!(report.contains("PIN MISMATCH"), "{report}");
+    assert!(report.contains("KEY CHANGED"), "{report}");
+    assert!(report.contains("mnemo-bridge trust remove"), "{report}");
+    let removed = run(
+        "mnemo-bridge trust remove",
+        &mut bridge(&["trust", "remove", &second_pin]),
+    );
+    assert!(removed.contains("No longer trusted"), "{removed}");
+    let (stored, _) = store("after trusting the new key");
+    assert_eq!(stored["isError"], false, "{}", text(&stored));
+    assert!(trusted_pins(&trust).contains(&new_pin));
+    stranger.assert_got_nothing(&["secret memory", "after"]);
+    drop(first_data);
+}
+
+/// The server's veth address moves (a new one added, the old one removed, as a new DHCP
+/// lease does): the server re-issues its certificate with the same key, mDNS follows,
+/// and the bridge's next call succeeds with no user action and the same trusted pin.
+#[test]
+fn an_address_change_keeps_the_pin() {
+    let net = NetPair::create("mv", 4);
+    let name = format!("Mnemo Move {}", std::process::id());
+    let trust_dir = tempfile::tempdir().expect("temp dir");
+    let trust = trust_dir.path().join("trust.json");
+    let store = |content: &str| {
+        let mut command = net.exec(&net.b, workspace_binary("mnemo-bridge"));
+        for key in [
+            "MCP_MEMORY_HTTP_ENDPOINT",
+            "MCP_MEMORY_CERT_FINGERPRINT",
+            "MCP_MEMORY_AUTO_DISCOVER",
+        ] {
+            command.env_remove(key);
+        }
+        command
+            .env("MCP_API_KEY", "k")
+            .env("MNEMO_BRIDGE_TRUST_FILE", &trust)
+            .env("MCP_MDNS_DISCOVERY_TIMEOUT", "10")
+            .env("MNEMO_BRIDGE_TIMEOUT", "25");
+        let mut bridge = BridgeProcess::spawn(command);
+        bridge.initialize("2025-06-18");
+        bridge
+            .call("memory_store", serde_json::json!({"content": content}))
+            .0
+    };
+    let server = Server::start_with(
+        &net,
+        &net.a,
+        ("0.0.0.0", PORT),
+        &name,
+        true,
+        "k",
+        tempfile::tempdir().unwrap(),
+    );
+    let pin = server.wait_healthy_pin();
+    let stored = store("before the move");
+    assert_eq!(stored["isError"], false, "{stored}");
+    let old_url = format!("https://{}:{PORT}", net.addr_a);
+    let document: Value = serde_json::from_slice(&std::fs::read(&trust).unwrap()).unwrap();
+    assert_eq!(
+        document["servers"][0]["address"],
+        old_url.as_str(),
+        "{document}"
+    );
+
+    let new_addr = format!("{}.5", net.addr_a.rsplit_once('.').unwrap().0);
+    // As a new DHCP lease does: the old address goes, then the new one comes.
+    let old = format!("{}/24", net.addr_a);
+    let new = format!("{new_addr}/24");
+    ip(&["-n", &net.a, "addr", "del", &old, "dev", "mnemo-a"]).unwrap();
+    ip(&["-n", &net.a, "addr", "add", &new, "dev", "mnemo-a"]).unwrap();
+    let (_, reissued) = wait_for_line(
+        &server.lines,
+        "serving the re-issued TLS certificate",
+        Duration::from_secs(30),
+        &server.process.what,
+    );
+    assert_eq!(
+        log_field(&reissued, "pin"),
+        pin,
+        "the pin survives the re-issue"
+    );
+    // mDNS follows the address on its own schedule: wait until the peer sees it.
+    let new_url = format!("https://{new_addr}:{PORT}");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !discover(&net, &net.b, 2000)
+        .iter()
+        .any(|c| c["url"] == new_url.as_str())
+    {
+        assert!(Instant::now() < deadline, "mDNS never advertised {new_url}");
+    }
+
+    let stored = store("after the move");
+    assert_eq!(stored["isError"], false, "{stored}");
+    let document: Value = serde_json::from_slice(&std::fs::read(&trust).unwrap()).unwrap();
+    assert_eq!(
+        trusted_pins(&trust),
+        std::slice::from_ref(&pin),
+        "{document}"
+    );
+    assert_eq!(
+        document["servers"][0]["address"],
+        new_url.as_str(),
+        "{document}"
+    );
 }
 
 /// Runs `mnemo-bridge --check`; returns whether it passed and what it printed.

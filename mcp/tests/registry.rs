@@ -149,6 +149,7 @@ impl MemoryOps for Recorder {
             database_path: "/tmp/x".into(),
             database_bytes: 0,
             tls_fingerprint: None,
+            tls_pin: None,
         })
     }
     fn authorize_write(&self, _caller: &()) -> Result<(), OpsError> {

@@ -1,6 +1,7 @@
 //! The command line: `mnemo-server [settings]` serves, `mnemo-server keys ...` manages
-//! API keys. The settings themselves are [`Config`]; this file holds what only the
-//! command line has, the subcommands and what the `keys` commands print.
+//! API keys, `mnemo-server tls rotate` replaces the server's key pair. The settings
+//! themselves are [`Config`]; this file holds what only the command line has, the
+//! subcommands and what they print.
 
 use std::io::Write;
 use std::path::Path;
@@ -29,6 +30,41 @@ pub enum Command {
     /// Manage API keys with scopes (stored hashed in <data dir>/keys.json).
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// Manage the server's TLS identity (the key pair in <data dir>/certs).
+    #[command(subcommand)]
+    Tls(TlsCommand),
+}
+
+/// `mnemo-server tls ...`.
+#[derive(Debug, Clone, Subcommand)]
+pub enum TlsCommand {
+    /// Make a new key pair and certificate, and print the new pin. Bridges that trusted
+    /// the old pin refuse the server until they trust the new one. Restart the server.
+    Rotate,
+}
+
+/// Runs `tls rotate` for the server configured by `config`, writing what changed to `out`.
+pub fn run_tls_command(
+    config: &Config,
+    command: TlsCommand,
+    out: &mut impl Write,
+) -> anyhow::Result<()> {
+    match command {
+        TlsCommand::Rotate => {
+            let identity = crate::tls::rotate(config)?;
+            writeln!(
+                out,
+                "New key pair in {}.\nNew pin: {}\n\nRestart the server to serve it. Bridges \
+                 that trusted the old pin now refuse this server; on each, run \
+                 `mnemo-bridge trust remove <old pin or id>` so that it trusts the new pin once \
+                 the server proves it holds the API key, or set MCP_MEMORY_CERT_FINGERPRINT to \
+                 the new pin.",
+                identity.key_path.display(),
+                identity.pin
+            )?;
+            Ok(())
+        }
+    }
 }
 
 /// `mnemo-server keys ...`: manage the keys in `<data_dir>/keys.json`. A running
@@ -162,5 +198,27 @@ mod tests {
         });
         assert!(revoked.contains(&entry.id), "{revoked}");
         assert!(run(KeysCommand::List).contains("No managed keys"));
+    }
+
+    /// `tls rotate` prints a new pin, which the next start serves; a user-supplied
+    /// certificate is refused with what to do instead.
+    #[test]
+    fn tls_rotate_prints_the_new_pin() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = Config::for_data_dir(dir.path());
+        let before = crate::tls::load_identity(&config).unwrap();
+        let mut out = Vec::new();
+        run_tls_command(&config, TlsCommand::Rotate, &mut out).unwrap();
+        let out = String::from_utf8(out).unwrap();
+        let after = crate::tls::load_identity(&config).unwrap();
+        assert_ne!(after.pin, before.pin);
+        assert!(out.contains(&after.pin.to_string()), "{out}");
+        assert!(out.contains("mnemo-bridge trust remove"), "{out}");
+
+        let mut user = Config::for_data_dir(dir.path());
+        user.ssl_cert_file = Some(after.cert_path.clone());
+        user.ssl_key_file = Some(after.key_path.clone());
+        let error = run_tls_command(&user, TlsCommand::Rotate, &mut Vec::new()).unwrap_err();
+        assert!(error.to_string().contains("MCP_SSL_CERT_FILE"), "{error}");
     }
 }

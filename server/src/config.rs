@@ -181,6 +181,11 @@ pub struct Config {
     #[arg(long, env = "MNEMO_HEADER_READ_TIMEOUT", default_value_t = 10.0)]
     pub header_read_timeout: f64,
 
+    /// Seconds between checks that the generated certificate still covers this host's
+    /// names and addresses; when not, it is re-issued with the same key and served at once.
+    #[arg(long, env = "MNEMO_TLS_RECHECK", default_value_t = 60.0)]
+    pub tls_recheck: f64,
+
     /// Seconds a client has to finish the TLS handshake.
     #[arg(long, env = "MNEMO_TLS_HANDSHAKE_TIMEOUT", default_value_t = 10.0)]
     pub tls_handshake_timeout: f64,

@@ -5,7 +5,7 @@ use std::io::IsTerminal;
 
 use anyhow::Context;
 use clap::Parser;
-use mnemo_server::cli::{Cli, Command, run_keys_command};
+use mnemo_server::cli::{Cli, Command, run_keys_command, run_tls_command};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tracing_subscriber::EnvFilter;
@@ -20,6 +20,9 @@ async fn main() -> anyhow::Result<()> {
     if let Some(Command::Keys(keys)) = command {
         run_keys_command(&config.data_dir(), keys, &mut std::io::stdout())?;
         return Ok(());
+    }
+    if let Some(Command::Tls(tls)) = command {
+        return run_tls_command(&config, tls, &mut std::io::stdout());
     }
     // Colour only for a person at a terminal: the journal and log files get plain text.
     let colour = std::io::stdout().is_terminal()

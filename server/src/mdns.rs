@@ -48,7 +48,7 @@ pub struct Advertisement {
     pub auth_required: bool,
     /// A stable id for this server, published as the `id` TXT record.
     pub instance_id: String,
-    /// The certificate's SHA-256 fingerprint (`AB:CD:…`) when TLS is on.
+    /// The server's pin (SHA-256 of its public key, `AB:CD:…`) when TLS is on.
     pub fingerprint: Option<String>,
 }
 

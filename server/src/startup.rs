@@ -64,8 +64,11 @@ impl Server {
         let mut state = AppState::new(auth_for(&config)?);
         if config.https_enabled {
             let identity = crate::tls::load_identity(&config)?;
-            state.tls = Some(crate::tls::acceptor(&identity)?);
+            let (acceptor, slot) = crate::tls::acceptor(&identity)?;
+            state.tls = Some(acceptor);
+            state.tls_slot = Some(slot);
             state.tls_fingerprint = Some(identity.fingerprint.to_string());
+            state.tls_pin = Some(identity.pin);
         }
         let addr = listener.local_addr()?;
         Ok(Self {
@@ -90,7 +93,7 @@ impl Server {
         bridge_line(
             self.addr,
             self.state.tls.is_some(),
-            self.state.tls_fingerprint.as_deref(),
+            self.state.tls_pin.map(|pin| pin.to_string()).as_deref(),
         )
     }
 
@@ -112,6 +115,9 @@ impl Server {
         let server = run(listener, &config, Arc::clone(&state), shutdown.clone());
         tokio::pin!(server);
 
+        if let Some(slot) = state.tls_slot.clone() {
+            tokio::spawn(recheck_certificate(config.clone(), slot, shutdown.clone()));
+        }
         let loader = load(&config, Arc::clone(&state), shutdown.clone());
         tokio::select! {
             served = &mut server => return served,
@@ -124,7 +130,7 @@ impl Server {
         }
         // Advertised once healthy, so a client that finds the server can use it.
         // Dropped when serving ends, which sends the mDNS goodbye.
-        let _advertiser = advertise(&config, addr, state.tls_fingerprint.clone());
+        let _advertiser = advertise(&config, addr, state.tls_pin.map(|pin| pin.to_string()));
         let served = server.await;
         if let Some(service) = state.service.get() {
             match service.storage().close().await {
@@ -214,6 +220,30 @@ async fn run(
     .await?)
 }
 
+/// Every `MNEMO_TLS_RECHECK` seconds until `shutdown`, re-issues the generated certificate
+/// if this host's names or addresses changed (`tls::refresh`). Failures are logged: the
+/// certificate served so far keeps working for clients that pin the key.
+async fn recheck_certificate(
+    config: Config,
+    slot: Arc<mnemo_certs::CertSlot>,
+    shutdown: CancellationToken,
+) {
+    let period = Duration::from_secs_f64(config.tls_recheck.clamp(0.5, 86_400.0));
+    let config = Arc::new(config);
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            () = tokio::time::sleep(period) => {}
+        }
+        let (config, slot) = (Arc::clone(&config), Arc::clone(&slot));
+        match tokio::task::spawn_blocking(move || crate::tls::refresh(&config, &slot)).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(error)) => warn!(%error, "cannot re-issue the TLS certificate"),
+            Err(error) => warn!(%error, "the certificate check failed"),
+        }
+    }
+}
+
 /// Descriptors the server needs besides its connections: the database and its
 /// journal on every connection, the model, the runtime's own.
 const DESCRIPTOR_RESERVE: u64 = 128;
@@ -279,11 +309,7 @@ async fn load(
 /// Starts advertising if the configuration asks for it and the server listens beyond
 /// loopback. Returns the registration, which unregisters on drop. Failure to advertise
 /// is logged, not fatal: the server still serves by address.
-fn advertise(
-    config: &Config,
-    addr: SocketAddr,
-    fingerprint: Option<String>,
-) -> Option<mdns::Advertiser> {
+fn advertise(config: &Config, addr: SocketAddr, pin: Option<String>) -> Option<mdns::Advertiser> {
     if !config.mdns_enabled {
         return None;
     }
@@ -305,7 +331,7 @@ fn advertise(
         https: config.https_enabled,
         auth_required: !config.allow_anonymous,
         instance_id,
-        fingerprint,
+        fingerprint: pin,
     };
     match mdns::Advertiser::start(&advertisement) {
         Ok(Some(advertiser)) => {
@@ -323,8 +349,10 @@ fn advertise(
     }
 }
 
-/// The bridge configuration line for a server on `addr`.
-fn bridge_line(addr: SocketAddr, https: bool, fingerprint: Option<&str>) -> String {
+/// The bridge configuration line for a server on `addr`; `pin` is the key's pin, which
+/// the bridge's MCP_MEMORY_CERT_FINGERPRINT accepts and which survives re-issued
+/// certificates.
+fn bridge_line(addr: SocketAddr, https: bool, pin: Option<&str>) -> String {
     let scheme = if https { "https" } else { "http" };
     let host = if addr.ip().is_unspecified() {
         local_address().map_or_else(
@@ -335,7 +363,7 @@ fn bridge_line(addr: SocketAddr, https: bool, fingerprint: Option<&str>) -> Stri
         addr.ip().to_string()
     };
     let mut line = format!("MCP_MEMORY_HTTP_ENDPOINT={scheme}://{host}:{}", addr.port());
-    if let Some(fp) = fingerprint {
+    if let Some(fp) = pin {
         line.push_str(&format!(" MCP_MEMORY_CERT_FINGERPRINT={fp}"));
     }
     line
@@ -348,4 +376,32 @@ fn local_address() -> Option<IpAddr> {
         .into_iter()
         .map(|i| i.ip())
         .find(|ip| ip.is_ipv4() && !ip.is_loopback())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The `--lan` line carries the pin (the key's, which survives re-issued
+    /// certificates), not the certificate's fingerprint, and never the key.
+    #[tokio::test]
+    async fn the_bridge_line_carries_the_pin() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = Config::for_data_dir(dir.path());
+        config.https_enabled = true;
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let server = Server::prepare(config, listener).unwrap();
+        let pin = server.state().tls_pin.unwrap().to_string();
+        let line = server.bridge_line();
+        assert!(
+            line.ends_with(&format!("MCP_MEMORY_CERT_FINGERPRINT={pin}")),
+            "{line}"
+        );
+        assert!(
+            line.starts_with("MCP_MEMORY_HTTP_ENDPOINT=https://127.0.0.1:"),
+            "{line}"
+        );
+        let key = std::fs::read_to_string(dir.path().join("api_key")).unwrap();
+        assert!(!line.contains(key.trim()), "{line}");
+    }
 }

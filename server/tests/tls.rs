@@ -36,6 +36,16 @@ fn openssl_fingerprint(pem_source: &str) -> Fingerprint {
         .unwrap()
 }
 
+/// The SHA-256 of the public key (SubjectPublicKeyInfo) of a PEM certificate, as openssl
+/// computes it: the HPKP `pin-sha256` digest.
+fn openssl_pin(pem_source: &str) -> Fingerprint {
+    let line = sh(&format!(
+        "{pem_source} | openssl x509 -noout -pubkey | openssl pkey -pubin -outform der \
+         | openssl dgst -sha256 -hex"
+    ));
+    line.trim().rsplit(' ').next().unwrap().parse().unwrap()
+}
+
 /// Makes a self-signed pair with the openssl CLI into `dir` as `name`.crt/.key.
 fn openssl_pair(dir: &Path, name: &str) -> (std::path::PathBuf, std::path::PathBuf) {
     let cert = dir.join(format!("{name}.crt"));
@@ -77,6 +87,9 @@ async fn pinned_client_uses_the_api_over_tls() {
         health["tls_fingerprint"].as_str(),
         server.state.tls_fingerprint.as_deref()
     );
+    let pin = server.state.tls_pin.unwrap();
+    assert_eq!(health["tls_pin"], json!(pin.to_string()));
+    assert_ne!(Some(pin.to_string()), server.state.tls_fingerprint);
 }
 
 /// A client pinned to another fingerprint is refused, and says why.
@@ -120,6 +133,15 @@ async fn reported_fingerprint_matches_openssl() {
         .unwrap();
     assert_eq!(served, reported);
     assert!(alpn.contains("h2"), "{alpn}");
+    let address = server.url().trim_start_matches("https://").to_owned();
+    let pin = tokio::task::spawn_blocking(move || {
+        openssl_pin(&format!(
+            "openssl s_client -connect {address} </dev/null 2>/dev/null"
+        ))
+    })
+    .await
+    .unwrap();
+    assert_eq!(Some(pin), server.state.tls_pin);
 }
 
 /// A user-supplied certificate and key are served as given.
@@ -136,6 +158,12 @@ async fn user_supplied_certificate_is_served() {
     })
     .await;
     assert_eq!(server.state.tls_fingerprint, Some(expected.to_string()));
+    let pin = openssl_pin(&format!("cat {}", cert.display()));
+    assert_eq!(
+        server.state.tls_pin,
+        Some(pin),
+        "a user's certificate pins the same way"
+    );
     let (status, _) = server.send(Method::GET, "/api/health", None).await;
     assert_eq!(status, 200);
 }
@@ -158,6 +186,7 @@ fn fingerprint_survives_a_restart() {
     let first = start();
     let second = start();
     assert_eq!(field(&first, "fingerprint"), field(&second, "fingerprint"));
+    assert_eq!(field(&first, "pin"), field(&second, "pin"));
     assert_eq!(field(&first, "origin"), "generated");
     assert_eq!(field(&second, "origin"), "reused");
     let on_disk = openssl_fingerprint(&format!(

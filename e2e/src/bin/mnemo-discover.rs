@@ -35,7 +35,7 @@ async fn main() -> anyhow::Result<ExitCode> {
     let args = Args::parse();
     let browse = Duration::from_millis(args.timeout_ms);
     let Some(target) = args.wait_gone else {
-        let found = discovery::discover(browse, browse)
+        let found = discovery::discover(browse, browse, |_| true)
             .await
             .context("mDNS browse")?;
         print_json(&found)?;

@@ -292,6 +292,8 @@ pub struct HealthOutput {
     pub uptime_seconds: f64,
     /// SHA-256 of the server's certificate, when it serves HTTPS.
     pub tls_fingerprint: Option<String>,
+    /// The server's pin (SHA-256 of its public key), when it serves HTTPS.
+    pub tls_pin: Option<String>,
 }
 
 impl From<DetailedHealth> for HealthOutput {
@@ -307,6 +309,7 @@ impl From<DetailedHealth> for HealthOutput {
             dimension: h.dimension,
             uptime_seconds: h.uptime_seconds,
             tls_fingerprint: h.tls_fingerprint,
+            tls_pin: h.tls_pin,
         }
     }
 }

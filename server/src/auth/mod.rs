@@ -25,6 +25,8 @@ use governor::clock::{Clock, DefaultClock};
 use governor::middleware::NoOpMiddleware;
 use governor::state::keyed::DefaultKeyedStateStore;
 use governor::{Quota, RateLimiter};
+use mnemo_certs::Fingerprint;
+use mnemo_certs::proof::{self, NONCE_MAX, NONCE_MIN};
 use thiserror::Error;
 
 /// Why a request was refused. The messages are for the person at the client.
@@ -40,7 +42,18 @@ pub enum AuthError {
     Insufficient { has: Scope, needs: Scope },
     #[error("too many failed authentication attempts; retry in {} s", whole_seconds(*retry_after))]
     RateLimited { retry_after: Duration },
+    #[error(
+        "the nonce must be {} to {} hex digits: a fresh random value of {NONCE_MIN} to \
+         {NONCE_MAX} bytes",
+        NONCE_MIN * 2,
+        NONCE_MAX * 2
+    )]
+    BadNonce,
 }
+
+/// The most proofs one answer of `POST /api/auth/proof` carries: the master key and the
+/// first managed keys. It bounds the work a stranger can ask of the server per request.
+pub const MAX_PROOFS: usize = 32;
 
 /// `duration` rounded up to whole seconds, at least one: a client that waits the
 /// `Retry-After` it was told must not arrive a fraction of a second too early.
@@ -152,6 +165,35 @@ impl Auth {
     }
 }
 
+impl Auth {
+    /// The proofs of every key held (at most [`MAX_PROOFS`]) for `nonce` (hex) and `pin`,
+    /// the pin of the certificate the request came over (`None` over plain HTTP).
+    ///
+    /// Every request counts as a failed attempt of `client`: the server cannot tell whether
+    /// its proof convinced the client, and each answer is something to test guesses of a
+    /// key against, so a stranger gets no more of them than of failed logins.
+    pub fn proofs(
+        &self,
+        nonce: &str,
+        pin: Option<&Fingerprint>,
+        client: IpAddr,
+    ) -> Result<Vec<String>, AuthError> {
+        self.failures
+            .record(client)
+            .map_err(|retry_after| AuthError::RateLimited { retry_after })?;
+        let nonce = hex::decode(nonce.trim()).map_err(|_| AuthError::BadNonce)?;
+        if !(NONCE_MIN..=NONCE_MAX).contains(&nonce.len()) {
+            return Err(AuthError::BadNonce);
+        }
+        Ok(self
+            .keys
+            .digests(MAX_PROOFS)
+            .iter()
+            .map(|digest| proof::compute(digest, &nonce, pin))
+            .collect())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::net::Ipv4Addr;
@@ -230,6 +272,50 @@ mod tests {
             auth.check(Credential::Key("nope"), CLIENT, Scope::Read),
             Err(AuthError::RateLimited { retry_after }) if retry_after > Duration::ZERO
         ));
+    }
+
+    /// One proof per key, master first, each the proof a client with that key expects
+    /// for this nonce and pin; a bad nonce is refused; every request counts against the
+    /// failure quota.
+    #[test]
+    fn proofs_cover_every_key_and_are_rate_limited() {
+        let dir = tempfile::tempdir().unwrap();
+        let auth = auth(dir.path(), false, 5);
+        let (_, managed) = KeyFile::new(dir.path()).add("m", Scope::Read).unwrap();
+        let nonce = [9u8; 16];
+        let pin = Fingerprint([3; 32]);
+        let proofs = auth
+            .proofs(&hex::encode(nonce), Some(&pin), CLIENT)
+            .unwrap();
+        assert_eq!(proofs.len(), 2);
+        assert!(proof::holds(&proofs[..1], "master", &nonce, Some(&pin)));
+        assert!(proof::holds(&proofs, &managed, &nonce, Some(&pin)));
+        assert!(!proof::holds(&proofs, "master", &nonce, None));
+        for bad in ["", "zz", &hex::encode([1u8; 15]), &hex::encode([1u8; 65])] {
+            assert_eq!(auth.proofs(bad, None, CLIENT), Err(AuthError::BadNonce));
+        }
+        assert!(matches!(
+            auth.proofs(&hex::encode(nonce), None, CLIENT),
+            Err(AuthError::RateLimited { .. })
+        ));
+        // A login from the same address is then refused too: one quota for both.
+        assert!(matches!(
+            auth.check(Credential::Key("nope"), CLIENT, Scope::Read),
+            Err(AuthError::RateLimited { .. })
+        ));
+    }
+
+    /// At most MAX_PROOFS proofs, however many keys there are.
+    #[test]
+    fn proofs_are_bounded() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = KeyFile::new(dir.path());
+        for i in 0..MAX_PROOFS + 5 {
+            file.add(&format!("k{i}"), Scope::Read).unwrap();
+        }
+        let auth = auth(dir.path(), false, 100);
+        let proofs = auth.proofs(&hex::encode([0u8; 32]), None, CLIENT).unwrap();
+        assert_eq!(proofs.len(), MAX_PROOFS);
     }
 
     /// `Retry-After` rounds up, so waiting exactly that long is enough.

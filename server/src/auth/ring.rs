@@ -124,6 +124,19 @@ impl KeyRing {
         found
     }
 
+    /// The SHA-256 of every key, the master key first, at most `limit` of them: what a
+    /// proof of a key is made from (`POST /api/auth/proof`).
+    pub fn digests(&self, limit: usize) -> Vec<Digest> {
+        self.refresh();
+        let managed = self.managed.read().unwrap_or_else(PoisonError::into_inner);
+        self.master
+            .iter()
+            .copied()
+            .chain(managed.keys.iter().map(|(digest, _)| *digest))
+            .take(limit)
+            .collect()
+    }
+
     /// Re-reads `keys.json` if its version differs from the one last seen.
     fn refresh(&self) {
         let version = FileVersion::of(self.file.path());

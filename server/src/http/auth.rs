@@ -267,6 +267,11 @@ impl From<AuthError> for ApiError {
         match error {
             AuthError::Missing | AuthError::Invalid => ApiError::unauthorized(message),
             AuthError::Insufficient { .. } => ApiError::forbidden(message),
+            AuthError::BadNonce => ApiError::new(
+                axum::http::StatusCode::BAD_REQUEST,
+                "invalid_nonce",
+                message,
+            ),
             AuthError::RateLimited { retry_after } => {
                 ApiError::rate_limited(keys::whole_seconds(retry_after))
             }

@@ -13,6 +13,7 @@ mod health;
 mod mcp;
 mod memories;
 mod parse_errors;
+mod proof;
 mod search;
 mod state;
 #[cfg(test)]
@@ -43,6 +44,7 @@ fn routes(state: &Arc<AppState>, config: &Config, shutdown: CancellationToken) -
     Routes::new()
         .route(M::GET, "/api/health", PUBLIC, health::health)
         .route(M::GET, "/api/health/detailed", READ, health::detailed)
+        .route(M::POST, "/api/auth/proof", PUBLIC, proof::prove)
         .route(M::POST, "/api/memories", WRITE, memories::create)
         .route(M::GET, "/api/memories", READ, memories::list)
         .route(

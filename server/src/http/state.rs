@@ -28,8 +28,13 @@ pub struct AppState {
     pub connections: Arc<Connections>,
     /// Set when serving HTTPS.
     pub tls: Option<tokio_rustls::TlsAcceptor>,
-    /// SHA-256 of the served certificate, for detailed health and mDNS.
+    /// SHA-256 of the certificate served at start (as openssl prints it).
     pub tls_fingerprint: Option<String>,
+    /// The certificate served now, which a re-issue replaces; detailed health reads it.
+    pub tls_slot: Option<Arc<mnemo_certs::CertSlot>>,
+    /// SHA-256 of the served certificate's public key: the pin clients trust, published in
+    /// detailed health and mDNS, and bound into every proof of a key over TLS.
+    pub tls_pin: Option<mnemo_certs::Fingerprint>,
 }
 
 impl AppState {
@@ -42,6 +47,8 @@ impl AppState {
             connections: Arc::default(),
             tls: None,
             tls_fingerprint: None,
+            tls_slot: None,
+            tls_pin: None,
         }
     }
 
@@ -56,10 +63,14 @@ impl AppState {
     }
 
     /// What detailed health reports about the server itself.
-    pub fn facts(&self) -> ServerFacts<'_> {
+    pub fn facts(&self) -> ServerFacts {
         ServerFacts {
             started: self.started,
-            tls_fingerprint: self.tls_fingerprint.as_deref(),
+            tls_fingerprint: match &self.tls_slot {
+                Some(slot) => Some(slot.fingerprint().to_string()),
+                None => self.tls_fingerprint.clone(),
+            },
+            tls_pin: self.tls_pin,
         }
     }
 

@@ -542,3 +542,47 @@ proptest::proptest! {
         });
     }
 }
+
+/// `POST /api/auth/proof` needs no key and answers while loading, with the master key's
+/// proof for the nonce (no pin over plain HTTP); a bad nonce or body is the JSON error
+/// body; and proofs use up the same quota as failed logins.
+#[tokio::test]
+async fn proof_is_public_bounded_and_rate_limited() {
+    let app = app(false, |c| c.auth_failures_per_minute = 4);
+    let nonce = [5u8; 32];
+    let body = json!({"nonce": hex::encode(nonce)}).to_string();
+    let (status, _, json) = send(&app, Method::POST, "/api/auth/proof", None, Some(&body)).await;
+    assert_eq!(status, StatusCode::OK, "{json}");
+    let proofs: Vec<String> = serde_json::from_value(json["proofs"].clone()).unwrap();
+    assert!(mnemo_certs::proof::holds(&proofs, KEY, &nonce, None));
+    assert!(!mnemo_certs::proof::holds(&proofs, "other", &nonce, None));
+    assert!(!json.to_string().contains(KEY));
+
+    let short = json!({"nonce": "abcd"}).to_string();
+    let (status, _, json) = send(&app, Method::POST, "/api/auth/proof", None, Some(&short)).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(error_code(&json), "invalid_nonce");
+    let (status, _, json) = send(
+        &app,
+        Method::POST,
+        "/api/auth/proof",
+        None,
+        Some(r#"{"nonce": 5}"#),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(error_code(&json), "invalid_body");
+
+    // Two requests so far counted; two more are allowed, then 429 for proofs and logins.
+    for _ in 0..2 {
+        let (status, _, _) = send(&app, Method::POST, "/api/auth/proof", None, Some(&body)).await;
+        assert_eq!(status, StatusCode::OK);
+    }
+    let (status, headers, json) =
+        send(&app, Method::POST, "/api/auth/proof", None, Some(&body)).await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+    assert!(headers.contains_key(header::RETRY_AFTER));
+    assert_eq!(error_code(&json), "rate_limited");
+    let (status, _, _) = send(&app, Method::GET, "/api/tags", Some("wrong"), None).await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+}

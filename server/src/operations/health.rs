@@ -9,15 +9,17 @@ use super::OpError;
 use crate::service::{MemoryService, ServiceError};
 
 /// What the server knows about itself that the memory service does not.
-pub struct ServerFacts<'a> {
+pub struct ServerFacts {
     pub started: Instant,
     /// SHA-256 of the served certificate, when TLS is on.
-    pub tls_fingerprint: Option<&'a str>,
+    pub tls_fingerprint: Option<String>,
+    /// SHA-256 of its public key, the pin, when TLS is on.
+    pub tls_pin: Option<mnemo_certs::Fingerprint>,
 }
 
 pub async fn detailed(
     service: &MemoryService,
-    server: ServerFacts<'_>,
+    server: ServerFacts,
 ) -> Result<DetailedHealth, OpError> {
     let spec = service.embedder().spec().clone();
     let storage = service.storage();
@@ -30,6 +32,7 @@ pub async fn detailed(
         memories: service.count().await?,
         database_path: storage.location(),
         database_bytes: storage.size_on_disk().await.map_err(ServiceError::from)?,
-        tls_fingerprint: server.tls_fingerprint.map(str::to_owned),
+        tls_fingerprint: server.tls_fingerprint,
+        tls_pin: server.tls_pin.map(|pin| pin.to_string()),
     })
 }

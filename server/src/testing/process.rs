@@ -100,6 +100,8 @@ pub struct ServerProcess {
     url: Option<String>,
     /// The certificate fingerprint from the `TLS certificate` line, once read.
     fingerprint: Option<String>,
+    /// The pin from the `TLS certificate` line, once read.
+    pin: Option<String>,
     /// From spawning the process to its `healthy` line, once read.
     start_to_healthy: Option<Duration>,
 }
@@ -178,6 +180,7 @@ impl ServerProcess {
             spawned,
             url: None,
             fingerprint: None,
+            pin: None,
             start_to_healthy: None,
         })
     }
@@ -241,6 +244,9 @@ impl ServerProcess {
         if let Some(fingerprint) = field(line, "fingerprint") {
             self.fingerprint = Some(fingerprint.to_owned());
         }
+        if let Some(pin) = field(line, "pin") {
+            self.pin = Some(pin.to_owned());
+        }
         if pipe == Pipe::Stderr {
             self.stderr.push(line.to_owned());
         }
@@ -269,6 +275,11 @@ impl ServerProcess {
     /// The served certificate's fingerprint, when serving HTTPS.
     pub fn fingerprint(&self) -> Option<&str> {
         self.fingerprint.as_deref()
+    }
+
+    /// The server's pin (the SHA-256 of its public key), when serving HTTPS.
+    pub fn pin(&self) -> Option<&str> {
+        self.pin.as_deref()
     }
 
     /// From spawning the process to its `healthy` line; panics before that line has

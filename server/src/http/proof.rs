@@ -1,0 +1,34 @@
+//! `POST /api/auth/proof` (public): proves to a client that this server holds its API key,
+//! before the client sends it (ARCHITECTURE.md, "Authentication").
+//!
+//! Public because a client asks before it trusts the server with its key; the work is
+//! bounded by the nonce's length and `auth::MAX_PROOFS`, and every request counts against
+//! the caller's quota of failed logins.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::{ConnectInfo, State};
+use axum::http::Extensions;
+use mnemo_api::rest::{ProofRequest, ProofResponse};
+
+use super::error::{ApiError, ApiJson};
+use super::state::AppState;
+
+/// `POST /api/auth/proof {nonce}`: `{proofs}`, bound to the pin this server serves (the
+/// key pair is the same on every connection, whichever certificate it was issued in).
+pub async fn prove(
+    State(state): State<Arc<AppState>>,
+    extensions: Extensions,
+    ApiJson(request): ApiJson<ProofRequest>,
+) -> Result<Json<ProofResponse>, ApiError> {
+    let client = extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |c| c.0.ip());
+    let proofs = state
+        .auth
+        .proofs(&request.nonce, state.tls_pin.as_ref(), client)
+        .inspect_err(|_| tracing::info!(%client, "proof request refused"))?;
+    Ok(Json(ProofResponse { proofs }))
+}
