@@ -2,8 +2,9 @@
 //! types every backend shares. The service holds an `Arc<dyn Storage>` and never
 //! learns which database is behind it.
 //!
-//! [`sqlite`] is the backend today: SQLite with sqlite-vec and FTS5, whose blocking
-//! calls run on tokio's blocking threads inside the backend, nowhere else. The trait is
+//! [`sqlite`] is the default backend: SQLite with sqlite-vec and FTS5, whose blocking
+//! calls run on tokio's blocking threads inside the backend, nowhere else.
+//! [`postgres`] is PostgreSQL with pgvector, for several servers on one database. The trait is
 //! async and returns boxed futures, so it stays object-safe and a backend with a native
 //! async client (PostgreSQL with pgvector through tokio-postgres or sqlx, LISTEN/NOTIFY
 //! feeding [`Storage::subscribe`]) implements it without a blocking pool. The test
@@ -41,6 +42,7 @@
 
 #[cfg(test)]
 pub(crate) mod conformance;
+pub mod postgres;
 pub mod sqlite;
 
 use std::sync::Arc;
@@ -232,6 +234,15 @@ pub enum StorageError {
     #[error("the transaction failed to commit, so this write was rolled back: {source}")]
     CommitFailed {
         source: Arc<dyn std::error::Error + Send + Sync>,
+    },
+    /// The database cannot be reached or did not answer in time (a server database
+    /// that is down, restarting or unreachable). Nothing was done, or a write's
+    /// outcome is unknown; a retry once it is back is safe, since writes are keyed
+    /// by content. Clients are told 503.
+    #[error("the database is unavailable: {context}: {source}")]
+    Unavailable {
+        context: String,
+        source: Box<dyn std::error::Error + Send + Sync>,
     },
     /// The backend has shut down (its writer, pool or connection is gone).
     #[error("the storage has stopped taking requests")]

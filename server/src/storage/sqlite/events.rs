@@ -16,7 +16,7 @@ use crate::storage::{EventRow, Retention, StorageError};
 const PREVIEW_CHARS: usize = 100;
 
 /// The fields of a memory that a feed subscriber needs to react without a lookup.
-pub(super) fn summary(memory: &Memory) -> Map<String, Value> {
+pub(in crate::storage) fn summary(memory: &Memory) -> Map<String, Value> {
     let preview: String = memory.content.chars().take(PREVIEW_CHARS).collect();
     let Value::Object(map) = json!({
         "content_hash": memory.content_hash,

@@ -27,7 +27,7 @@
 //! (sqlite-vec's registration and blob format), which `vectors` also decodes with.
 //! `events` owns the change-feed table, `migrations` the schema.
 
-mod events;
+pub(super) mod events;
 mod filter;
 mod migrations;
 mod read;
