@@ -10,9 +10,11 @@ CARGO  ?= cargo
 run: provision
 	$(CARGO) run --release --locked -p mnemo-server
 
-## Provision everything, then run the whole test suite.
+## Provision everything, then run the whole test suite; the REST and change-feed
+## suites run a second time on PostgreSQL (`MNEMO_TEST_BACKEND`, server/src/testing/server.rs).
 test: provision test-python
 	$(CARGO) test --workspace --all-targets --locked
+	MNEMO_TEST_BACKEND=postgres $(CARGO) test --locked -p mnemo-server --test rest_api --test events
 
 ## Fetch, verify and cache the model and ONNX Runtime (scripts/provision.py).
 provision:
