@@ -90,9 +90,16 @@ impl TestServer {
             Some(fp) => pinned_client(fp.parse().unwrap()),
             None => reqwest::Client::new(),
         };
-        let database = Backend::from_env().database();
+        // A test that names a database (two servers on one) keeps it; otherwise the
+        // backend under test decides.
+        let database = match config.database_url {
+            Some(_) => None,
+            None => Backend::from_env().database(),
+        };
         if let Some(database) = &database {
             config.database_url = Some(database.url.parse().unwrap());
+        }
+        if config.database_url.is_some() {
             let (state, config, shutdown) = (Arc::clone(&state), config.clone(), shutdown.clone());
             let publish = async move {
                 let store = PostgresStore::open(
