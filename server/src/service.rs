@@ -13,7 +13,7 @@ use thiserror::Error;
 use crate::embed::{EmbedError, Embedder};
 use crate::memory::{
     Filter, InvalidInput, Memory, MemoryPatch, NewMemory, ScoredMemory, content_hash,
-    normalize_tags, normalize_type,
+    normalize_tags, normalize_type, refuse_nul, refuse_nul_in_metadata,
 };
 use crate::storage::{NewRecord, Page, Storage, StorageError};
 
@@ -170,6 +170,8 @@ impl MemoryService {
             }
             .into());
         }
+        refuse_nul("content", content)?;
+        refuse_nul_in_metadata(&new.metadata)?;
         Ok(NewRecord {
             content: content.to_owned(),
             content_hash: content_hash(content),
@@ -206,6 +208,9 @@ impl MemoryService {
         }
         if let Some(memory_type) = &patch.memory_type {
             patch.memory_type = Some(normalize_type(memory_type.as_deref())?);
+        }
+        if let Some(metadata) = &patch.metadata {
+            refuse_nul_in_metadata(metadata)?;
         }
         Ok(self.storage.update(content_hash, patch).await?)
     }

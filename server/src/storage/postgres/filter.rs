@@ -33,7 +33,24 @@ impl Params {
 pub(super) fn conditions(filter: &Filter, params: &mut Params) -> String {
     let mut sql = String::new();
     // Tags that cannot be valid are simply not matched: a filter is not a write.
-    let tags = normalize_tags(&filter.tags).unwrap_or_else(|_| filter.tags.clone());
+    let mut tags = normalize_tags(&filter.tags).unwrap_or_else(|_| filter.tags.clone());
+    // No stored text holds U+0000, and PostgreSQL refuses it in a parameter: a tag or
+    // type with one matches nothing.
+    let unmatchable = |text: &String| text.contains('\0');
+    if tags.iter().any(unmatchable) {
+        match filter.tag_match {
+            TagMatch::All => return " AND false".into(),
+            TagMatch::Any => {
+                tags.retain(|t| !unmatchable(t));
+                if tags.is_empty() {
+                    return " AND false".into();
+                }
+            }
+        }
+    }
+    if filter.memory_type.as_ref().is_some_and(unmatchable) {
+        return " AND false".into();
+    }
     if !tags.is_empty() {
         let operator = match filter.tag_match {
             TagMatch::Any => "&&",
@@ -81,5 +98,27 @@ mod tests {
         );
         assert_eq!(sql, " AND m.tags @> $2::text[] AND m.memory_type = $3");
         assert_eq!(params.as_refs().len(), 3);
+    }
+
+    /// A tag or type holding U+0000 matches nothing instead of reaching PostgreSQL,
+    /// which would refuse it.
+    #[test]
+    fn nul_matches_nothing() {
+        let mut params = Params::default();
+        let any = Filter {
+            tags: vec!["a\0".into(), "b".into()],
+            ..Filter::default()
+        };
+        assert_eq!(conditions(&any, &mut params), " AND m.tags && $1::text[]");
+        let all = Filter {
+            tag_match: TagMatch::All,
+            ..any
+        };
+        assert_eq!(conditions(&all, &mut Params::default()), " AND false");
+        let typed = Filter {
+            memory_type: Some("\0".into()),
+            ..Filter::default()
+        };
+        assert_eq!(conditions(&typed, &mut Params::default()), " AND false");
     }
 }

@@ -49,6 +49,7 @@ pub(super) async fn get(
     client: &impl GenericClient,
     content_hash: &str,
 ) -> Result<Memory, StorageError> {
+    refuse_nul_hash(content_hash)?;
     let rows = query(
         client,
         &format!("SELECT {MEMORY_COLUMNS} FROM memories m WHERE m.content_hash = $1"),
@@ -70,10 +71,15 @@ pub(super) async fn contains(
     if content_hashes.is_empty() {
         return Ok(Vec::new());
     }
+    let askable: Vec<&str> = content_hashes
+        .iter()
+        .map(String::as_str)
+        .filter(|h| !h.contains('\0'))
+        .collect();
     let rows = query(
         client,
         "SELECT content_hash FROM memories WHERE content_hash = ANY($1)",
-        &[&content_hashes],
+        &[&askable],
     )
     .await?;
     let stored: std::collections::HashSet<&str> = rows.iter().map(|r| r.get(0)).collect();
@@ -161,7 +167,7 @@ const MAX_TERMS: usize = 32;
 fn words(query: &str) -> Vec<String> {
     let mut seen = std::collections::HashSet::new();
     query
-        .split_whitespace()
+        .split(|c: char| c.is_whitespace() || c == '\0')
         .filter(|word| word.chars().any(char::is_alphanumeric))
         .map(str::to_lowercase)
         .filter(|word| seen.insert(word.clone()))
@@ -205,6 +211,10 @@ pub(super) async fn substring_search(
     k: usize,
     filter: &Filter,
 ) -> Result<Vec<Memory>, StorageError> {
+    // No stored content holds U+0000 (PostgreSQL cannot), so nothing contains it.
+    if text.contains('\0') {
+        return Ok(Vec::new());
+    }
     let mut params = Params::default();
     let needle = params.push(text.to_lowercase());
     let conditions = conditions(filter, &mut params);
@@ -231,6 +241,7 @@ pub(super) async fn similarities(
     if content_hashes.is_empty() {
         return Ok(Vec::new());
     }
+    content_hashes.iter().try_for_each(|h| refuse_nul_hash(h))?;
     let rows = query(
         client,
         "SELECT content_hash, 1 - (embedding <=> $1) FROM memories WHERE content_hash = ANY($2)",
@@ -250,6 +261,17 @@ pub(super) async fn similarities(
                 })
         })
         .collect()
+}
+
+/// No memory has a hash holding U+0000, which PostgreSQL would refuse as a parameter.
+pub(super) fn refuse_nul_hash(content_hash: &str) -> Result<(), StorageError> {
+    if content_hash.contains('\0') {
+        Err(StorageError::NotFound {
+            content_hash: content_hash.to_owned(),
+        })
+    } else {
+        Ok(())
+    }
 }
 
 pub(super) async fn count(client: &impl GenericClient) -> Result<u64, StorageError> {
@@ -353,7 +375,10 @@ mod tests {
     /// Repeated words reach full-text search once, and at most MAX_TERMS do.
     #[test]
     fn words_are_distinct_and_bounded() {
-        assert_eq!(words("Word word -- ?! E1234-XK"), ["word", "e1234-xk"]);
+        assert_eq!(
+            words("Word word -- ?! E1234-XK a\0b"),
+            ["word", "e1234-xk", "a", "b"]
+        );
         let many: String = (0..1000).map(|i| format!("w{i} ")).collect();
         assert_eq!(words(&many).len(), MAX_TERMS);
     }

@@ -95,6 +95,7 @@ pub(super) async fn update(
     patch: MemoryPatch,
     now: f64,
 ) -> Result<(Memory, EventRow), StorageError> {
+    read::refuse_nul_hash(content_hash)?;
     let rows = read::query(
         tx,
         &format!("SELECT {MEMORY_COLUMNS} FROM memories m WHERE m.content_hash = $1 FOR UPDATE"),
@@ -149,6 +150,7 @@ pub(super) async fn delete(
     content_hash: &str,
     now: f64,
 ) -> Result<(Memory, EventRow), StorageError> {
+    read::refuse_nul_hash(content_hash)?;
     let rows = read::query(
         tx,
         &format!("DELETE FROM memories m WHERE m.content_hash = $1 RETURNING {MEMORY_COLUMNS}"),
