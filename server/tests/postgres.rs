@@ -9,7 +9,7 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use mnemo_server::testing::{PgCluster, SseStream, TestServer, next_event};
+use mnemo_server::testing::{PgCluster, ServerProcess, SseStream, TestServer, next_event};
 use reqwest::Method;
 use serde_json::{Value, json};
 
@@ -198,4 +198,47 @@ async fn a_database_that_goes_away_is_a_503_then_the_server_recovers() {
     let event = next_change(&mut resumed).await;
     let data: Value = serde_json::from_str(&event.data).unwrap();
     assert_eq!(data["content_hash"], hash.as_str());
+}
+
+/// The real binary with `MNEMO_DATABASE_URL` stores in PostgreSQL, not in a SQLite
+/// file, and logs where without the URL's password.
+#[tokio::test]
+async fn the_binary_uses_the_database_url() {
+    const KEY: &str = "postgres-binary-key";
+    let database = PgCluster::shared().database();
+    // The cluster trusts local connections, so any password will do.
+    let url = database.url.replace("postgres@", "postgres:hunter2@");
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = ServerProcess::spawn(
+        dir.path(),
+        &[("MCP_API_KEY", KEY), ("MNEMO_DATABASE_URL", url.as_str())],
+    );
+    let healthy = server.wait_for_log("healthy");
+    let location = database.url.replace("postgres://", "database=postgres://");
+    assert!(healthy.contains(&location), "{healthy}");
+    let response = reqwest::Client::new()
+        .post(format!("{}/api/memories", server.url()))
+        .bearer_auth(KEY)
+        .json(&json!({"content": "stored through the binary"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert!(!dir.path().join("memories.db").exists());
+    let health: Value = reqwest::Client::new()
+        .get(format!("{}/api/health/detailed", server.url()))
+        .bearer_auth(KEY)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(health["database_path"], database.url.as_str(), "{health}");
+    assert_eq!(health["memories"], 1, "{health}");
+    assert!(
+        !server.log().iter().any(|line| line.contains("hunter2")),
+        "the password reached the log"
+    );
+    server.terminate().unwrap();
 }
