@@ -207,14 +207,10 @@ impl PostgresStore {
         let results: Vec<Result<Memory, StorageError>> = results.into_iter().flatten().collect();
         if head.moved {
             if let Err(e) = tx.commit().await {
-                let source: Arc<dyn std::error::Error + Send + Sync> = Arc::new(e);
+                let failed = commit_failed(e);
                 return Ok(results
                     .into_iter()
-                    .map(|r| {
-                        r.and(Err(StorageError::CommitFailed {
-                            source: Arc::clone(&source),
-                        }))
-                    })
+                    .map(|r| r.and_then(|_| Err(failed())))
                     .collect());
             }
         } else {
@@ -238,9 +234,7 @@ impl PostgresStore {
             WriteOne::Delete(hash) => write::delete(&tx, &mut head, hash, now).await?,
         };
         write::finish(&tx, &head, &self.shared.retention, now).await?;
-        tx.commit().await.map_err(|e| StorageError::CommitFailed {
-            source: Arc::new(e),
-        })?;
+        tx.commit().await.map_err(|e| commit_failed(e)())?;
         drop(client);
         self.announce(Some(head.seq)).await;
         Ok(memory)
@@ -250,6 +244,29 @@ impl PostgresStore {
     async fn announce(&self, seq: Option<i64>) {
         if let Some(seq) = seq {
             self.shared.feed.sent(seq, self.shared.call_timeout).await;
+        }
+    }
+}
+
+/// The error each write of a transaction whose commit failed gets. A lost connection
+/// leaves the outcome unknown: that is [`StorageError::Unavailable`] (503), and a
+/// retry is safe, since the same content is refused as a duplicate if it did commit.
+/// Otherwise the transaction rolled back: [`StorageError::CommitFailed`].
+fn commit_failed(error: tokio_postgres::Error) -> impl Fn() -> StorageError {
+    let message = error.to_string();
+    let lost = matches!(StorageError::from(error), StorageError::Unavailable { .. });
+    move || {
+        if lost {
+            StorageError::Unavailable {
+                context:
+                    "the connection was lost while the write committed, so it may or may not have"
+                        .into(),
+                source: message.clone().into(),
+            }
+        } else {
+            StorageError::CommitFailed {
+                source: Arc::new(std::io::Error::other(message.clone())),
+            }
         }
     }
 }
