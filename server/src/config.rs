@@ -10,6 +10,7 @@ use clap::builder::BoolishValueParser;
 use crate::embed::ModelFiles;
 use crate::service::Limits;
 use crate::storage::Retention;
+use crate::storage::postgres::PostgresOptions;
 use crate::storage::sqlite::SqliteOptions;
 pub use mnemo_api::Secret;
 
@@ -32,6 +33,16 @@ pub struct Config {
     /// Database file [default: <data dir>/memories.db].
     #[arg(long, env = "MCP_MEMORY_SQLITE_PATH")]
     pub sqlite_path: Option<PathBuf>,
+
+    /// Use PostgreSQL (with pgvector) instead of SQLite, so several servers can share
+    /// one database: postgres://user:password@host:5432/database; add
+    /// ?sslmode=verify-full (and &sslrootcert=<file>) for TLS.
+    #[arg(long, env = "MNEMO_DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<Secret>,
+
+    /// PostgreSQL connections each server keeps open.
+    #[arg(long, env = "MNEMO_PG_POOL", default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    pub pg_pool: u32,
 
     /// Where `scripts/provision.py` keeps the model and ONNX Runtime [default: ~/.cache/mnemo].
     #[arg(long, env = "MNEMO_CACHE_DIR")]
@@ -278,6 +289,19 @@ impl Config {
         }
     }
 
+    /// The PostgreSQL storage settings this configuration asks for (with
+    /// [`Config::database_url`]).
+    pub fn postgres_options(&self) -> PostgresOptions {
+        let sqlite = self.store_options();
+        PostgresOptions {
+            pool_size: self.pg_pool as usize,
+            statement_timeout: sqlite.read_timeout,
+            retention: sqlite.retention,
+            feed_capacity: sqlite.feed_capacity,
+            ..PostgresOptions::default()
+        }
+    }
+
     /// A setting in seconds as a duration; at least a millisecond, so that zero or a
     /// negative value cannot turn a bound off by accident.
     pub fn seconds(value: f64) -> std::time::Duration {
@@ -319,6 +343,7 @@ impl Config {
         config.port = 0;
         config.data_dir = Some(data_dir.into());
         config.sqlite_path = None;
+        config.database_url = None;
         // Tests never multicast on the machine's real interfaces.
         config.mdns_enabled = false;
         config

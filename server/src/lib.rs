@@ -30,7 +30,8 @@
 //!   database (writes that append their change-feed event in the same transaction,
 //!   filtered exact KNN, full-text ranking, the events table), and its SQLite backend
 //!   in [`storage::sqlite`]: one writer thread with group commit, a pool of read-only
-//!   connections, sqlite-vec vectors and FTS5.
+//!   connections, sqlite-vec vectors and FTS5; or [`storage::postgres`], PostgreSQL with
+//!   pgvector, which several servers can share.
 //! * [`embed`]: turning text into vectors. Finds the model files and ONNX Runtime,
 //!   loads the model with fastembed, and batches concurrent requests on one thread.
 //! * [`memory`]: the domain types every layer shares (a memory, a search filter, the

@@ -133,6 +133,34 @@ pub enum InvalidInput {
         "metadata takes {actual} bytes as JSON; the limit is {limit} bytes (MNEMO_MAX_METADATA_BYTES)"
     )]
     MetadataTooLarge { actual: usize, limit: usize },
+    #[error("{field} contains a NUL character (\\u0000), which a memory cannot hold")]
+    NulCharacter { field: &'static str },
+}
+
+/// Refuses U+0000 in text to be stored. PostgreSQL's `text` and `jsonb` cannot hold
+/// it, so neither backend accepts it, and a memory moves between them unchanged.
+pub fn refuse_nul(field: &'static str, text: &str) -> Result<(), InvalidInput> {
+    if text.contains('\0') {
+        Err(InvalidInput::NulCharacter { field })
+    } else {
+        Ok(())
+    }
+}
+
+/// [`refuse_nul`] for every key and string of a metadata object, however deep.
+pub fn refuse_nul_in_metadata(metadata: &Map<String, Value>) -> Result<(), InvalidInput> {
+    fn check(value: &Value) -> Result<(), InvalidInput> {
+        match value {
+            Value::String(text) => refuse_nul("metadata", text),
+            Value::Array(items) => items.iter().try_for_each(check),
+            Value::Object(map) => refuse_nul_in_metadata(map),
+            _ => Ok(()),
+        }
+    }
+    metadata.iter().try_for_each(|(key, value)| {
+        refuse_nul("metadata", key)?;
+        check(value)
+    })
 }
 
 /// SHA-256 (lower-case hex) of the content with surrounding whitespace trimmed.
@@ -151,6 +179,7 @@ pub fn normalize_tags<S: AsRef<str>>(tags: &[S]) -> Result<Vec<String>, InvalidI
         if tag.chars().count() > MAX_TAG_CHARS {
             return Err(InvalidInput::TagTooLong { tag });
         }
+        refuse_nul("a tag", &tag)?;
         out.push(tag);
     }
     out.sort();
@@ -166,7 +195,7 @@ pub fn normalize_type(memory_type: Option<&str>) -> Result<Option<String>, Inval
     match memory_type.map(str::trim) {
         None | Some("") => Ok(None),
         Some(t) if t.chars().count() > MAX_TYPE_CHARS => Err(InvalidInput::TypeTooLong),
-        Some(t) => Ok(Some(t.to_owned())),
+        Some(t) => refuse_nul("memory_type", t).map(|()| Some(t.to_owned())),
     }
 }
 

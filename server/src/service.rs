@@ -13,7 +13,7 @@ use thiserror::Error;
 use crate::embed::{EmbedError, Embedder};
 use crate::memory::{
     Filter, InvalidInput, Memory, MemoryPatch, NewMemory, ScoredMemory, check_metadata_size,
-    content_hash, normalize_tags, normalize_type,
+    content_hash, normalize_tags, normalize_type, refuse_nul, refuse_nul_in_metadata,
 };
 use crate::storage::{NewRecord, Page, Storage, StorageError};
 
@@ -196,6 +196,8 @@ impl MemoryService {
             .into());
         }
         check_metadata_size(&new.metadata, self.limits.metadata_bytes)?;
+        refuse_nul("content", content)?;
+        refuse_nul_in_metadata(&new.metadata)?;
         Ok(NewRecord {
             content: content.to_owned(),
             content_hash: content_hash(content),
@@ -237,6 +239,7 @@ impl MemoryService {
             // The patch alone past the limit is refused before storage is asked;
             // storage checks the merged result.
             check_metadata_size(metadata, self.limits.metadata_bytes)?;
+            refuse_nul_in_metadata(metadata)?;
         }
         patch.max_metadata_bytes = Some(self.limits.metadata_bytes);
         Ok(self.storage.update(content_hash, patch).await?)

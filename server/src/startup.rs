@@ -22,8 +22,9 @@ use crate::embed::{Embedder, FastEmbedModel, LoadError};
 use crate::http::{self, AppState, connections};
 use crate::mdns;
 use crate::service::MemoryService;
-use crate::storage::StorageError;
+use crate::storage::postgres::PostgresStore;
 use crate::storage::sqlite::SqliteStore;
+use crate::storage::{Storage, StorageError};
 
 /// Why the server could not start, or stopped.
 #[derive(Debug, Error)]
@@ -278,7 +279,11 @@ async fn load(
     let database = config.database_path();
     info!(
         data_dir = %config.data_dir().display(),
-        database = %database.display(),
+        database = %if config.database_url.is_some() {
+            "PostgreSQL (MNEMO_DATABASE_URL)".into()
+        } else {
+            database.display().to_string()
+        },
         cache_dir = %config.cache_dir().display(),
         model_dir = %files.model_dir.display(),
         onnxruntime = %files.ort_dylib.display(),
@@ -286,18 +291,33 @@ async fn load(
     );
     let started = Instant::now();
     let settings = config.clone();
-    let service = tokio::task::spawn_blocking(move || -> Result<MemoryService, ServeError> {
+    let embedder = tokio::task::spawn_blocking(move || -> Result<Embedder, ServeError> {
         let model = FastEmbedModel::load(&files, &settings.model_id, settings.embed_threads())?;
-        let embedder = Embedder::start(Box::new(model), settings.embed_batch as usize);
-        let store = SqliteStore::open(&database, embedder.spec(), settings.store_options())?;
-        Ok(MemoryService::new(Arc::new(store), embedder).with_limits(settings.limits()))
+        Ok(Embedder::start(
+            Box::new(model),
+            settings.embed_batch as usize,
+        ))
     })
     .await??;
+    let storage: Arc<dyn Storage> = match &config.database_url {
+        Some(url) => Arc::new(
+            PostgresStore::open(url.expose(), embedder.spec(), config.postgres_options()).await?,
+        ),
+        None => {
+            let (spec, options) = (embedder.spec().clone(), config.store_options());
+            Arc::new(
+                tokio::task::spawn_blocking(move || SqliteStore::open(&database, &spec, options))
+                    .await??,
+            )
+        }
+    };
+    let service = MemoryService::new(storage, embedder).with_limits(config.limits());
     let spec = service.embedder().spec().clone();
     let memories = service.storage().count().await?;
     info!(
         model = %spec.model_id,
         dimension = spec.dimension,
+        database = %service.storage().location(),
         memories,
         elapsed_ms = started.elapsed().as_millis() as u64,
         "healthy",

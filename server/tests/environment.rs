@@ -33,6 +33,10 @@ const HOSTILE: &[(&str, &str)] = &[
     ("MNEMO_MEMORY_VECTORS", "false"),
     ("MNEMO_AUTH_FAILURES_PER_MINUTE", "1"),
     ("MNEMO_MAX_CONTENT_BYTES", "10"),
+    (
+        "MNEMO_DATABASE_URL",
+        "postgres://hostile@127.0.0.1:9/hostile",
+    ),
 ];
 
 /// In the copy, returns `true`: the caller checks. Otherwise runs `test` in a copy of

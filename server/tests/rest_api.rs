@@ -1002,3 +1002,26 @@ async fn rest_delete_by_filter() {
     let (_, health) = server.send(Method::GET, "/api/health/detailed", None).await;
     assert_eq!(health["memories"], 1, "only the kept memory is left");
 }
+
+/// Text holding U+0000 (which PostgreSQL cannot store) is refused with a 400 naming
+/// the field, on every backend, and stores nothing.
+#[tokio::test]
+async fn nul_characters_are_refused() {
+    let server = TestServer::spawn().await;
+    for body in [
+        json!({"content": "before\0after"}),
+        json!({"content": "fine", "tags": ["a\0"]}),
+        json!({"content": "fine", "metadata": {"k": ["x\0"]}}),
+    ] {
+        let (status, reply) = server.send(Method::POST, "/api/memories", Some(body)).await;
+        assert_eq!(status, 400, "{reply}");
+        assert!(
+            reply["message"].as_str().unwrap().contains("NUL"),
+            "{reply}"
+        );
+    }
+    let (status, reply) = server.send(Method::GET, "/api/memories/a%00b", None).await;
+    assert_eq!(status, 404, "{reply}");
+    let (_, listed) = server.send(Method::GET, "/api/memories", None).await;
+    assert_eq!(listed["total"], 0, "{listed}");
+}

@@ -133,6 +133,21 @@ impl Args {
             self.seed_over_rest = true;
         }
     }
+
+    /// A started server on PostgreSQL (`--server-env MNEMO_DATABASE_URL=…`, an empty
+    /// database) keeps its data there: seed it over REST, never from or into the
+    /// SQLite snapshots, and wait for no in-memory vector copy (that backend has none).
+    fn apply_server_database(&mut self) {
+        if self
+            .server_env
+            .iter()
+            .any(|kv| kv.starts_with("MNEMO_DATABASE_URL="))
+        {
+            self.fresh = true;
+            self.seed_over_rest = true;
+            self.server_env.push("MNEMO_MEMORY_VECTORS=false".into());
+        }
+    }
 }
 
 /// A REST client for one server.
@@ -625,6 +640,7 @@ async fn main() -> anyhow::Result<()> {
         return Ok(());
     }
     args.apply_quick();
+    args.apply_server_database();
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let cache = Config::parse_from(["mnemo-server"])
         .cache_dir()

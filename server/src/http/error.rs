@@ -151,6 +151,16 @@ impl From<ServiceError> for ApiError {
                 error.duplicate_of = Some(content_hash);
                 error
             }
+            ServiceError::Storage(unavailable @ StorageError::Unavailable { .. }) => {
+                tracing::warn!(error = %unavailable, "the database is unavailable");
+                let mut error = Self::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "database_unavailable",
+                    "the database is unavailable; retry in a moment",
+                );
+                error.retry_after = Some(1);
+                error
+            }
             ServiceError::Storage(StorageError::Invalid(invalid)) => Self::new(
                 StatusCode::BAD_REQUEST,
                 "invalid_input",

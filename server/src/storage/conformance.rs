@@ -64,6 +64,7 @@ macro_rules! storage_conformance {
             subscribers_hear_commits_in_order,
             wrong_dimension_is_refused,
             health_names_location_and_size,
+            text_with_nul_matches_nothing,
         );
     };
     (@each $harness:ty; $($property:ident),* $(,)?) => {
@@ -917,4 +918,44 @@ pub(crate) async fn health_names_location_and_size<H: Harness>() {
         .unwrap();
     assert!(!store.location().is_empty());
     assert!(store.size_on_disk().await.unwrap() > 0);
+}
+
+/// Lookups and filters holding U+0000 (which no stored text holds, and PostgreSQL
+/// refuses as a parameter) find nothing rather than fail.
+pub(crate) async fn text_with_nul_matches_nothing<H: Harness>() {
+    let store = fresh::<H>().await;
+    store
+        .insert(record("plain", &["t"], [1.0; DIM]))
+        .await
+        .unwrap();
+    let nul = "a\0b".to_owned();
+    assert!(matches!(
+        store.get(&nul).await,
+        Err(StorageError::NotFound { .. })
+    ));
+    assert!(matches!(
+        store.delete(&nul).await,
+        Err(StorageError::NotFound { .. })
+    ));
+    assert_eq!(
+        store.contains(std::slice::from_ref(&nul)).await.unwrap(),
+        [false]
+    );
+    let tagged = Filter {
+        tags: vec![nul.clone()],
+        ..Filter::default()
+    };
+    assert_eq!(store.list(&tagged, 1, 10).await.unwrap().total, 0);
+    let typed = Filter {
+        memory_type: Some(nul.clone()),
+        ..Filter::default()
+    };
+    assert_eq!(store.list(&typed, 1, 10).await.unwrap().total, 0);
+    assert!(
+        store
+            .keyword_search(&nul, 10, &Filter::default())
+            .await
+            .is_ok()
+    );
+    assert_eq!(store.count().await.unwrap(), 1);
 }

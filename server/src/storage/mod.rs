@@ -2,8 +2,9 @@
 //! types every backend shares. The service holds an `Arc<dyn Storage>` and never
 //! learns which database is behind it.
 //!
-//! [`sqlite`] is the backend today: SQLite with sqlite-vec and FTS5, whose blocking
-//! calls run on tokio's blocking threads inside the backend, nowhere else. The trait is
+//! [`sqlite`] is the default backend: SQLite with sqlite-vec and FTS5, whose blocking
+//! calls run on tokio's blocking threads inside the backend, nowhere else.
+//! [`postgres`] is PostgreSQL with pgvector, for several servers on one database. The trait is
 //! async and returns boxed futures, so it stays object-safe and a backend with a native
 //! async client (PostgreSQL with pgvector through tokio-postgres or sqlx, LISTEN/NOTIFY
 //! feeding [`Storage::subscribe`]) implements it without a blocking pool. The test
@@ -42,6 +43,7 @@
 #[cfg(test)]
 pub(crate) mod conformance;
 pub mod payload;
+pub mod postgres;
 pub mod sqlite;
 
 use std::sync::Arc;
@@ -276,6 +278,15 @@ pub enum StorageError {
          may save what is left)"
     )]
     Corrupt { location: String, detail: String },
+    /// The database cannot be reached or did not answer in time (a server database
+    /// that is down, restarting or unreachable). Nothing was done, or a write's
+    /// outcome is unknown; a retry once it is back is safe, since writes are keyed
+    /// by content. Clients are told 503.
+    #[error("the database is unavailable: {context}: {source}")]
+    Unavailable {
+        context: String,
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
     /// The backend has shut down (its writer, pool or connection is gone).
     #[error("the storage has stopped taking requests")]
     Stopped,

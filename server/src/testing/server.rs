@@ -11,11 +11,14 @@ use tempfile::TempDir;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use super::service::open_service_in;
+use super::postgres::{PgCluster, PgDatabase};
+use super::service::{embedder, open_service_in};
 use super::sse::{SseStream, sse_stream};
 use crate::Config;
 use crate::http::AppState;
+use crate::service::MemoryService;
 use crate::startup::{ServeError, Server};
+use crate::storage::postgres::PostgresStore;
 
 /// The all-scopes key every [`TestServer`] is configured with.
 pub const MASTER_KEY: &str = "test-master-key-0123456789";
@@ -33,6 +36,9 @@ pub struct TestServer {
     url: String,
     /// The data folder (database, generated certificate); deleted on drop.
     pub dir: TempDir,
+    /// The PostgreSQL database serving instead of SQLite, when
+    /// [`Backend::from_env`] says so; dropped after the server.
+    pub database: Option<PgDatabase<'static>>,
     /// A client for this server; over HTTPS it pins the server's own certificate.
     pub http: reqwest::Client,
     /// The server's state, for tests that watch its internals (the change feed, the
@@ -84,24 +90,56 @@ impl TestServer {
             Some(fp) => pinned_client(fp.parse().unwrap()),
             None => reqwest::Client::new(),
         };
-        let publish = {
-            let (state, config, shutdown) = (Arc::clone(&state), config.clone(), shutdown.clone());
-            let folder = dir.path().to_owned();
-            move || {
-                let service =
-                    open_service_in(&folder, config.store_options()).with_limits(config.limits());
-                state.publish(service, &config, shutdown);
-            }
+        // A test that names a database (two servers on one) keeps it; otherwise the
+        // backend under test decides.
+        let database = match config.database_url {
+            Some(_) => None,
+            None => Backend::from_env().database(),
         };
-        if in_background {
-            tokio::task::spawn_blocking(publish);
+        if let Some(database) = &database {
+            config.database_url = Some(database.url.parse().unwrap());
+        }
+        if config.database_url.is_some() {
+            let (state, config, shutdown) = (Arc::clone(&state), config.clone(), shutdown.clone());
+            let publish = async move {
+                let store = PostgresStore::open(
+                    config.database_url.as_ref().unwrap().expose(),
+                    embedder().spec(),
+                    config.postgres_options(),
+                )
+                .await
+                .unwrap_or_else(|e| panic!("{e}"));
+                let service =
+                    MemoryService::new(Arc::new(store), embedder()).with_limits(config.limits());
+                state.publish(service, &config, shutdown);
+            };
+            if in_background {
+                tokio::spawn(publish);
+            } else {
+                publish.await;
+            }
         } else {
-            publish();
+            let publish = {
+                let (state, config, shutdown) =
+                    (Arc::clone(&state), config.clone(), shutdown.clone());
+                let folder = dir.path().to_owned();
+                move || {
+                    let service = open_service_in(&folder, config.store_options())
+                        .with_limits(config.limits());
+                    state.publish(service, &config, shutdown);
+                }
+            };
+            if in_background {
+                tokio::task::spawn_blocking(publish);
+            } else {
+                publish();
+            }
         }
         let task = tokio::spawn(server.serve_published(shutdown.clone()));
         Self {
             url,
             dir,
+            database,
             http,
             state,
             shutdown,
@@ -161,6 +199,31 @@ impl TestServer {
         let (status, body) = self.send(Method::POST, "/api/memories", Some(body)).await;
         assert_eq!(status, 200, "{body}");
         body["content_hash"].as_str().unwrap().to_owned()
+    }
+}
+
+/// Which database [`TestServer`]s use: `MNEMO_TEST_BACKEND=postgres` runs the same
+/// tests on a fresh PostgreSQL database each (on the process's [`PgCluster`]); SQLite
+/// otherwise. `make test` runs the REST and change-feed suites both ways.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+impl Backend {
+    /// The backend `MNEMO_TEST_BACKEND` names; an unknown name is a mistake, not SQLite.
+    pub fn from_env() -> Self {
+        match std::env::var("MNEMO_TEST_BACKEND").as_deref() {
+            Err(_) | Ok("" | "sqlite") => Self::Sqlite,
+            Ok("postgres") => Self::Postgres,
+            Ok(other) => panic!("MNEMO_TEST_BACKEND={other:?}: use sqlite or postgres"),
+        }
+    }
+
+    /// A fresh database for this backend, if it is a server database.
+    pub fn database(self) -> Option<PgDatabase<'static>> {
+        (self == Self::Postgres).then(|| PgCluster::shared().database())
     }
 }
 

@@ -231,7 +231,8 @@ pub(super) const MAX_FTS_TERMS: usize = 32;
 fn fts_query(query: &str) -> Option<String> {
     let mut seen = std::collections::HashSet::new();
     let terms: Vec<String> = query
-        .split_whitespace()
+        // U+0000 separates words too: FTS5 refuses it inside a phrase.
+        .split(|c: char| c.is_whitespace() || c == '\0')
         .map(|word| word.replace('"', ""))
         .filter(|word| word.chars().any(char::is_alphanumeric))
         // The index folds case, so "Word" and "word" are one term.

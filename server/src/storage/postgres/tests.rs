@@ -1,0 +1,181 @@
+//! The conformance suite against PostgreSQL, one fresh database per test on the
+//! process's shared cluster (`testing::postgres`), and what only this backend has:
+//! versioned migrations, several stores on one database, and a database that is
+//! away.
+
+use super::*;
+use crate::storage::conformance::{DIM, Harness, record, spec, storage_conformance, unit};
+use crate::testing::{PgCluster, PgDatabase};
+
+/// Databases on the process's shared cluster.
+struct Postgres;
+
+impl Harness for Postgres {
+    type Place = PgDatabase<'static>;
+
+    async fn place() -> Self::Place {
+        PgCluster::shared().database()
+    }
+
+    async fn open(
+        place: &Self::Place,
+        spec: &EmbeddingSpec,
+        retention: Retention,
+    ) -> Result<Arc<dyn Storage>, StorageError> {
+        let options = PostgresOptions {
+            retention,
+            pool_size: 4,
+            ..PostgresOptions::default()
+        };
+        Ok(Arc::new(
+            PostgresStore::open(&place.url, spec, options).await?,
+        ))
+    }
+}
+
+mod conformance {
+    super::storage_conformance!(super::Postgres);
+}
+
+async fn open(database: &PgDatabase<'_>) -> PostgresStore {
+    PostgresStore::open(&database.url, &spec(), PostgresOptions::default())
+        .await
+        .unwrap()
+}
+
+/// A database migrated by a newer server is refused with both versions named, and
+/// reopening a current one applies nothing twice.
+#[tokio::test]
+async fn newer_schema_is_refused() {
+    let database = PgCluster::shared().database();
+    drop(open(&database).await);
+    drop(open(&database).await);
+    let store = open(&database).await;
+    let client = store.client().await.unwrap();
+    client
+        .batch_execute("INSERT INTO mnemo.migrations (version) VALUES (99)")
+        .await
+        .unwrap();
+    drop(client);
+    drop(store);
+    let err = PostgresStore::open(&database.url, &spec(), PostgresOptions::default())
+        .await
+        .err()
+        .unwrap();
+    assert!(
+        matches!(err, StorageError::SchemaTooNew { found: 99, .. }),
+        "{err}"
+    );
+}
+
+/// Two stores on one database (two servers): a write through one is read and heard
+/// through the other, with the same sequence number.
+#[tokio::test]
+async fn a_second_store_hears_and_reads_the_first() {
+    let database = PgCluster::shared().database();
+    let a = open(&database).await;
+    let b = open(&database).await;
+    let mut heard = b.subscribe();
+    let stored = a
+        .insert(record("shared", &["t"], [1.0, 0.0, 0.0, 0.0]))
+        .await
+        .unwrap();
+    let event = tokio::time::timeout(Duration::from_secs(10), heard.recv())
+        .await
+        .expect("b hears a's write within 10 s")
+        .unwrap();
+    assert_eq!(event.content_hash, stored.content_hash);
+    assert_eq!(event.seq, a.head_seq().await.unwrap());
+    assert_eq!(b.get(&stored.content_hash).await.unwrap(), stored);
+    let hits = b
+        .search(&unit([1.0, 0.0, 0.0, 0.0]), 1, &Filter::default())
+        .await
+        .unwrap();
+    assert_eq!(hits[0].memory, stored);
+}
+
+/// Concurrent writes through two stores get gap-free sequence numbers, each heard
+/// once, in order, by a subscriber of either.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_writes_through_two_stores_number_events_without_gaps() {
+    let database = PgCluster::shared().database();
+    let stores = [open(&database).await, open(&database).await];
+    let mut heard = stores[1].subscribe();
+    let writes = 64;
+    let tasks: Vec<_> = (0..writes)
+        .map(|i| {
+            let store = stores[i % 2].clone();
+            tokio::spawn(async move {
+                store
+                    .insert(record(&format!("burst {i}"), &[], [1.0; DIM]))
+                    .await
+                    .unwrap();
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap();
+    }
+    let events = stores[0].events_after(0, 1000).await.unwrap();
+    let seqs: Vec<i64> = events.iter().map(|e| e.seq).collect();
+    assert_eq!(seqs, (1..=writes as i64).collect::<Vec<_>>());
+    for expected in 1..=writes as i64 {
+        let event = tokio::time::timeout(Duration::from_secs(10), heard.recv())
+            .await
+            .expect("every event within 10 s")
+            .unwrap();
+        assert_eq!(event.seq, expected);
+    }
+    assert_eq!(stores[1].count().await.unwrap(), writes as u64);
+}
+
+/// With the database stopped, calls fail as Unavailable within the timeouts rather
+/// than hang; once it is back, the same store works again without reopening, and its
+/// subscribers hear writes again.
+#[tokio::test]
+async fn a_database_that_goes_away_is_unavailable_then_recovers() {
+    let cluster = PgCluster::start().unwrap_or_else(|e| panic!("{e}"));
+    let database = cluster.database();
+    let options = PostgresOptions {
+        connect_timeout: Duration::from_secs(1),
+        statement_timeout: Duration::from_secs(1),
+        ..PostgresOptions::default()
+    };
+    let store = PostgresStore::open(&database.url, &spec(), options)
+        .await
+        .unwrap();
+    let mut heard = store.subscribe();
+    store
+        .insert(record("before", &[], [1.0; DIM]))
+        .await
+        .unwrap();
+    assert_eq!(heard.recv().await.unwrap().seq, 1);
+
+    cluster.stop().unwrap();
+    let started = std::time::Instant::now();
+    let err = store.count().await.unwrap_err();
+    assert!(matches!(err, StorageError::Unavailable { .. }), "{err}");
+    let err = store
+        .insert(record("while down", &[], [1.0; DIM]))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StorageError::Unavailable { .. }), "{err}");
+    assert!(
+        started.elapsed() < Duration::from_secs(8),
+        "{:?}",
+        started.elapsed()
+    );
+
+    cluster.restart().unwrap();
+    let after = store
+        .insert(record("after", &[], [1.0; DIM]))
+        .await
+        .unwrap();
+    assert_eq!(store.count().await.unwrap(), 2);
+    let event = tokio::time::timeout(Duration::from_secs(10), heard.recv())
+        .await
+        .expect("the write after the restart is heard")
+        .unwrap();
+    assert_eq!(event.content_hash, after.content_hash);
+    assert_eq!(event.seq, 2);
+}
