@@ -199,6 +199,36 @@ pub fn normalize_type(memory_type: Option<&str>) -> Result<Option<String>, Inval
     }
 }
 
+impl MemoryPatch {
+    /// Applies the patch to `memory` and returns the fields it set, as they now stand
+    /// (what a `memory_updated` event carries). Refuses, changing nothing that counts,
+    /// when the merged metadata passes [`MemoryPatch::max_metadata_bytes`]. Every
+    /// backend applies patches through this, so they merge alike.
+    pub fn apply_to(self, memory: &mut Memory) -> Result<Map<String, Value>, InvalidInput> {
+        let mut changed = Map::new();
+        if let Some(metadata) = self.metadata {
+            let mut merged = memory.metadata.clone();
+            merge_metadata(&mut merged, metadata);
+            if let Some(limit) = self.max_metadata_bytes {
+                check_metadata_size(&merged, limit)?;
+            }
+            changed.insert("metadata".into(), Value::Object(merged.clone()));
+            memory.metadata = merged;
+        }
+        if let Some(mut tags) = self.tags {
+            tags.sort();
+            tags.dedup();
+            changed.insert("tags".into(), Value::from(tags.clone()));
+            memory.tags = tags;
+        }
+        if let Some(memory_type) = self.memory_type {
+            changed.insert("memory_type".into(), Value::from(memory_type.clone()));
+            memory.memory_type = memory_type;
+        }
+        Ok(changed)
+    }
+}
+
 /// Applies a metadata patch: keys in `patch` overwrite, `null` values delete.
 pub fn merge_metadata(base: &mut Map<String, Value>, patch: Map<String, Value>) {
     for (key, value) in patch {

@@ -9,10 +9,10 @@
 use deadpool_postgres::GenericClient;
 use mnemo_api::events::EventKind;
 use pgvector::Vector;
-use serde_json::{Map, Value, json};
+use serde_json::{Map, Value};
 
 use super::read::{self, MEMORY_COLUMNS, memory_from_row};
-use crate::memory::{Memory, MemoryPatch, check_metadata_size, merge_metadata};
+use crate::memory::{Memory, MemoryPatch};
 use crate::storage::payload;
 use crate::storage::{EventRow, NewRecord, Retention, StorageError};
 
@@ -110,24 +110,7 @@ pub(super) async fn update(
             });
         }
     };
-    let mut changed = Map::new();
-    if let Some(mut tags) = patch.tags {
-        tags.sort();
-        tags.dedup();
-        changed.insert("tags".into(), json!(tags));
-        memory.tags = tags;
-    }
-    if let Some(memory_type) = patch.memory_type {
-        changed.insert("memory_type".into(), json!(memory_type));
-        memory.memory_type = memory_type;
-    }
-    if let Some(metadata) = patch.metadata {
-        merge_metadata(&mut memory.metadata, metadata);
-        if let Some(limit) = patch.max_metadata_bytes {
-            check_metadata_size(&memory.metadata, limit)?;
-        }
-        changed.insert("metadata".into(), Value::Object(memory.metadata.clone()));
-    }
+    let changed = patch.apply_to(&mut memory)?;
     memory.updated_at = now;
     read::query(
         tx,

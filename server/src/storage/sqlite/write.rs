@@ -4,14 +4,14 @@
 
 use mnemo_api::events::EventKind;
 use rusqlite::{OptionalExtension, Transaction, params};
-use serde_json::{Map, Value, json};
+use serde_json::Value;
 
 use super::events::append_event;
 use super::migrations::VECTOR_TABLE;
 use super::read;
 use super::vec::vector_bytes;
 use super::vectors::Change;
-use crate::memory::{Memory, MemoryPatch, check_metadata_size, merge_metadata};
+use crate::memory::{Memory, MemoryPatch};
 use crate::storage::payload;
 use crate::storage::{EventRow, NewRecord, StorageError};
 
@@ -84,22 +84,9 @@ pub(super) fn update(
 ) -> Result<Written, StorageError> {
     let id = id_of(tx, content_hash)?;
     let mut memory = read::get(tx, content_hash)?;
-    let mut changed = Map::new();
-    if let Some(tags) = patch.tags {
-        set_tags(tx, id, &tags)?;
-        changed.insert("tags".into(), json!(tags));
-        memory.tags = tags;
-    }
-    if let Some(memory_type) = patch.memory_type {
-        changed.insert("memory_type".into(), json!(memory_type));
-        memory.memory_type = memory_type;
-    }
-    if let Some(metadata) = patch.metadata {
-        merge_metadata(&mut memory.metadata, metadata);
-        if let Some(limit) = patch.max_metadata_bytes {
-            check_metadata_size(&memory.metadata, limit)?;
-        }
-        changed.insert("metadata".into(), Value::Object(memory.metadata.clone()));
+    let changed = patch.apply_to(&mut memory)?;
+    if changed.contains_key("tags") {
+        set_tags(tx, id, &memory.tags)?;
     }
     tx.prepare_cached(
         "UPDATE memories SET memory_type = ?, metadata = ?, updated_at = ? WHERE id = ?",
