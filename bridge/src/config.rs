@@ -16,11 +16,13 @@ use mnemo_certs::Fingerprint;
     about = "stdio MCP server that forwards memory tools to a Mnemo server on the LAN"
 )]
 pub struct Config {
-    /// The server's base URL, e.g. https://nas.local:8443. Overrides discovery.
+    /// The server's base URL, e.g. https://nas.local:8443 (a trailing `/api`, as
+    /// mcp-memory-service's configurations write it, is accepted). Overrides discovery.
     #[arg(long, env = "MCP_MEMORY_HTTP_ENDPOINT")]
     pub server_url: Option<String>,
 
-    /// API key sent to the server.
+    /// API key sent to the server (also read from `MCP_MEMORY_API_KEY`, the name
+    /// mcp-memory-service's bridge configurations use).
     #[arg(long, env = "MCP_API_KEY", hide_env_values = true)]
     pub api_key: Option<Secret>,
 
@@ -75,6 +77,24 @@ pub enum TrustCommand {
 }
 
 impl Config {
+    /// The settings as mcp-memory-service's Claude Desktop configurations write them:
+    /// the key under `MCP_MEMORY_API_KEY` (when `MCP_API_KEY` is not set), and an
+    /// endpoint ending in `/api`, its REST prefix, which Mnemo's paths already carry.
+    /// `env` reads a variable (the process environment, or a test's).
+    pub fn with_legacy_settings(mut self, env: impl Fn(&str) -> Option<String>) -> Self {
+        if self.api_key.is_none() {
+            self.api_key = env("MCP_MEMORY_API_KEY")
+                .filter(|key| !key.trim().is_empty())
+                .and_then(|key| key.parse().ok());
+        }
+        if let Some(url) = &mut self.server_url {
+            let base = url.trim_end_matches('/');
+            let base = base.strip_suffix("/api").unwrap_or(base);
+            *url = base.to_owned();
+        }
+        self
+    }
+
     pub fn discovery_timeout(&self) -> Duration {
         Duration::from_secs_f64(self.discovery_timeout.clamp(0.1, 60.0))
     }
@@ -90,5 +110,52 @@ impl Config {
                 .join("mnemo")
                 .join("bridge-trust.json")
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parsed(args: &[&str], env: &[(&str, &str)]) -> Config {
+        let env: Vec<(String, String)> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Config::parse_from(std::iter::once("mnemo-bridge").chain(args.iter().copied()))
+            .with_legacy_settings(|name| {
+                env.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone())
+            })
+    }
+
+    /// mcp-memory-service's env block: the key under its name, the endpoint with `/api`.
+    #[test]
+    fn mcp_memory_service_settings_are_understood() {
+        for endpoint in [
+            "http://nas:8000/api",
+            "http://nas:8000/api/",
+            "http://nas:8000/",
+            "http://nas:8000",
+        ] {
+            let config = parsed(&["--server-url", endpoint], &[("MCP_MEMORY_API_KEY", "k1")]);
+            assert_eq!(
+                config.server_url.as_deref(),
+                Some("http://nas:8000"),
+                "{endpoint}"
+            );
+            assert_eq!(config.api_key.as_ref().map(Secret::expose), Some("k1"));
+        }
+        // MCP_API_KEY (here the flag) wins; a path that merely contains "api" stays.
+        let config = parsed(
+            &["--api-key", "k2", "--server-url", "http://nas:8000/apis"],
+            &[("MCP_MEMORY_API_KEY", "k1")],
+        );
+        assert_eq!(config.api_key.as_ref().map(Secret::expose), Some("k2"));
+        assert_eq!(config.server_url.as_deref(), Some("http://nas:8000/apis"));
+        assert!(
+            parsed(&[], &[("MCP_MEMORY_API_KEY", " ")])
+                .api_key
+                .is_none()
+        );
     }
 }

@@ -13,7 +13,7 @@ use tracing_subscriber::EnvFilter;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<ExitCode> {
-    let config = Config::parse();
+    let config = Config::parse().with_legacy_settings(|name| std::env::var(name).ok());
     // rmcp logs every message it handles at info; only its warnings reach the log.
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,rmcp=warn".into());
     tracing_subscriber::fmt()

@@ -43,6 +43,8 @@ fn routes(state: &Arc<AppState>, config: &Config, shutdown: CancellationToken) -
     use Method as M;
     Routes::new()
         .route(M::GET, "/api/health", PUBLIC, health::health)
+        // Where mcp-memory-service's Docker health check and seed guide look.
+        .route(M::GET, "/health", PUBLIC, health::health)
         .route(M::GET, "/api/health/detailed", READ, health::detailed)
         .route(M::POST, "/api/auth/proof", PUBLIC, proof::prove)
         .route(M::POST, "/api/memories", WRITE, memories::create)

@@ -304,11 +304,29 @@ async fn loading_is_503_with_the_error_body() {
     let (status, _, json) = send(&app, Method::GET, "/api/memories", Some(KEY), None).await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(error_code(&json), "loading");
-    let (status, _, json) = send(&app, Method::GET, "/api/health", None, None).await;
-    assert_eq!(
-        (status, &json["status"]),
-        (StatusCode::SERVICE_UNAVAILABLE, &json!("loading"))
-    );
+    for path in ["/api/health", "/health"] {
+        let (status, _, json) = send(&app, Method::GET, path, None, None).await;
+        assert_eq!(
+            (status, &json["status"]),
+            (StatusCode::SERVICE_UNAVAILABLE, &json!("loading")),
+            "{path}"
+        );
+    }
+}
+
+/// `/health` is `/api/health`, public, for health checks written for
+/// mcp-memory-service.
+#[tokio::test]
+async fn health_answers_at_both_paths() {
+    let app = app(true, |_| {});
+    for path in ["/api/health", "/health"] {
+        let (status, _, json) = send(&app, Method::GET, path, None, None).await;
+        assert_eq!(
+            (status, &json["status"]),
+            (StatusCode::OK, &json!("healthy")),
+            "{path}"
+        );
+    }
 }
 
 /// A handler that panics answers the JSON 500; the panic does not close the connection.
