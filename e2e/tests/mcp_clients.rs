@@ -37,6 +37,33 @@ fn server(https: bool) -> (ServerProcess, tempfile::TempDir) {
     (server, data)
 }
 
+/// mcp-memory-service's Claude Desktop env block, names and `/api` suffix as its
+/// documentation writes them, drives the bridge unchanged.
+#[test]
+fn official_client_over_the_bridge_with_mcp_memory_services_settings() {
+    let bridge = workspace_binary("mnemo-bridge");
+    let (server, data) = server(false);
+    let env = vec![
+        ("MCP_MEMORY_HTTP_ENDPOINT", format!("{}/api", server.url())),
+        ("MCP_MEMORY_API_KEY", KEY.to_owned()),
+        ("MCP_MEMORY_AUTO_DISCOVER", "false".to_owned()),
+        (
+            "MNEMO_BRIDGE_TRUST_FILE",
+            data.path().join("trust.json").display().to_string(),
+        ),
+    ];
+    let summary = run_python(
+        &[
+            "--mode",
+            "legacy",
+            "--bridge",
+            &bridge.display().to_string(),
+        ],
+        &env,
+    );
+    assert_eq!(summary["tools"].as_array().unwrap().len(), 7, "{summary}");
+}
+
 /// The environment that points a bridge at `server` without discovery.
 fn bridge_env(server: &ServerProcess, pins: &std::path::Path) -> Vec<(&'static str, String)> {
     let mut env = vec![
