@@ -254,7 +254,7 @@ pub fn check_metadata_size(
 }
 
 /// The length of `value` as compact JSON text.
-pub fn json_len(value: &impl serde::Serialize) -> usize {
+fn json_len(value: &impl serde::Serialize) -> usize {
     struct Counter(usize);
     impl std::io::Write for Counter {
         fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {

@@ -8,7 +8,7 @@
 
 use serde_json::{Map, Value, json};
 
-use crate::memory::{Memory, json_len};
+use crate::memory::Memory;
 
 /// The most bytes an event's payload takes as JSON.
 pub const MAX_EVENT_BYTES: usize = 4096;
@@ -64,18 +64,22 @@ fn summary(memory: &Memory) -> Map<String, Value> {
 /// the memory).
 pub fn finish(mut payload: Map<String, Value>, now: f64) -> String {
     payload.insert("timestamp".into(), json!(mnemo_api::rest::iso8601(now)));
+    // Every write serialises its event once; only an oversized one is cut and
+    // serialised again.
+    let mut text = serde_json::to_string(&payload).unwrap_or_default();
     for (field, flag) in [
         ("metadata", "metadata_truncated"),
         ("tags", "tags_truncated"),
     ] {
-        if json_len(&payload) <= MAX_EVENT_BYTES {
+        if text.len() <= MAX_EVENT_BYTES {
             break;
         }
         if payload.remove(field).is_some() {
             payload.insert(flag.into(), Value::Bool(true));
+            text = serde_json::to_string(&payload).unwrap_or_default();
         }
     }
-    Value::Object(payload).to_string()
+    text
 }
 
 #[cfg(test)]
