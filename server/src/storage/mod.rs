@@ -301,6 +301,19 @@ pub enum StorageError {
 }
 
 impl StorageError {
+    /// [`StorageError::WrongDimension`] unless `vector` has `expected` dimensions: what
+    /// every backend checks before a vector reaches its database.
+    pub fn check_dimension(expected: usize, vector: &[f32]) -> Result<(), Self> {
+        if vector.len() == expected {
+            Ok(())
+        } else {
+            Err(Self::WrongDimension {
+                expected,
+                actual: vector.len(),
+            })
+        }
+    }
+
     /// A [`StorageError::Backend`] saying what was being done when `source` failed.
     pub fn backend(
         context: impl Into<String>,

@@ -156,14 +156,7 @@ impl PostgresStore {
 
     /// Refuses a vector of another width before it reaches the database.
     fn check_dimension(&self, vector: &[f32]) -> Result<(), StorageError> {
-        if vector.len() == self.shared.dimension {
-            Ok(())
-        } else {
-            Err(StorageError::WrongDimension {
-                expected: self.shared.dimension,
-                actual: vector.len(),
-            })
-        }
+        StorageError::check_dimension(self.shared.dimension, vector)
     }
 
     /// Inserts each record in a savepoint of one transaction, so each succeeds or

@@ -434,14 +434,7 @@ impl SqliteStore {
 
     /// Refuses a vector of another width before it reaches SQLite.
     fn check_dimension(&self, vector: &[f32]) -> Result<(), StorageError> {
-        if vector.len() == self.shared.dimension {
-            Ok(())
-        } else {
-            Err(StorageError::WrongDimension {
-                expected: self.shared.dimension,
-                actual: vector.len(),
-            })
-        }
+        StorageError::check_dimension(self.shared.dimension, vector)
     }
 
     pub fn count(&self) -> Result<u64, StorageError> {
