@@ -43,15 +43,15 @@ fn server(https: bool) -> (ServerProcess, tempfile::TempDir) {
 fn official_client_over_the_bridge_with_mcp_memory_services_settings() {
     let bridge = workspace_binary("mnemo-bridge");
     let (server, data) = server(false);
-    let env = vec![
-        ("MCP_MEMORY_HTTP_ENDPOINT", format!("{}/api", server.url())),
-        ("MCP_MEMORY_API_KEY", KEY.to_owned()),
-        ("MCP_MEMORY_AUTO_DISCOVER", "false".to_owned()),
-        (
-            "MNEMO_BRIDGE_TRUST_FILE",
-            data.path().join("trust.json").display().to_string(),
-        ),
-    ];
+    // The usual environment, with the key and endpoint as mcp-memory-service names them.
+    let env: Vec<(&str, String)> = bridge_env(&server, &data.path().join("trust.json"))
+        .into_iter()
+        .map(|(name, value)| match name {
+            "MCP_MEMORY_HTTP_ENDPOINT" => (name, format!("{value}/api")),
+            "MCP_API_KEY" => ("MCP_MEMORY_API_KEY", value),
+            _ => (name, value),
+        })
+        .collect();
     let summary = run_python(
         &[
             "--mode",
