@@ -4,12 +4,12 @@
 //! subcommands and what they print.
 
 use std::io::Write;
-use std::path::Path;
 
 use clap::{Parser, Subcommand};
 
-use crate::auth::{KeyError, KeyFile, Scope};
+use crate::auth::{KeyError, KeyFile, ManagedKeys, Scope};
 use crate::config::Config;
+use crate::storage::postgres::PostgresKeys;
 
 /// The command line: serve (no subcommand) or manage keys.
 #[derive(Parser, Debug)]
@@ -67,8 +67,9 @@ pub fn run_tls_command(
     }
 }
 
-/// `mnemo-server keys ...`: manage the keys in `<data_dir>/keys.json`. A running
-/// server picks changes up on its next request.
+/// `mnemo-server keys ...`: manage the keys in `<data_dir>/keys.json`, or with
+/// `MNEMO_DATABASE_URL` in the database, shared by every server of it. Running
+/// servers pick changes up by their next request.
 #[derive(Debug, Clone, Subcommand)]
 pub enum KeysCommand {
     /// Create a key and print it once.
@@ -89,18 +90,29 @@ pub enum KeysCommand {
     },
 }
 
-/// Runs a subcommand against the keys file in `data_dir`, writing human-readable
-/// output to `out`.
-pub fn run_keys_command(
-    data_dir: &Path,
+/// Where `config`'s server keeps its managed keys: `<data dir>/keys.json`, or with
+/// `MNEMO_DATABASE_URL` the database (its schema created if this is the first use).
+pub async fn managed_keys(config: &Config) -> Result<ManagedKeys, KeyError> {
+    match &config.database_url {
+        Some(url) => {
+            let table = PostgresKeys::new(url.expose(), &config.postgres_options())?;
+            table.migrate().await?;
+            Ok(ManagedKeys::Database(table))
+        }
+        None => Ok(ManagedKeys::File(KeyFile::new(&config.data_dir()))),
+    }
+}
+
+/// Runs a subcommand against `keys`, writing human-readable output to `out`.
+pub async fn run_keys_command(
+    keys: &ManagedKeys,
     command: KeysCommand,
     out: &mut impl Write,
 ) -> Result<(), KeyError> {
-    let file = KeyFile::new(data_dir);
     let output = |error| KeyError::Output { error };
     match command {
         KeysCommand::Add { name, scope } => {
-            let (entry, key) = file.add(&name, scope)?;
+            let (entry, key) = keys.add(&name, scope).await?;
             writeln!(
                 out,
                 "Created key {} {:?} with scope {}. Copy it now; it cannot be shown again:\n\n{key}",
@@ -109,10 +121,9 @@ pub fn run_keys_command(
             .map_err(output)
         }
         KeysCommand::List => {
-            let entries = file.list()?;
+            let entries = keys.list().await?;
             if entries.is_empty() {
-                return writeln!(out, "No managed keys in {}.", file.path().display())
-                    .map_err(output);
+                return writeln!(out, "No managed keys in {}.", keys.place()).map_err(output);
             }
             let id_width = entries.iter().map(|e| e.id.len()).max().unwrap_or(0).max(2);
             let name_width = entries
@@ -141,7 +152,7 @@ pub fn run_keys_command(
             Ok(())
         }
         KeysCommand::Revoke { id_or_name } => {
-            let entry = file.revoke(&id_or_name)?;
+            let entry = keys.revoke(&id_or_name).await?;
             writeln!(
                 out,
                 "Revoked key {} {:?} ({}). Running servers reject it from their next request on.",
@@ -167,24 +178,26 @@ mod tests {
 
     /// `keys add` prints the new key; `keys list` shows ids, names and scopes but never
     /// a key; `keys revoke` removes it from the list.
-    #[test]
-    fn keys_commands_print_the_key_once() {
+    #[tokio::test]
+    async fn keys_commands_print_the_key_once() {
         let dir = tempfile::tempdir().unwrap();
-        let run = |command| {
+        let keys = ManagedKeys::File(KeyFile::new(dir.path()));
+        let run = async |command| {
             let mut out = Vec::new();
-            run_keys_command(dir.path(), command, &mut out).unwrap();
+            run_keys_command(&keys, command, &mut out).await.unwrap();
             String::from_utf8(out).unwrap()
         };
 
         let added = run(KeysCommand::Add {
             name: "laptop".into(),
             scope: Scope::Write,
-        });
+        })
+        .await;
         let key = added.lines().last().unwrap();
         assert!(key.starts_with(KEY_PREFIX), "{added}");
         let entry = KeyFile::new(dir.path()).list().unwrap().remove(0);
 
-        let listed = run(KeysCommand::List);
+        let listed = run(KeysCommand::List).await;
         assert!(listed.contains(&entry.id), "{listed}");
         assert!(
             listed.contains("laptop") && listed.contains("write"),
@@ -195,9 +208,10 @@ mod tests {
 
         let revoked = run(KeysCommand::Revoke {
             id_or_name: "laptop".into(),
-        });
+        })
+        .await;
         assert!(revoked.contains(&entry.id), "{revoked}");
-        assert!(run(KeysCommand::List).contains("No managed keys"));
+        assert!(run(KeysCommand::List).await.contains("No managed keys"));
     }
 
     /// `tls rotate` prints a new pin, which the next start serves; a user-supplied

@@ -10,7 +10,7 @@ use clap::builder::BoolishValueParser;
 use crate::embed::ModelFiles;
 use crate::service::Limits;
 use crate::storage::Retention;
-use crate::storage::postgres::PostgresOptions;
+use crate::storage::postgres::{PostgresOptions, VectorIndex};
 use crate::storage::sqlite::SqliteOptions;
 pub use mnemo_api::Secret;
 
@@ -43,6 +43,11 @@ pub struct Config {
     /// PostgreSQL connections each server keeps open.
     #[arg(long, env = "MNEMO_PG_POOL", default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=1024))]
     pub pg_pool: u32,
+
+    /// How PostgreSQL finds nearest neighbours: exact (recall 1.0) or hnsw (faster on
+    /// large databases, approximate). Servers sharing a database should agree.
+    #[arg(long, env = "MNEMO_PG_INDEX", value_enum, default_value_t = VectorIndex::Exact)]
+    pub pg_index: VectorIndex,
 
     /// Where `scripts/provision.py` keeps the model and ONNX Runtime [default: ~/.cache/mnemo].
     #[arg(long, env = "MNEMO_CACHE_DIR")]
@@ -298,6 +303,7 @@ impl Config {
             statement_timeout: sqlite.read_timeout,
             retention: sqlite.retention,
             feed_capacity: sqlite.feed_capacity,
+            index: self.pg_index,
             ..PostgresOptions::default()
         }
     }

@@ -5,7 +5,7 @@ use std::io::IsTerminal;
 
 use anyhow::Context;
 use clap::Parser;
-use mnemo_server::cli::{Cli, Command, run_keys_command, run_tls_command};
+use mnemo_server::cli::{Cli, Command, managed_keys, run_keys_command, run_tls_command};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tracing_subscriber::EnvFilter;
@@ -18,7 +18,8 @@ async fn main() -> anyhow::Result<()> {
     } = Cli::parse();
     config.apply_presets();
     if let Some(Command::Keys(keys)) = command {
-        run_keys_command(&config.data_dir(), keys, &mut std::io::stdout())?;
+        let managed = managed_keys(&config).await?;
+        run_keys_command(&managed, keys, &mut std::io::stdout()).await?;
         return Ok(());
     }
     if let Some(Command::Tls(tls)) = command {

@@ -16,13 +16,14 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::auth::Auth;
-use crate::auth::{KeyError, KeyFile, KeyRing, load_or_create_default_key};
+use crate::auth::{KeyError, KeyFile, KeyRing, ManagedKeys, load_or_create_default_key};
 use crate::config::Config;
 use crate::embed::{Embedder, FastEmbedModel, LoadError};
 use crate::http::{self, AppState, connections};
 use crate::mdns;
+use crate::memory::EmbeddingSpec;
 use crate::service::MemoryService;
-use crate::storage::postgres::PostgresStore;
+use crate::storage::postgres::{PostgresKeys, PostgresStore};
 use crate::storage::sqlite::SqliteStore;
 use crate::storage::{Storage, StorageError};
 
@@ -119,6 +120,7 @@ impl Server {
         if let Some(slot) = state.tls_slot.clone() {
             tokio::spawn(recheck_certificate(config.clone(), slot, shutdown.clone()));
         }
+        tokio::spawn(follow_key_changes(Arc::clone(&state), shutdown.clone()));
         let loader = load(&config, Arc::clone(&state), shutdown.clone());
         tokio::select! {
             served = &mut server => return served,
@@ -163,7 +165,7 @@ pub async fn serve(
 }
 
 /// The key checker for `config`: `MCP_API_KEY`, or the generated default key, plus the
-/// managed keys in `<data dir>/keys.json`.
+/// managed keys: `<data dir>/keys.json`, or with PostgreSQL the database's.
 fn auth_for(config: &Config) -> Result<Auth, ServeError> {
     let data_dir = config.data_dir();
     let master = match &config.api_key {
@@ -182,7 +184,13 @@ fn auth_for(config: &Config) -> Result<Auth, ServeError> {
     if config.allow_anonymous {
         warn!("anonymous access is on: requests without a key may read and write");
     }
-    let keys = KeyRing::new(Some(master), KeyFile::new(&data_dir));
+    let keys = match &config.database_url {
+        Some(url) => KeyRing::with_database(
+            Some(master),
+            PostgresKeys::new(url.expose(), &config.postgres_options())?,
+        ),
+        None => KeyRing::new(Some(master), KeyFile::new(&data_dir)),
+    };
     Ok(Auth::new(
         keys,
         config.allow_anonymous,
@@ -300,9 +308,14 @@ async fn load(
     })
     .await??;
     let storage: Arc<dyn Storage> = match &config.database_url {
-        Some(url) => Arc::new(
-            PostgresStore::open(url.expose(), embedder.spec(), config.postgres_options()).await?,
-        ),
+        Some(url) => {
+            let store = open_postgres(url.expose(), embedder.spec(), config).await?;
+            // The keys table exists from now on, if this server made the schema.
+            if let ManagedKeys::Database(table) = state.auth.keys().managed_keys() {
+                table.wake();
+            }
+            Arc::new(store)
+        }
         None => {
             let (spec, options) = (embedder.spec().clone(), config.store_options());
             Arc::new(
@@ -324,6 +337,39 @@ async fn load(
     );
     state.publish(service, config, shutdown);
     Ok(())
+}
+
+/// Opens the PostgreSQL database, waiting while it cannot be reached, so a server
+/// started before its database (at boot, say) comes up by itself; health answers
+/// `503 loading` meanwhile. Any other failure (a wrong password, another model, a
+/// newer schema) stops the start.
+async fn open_postgres(
+    url: &str,
+    spec: &EmbeddingSpec,
+    config: &Config,
+) -> Result<PostgresStore, ServeError> {
+    const FIRST_WAIT: Duration = Duration::from_millis(250);
+    const LONGEST_WAIT: Duration = Duration::from_secs(10);
+    let mut wait = FIRST_WAIT;
+    loop {
+        match PostgresStore::open(url, spec, config.postgres_options()).await {
+            Err(error @ StorageError::Unavailable { .. }) => {
+                warn!(%error, retry_in_ms = wait.as_millis() as u64, "PostgreSQL cannot be reached yet; waiting for it");
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(LONGEST_WAIT);
+            }
+            opened => return Ok(opened?),
+        }
+    }
+}
+
+/// Keeps the managed keys current until `shutdown` (with PostgreSQL; nothing to do
+/// for `keys.json`).
+async fn follow_key_changes(state: Arc<AppState>, shutdown: CancellationToken) {
+    tokio::select! {
+        () = shutdown.cancelled() => {}
+        () = state.auth.keys().follow_changes() => {}
+    }
 }
 
 /// Starts advertising if the configuration asks for it and the server listens beyond

@@ -339,3 +339,167 @@ async fn acknowledged_writes_survive_a_database_restart_under_load() {
         assert_eq!(next_change(&mut replay).await.id, expected.to_string());
     }
 }
+
+/// Runs `mnemo-server keys ARGS` against `url` and returns what it printed.
+fn keys_command(url: &str, data: &std::path::Path, args: &[&str]) -> String {
+    let output =
+        std::process::Command::new(mnemo_server::testing::workspace_binary("mnemo-server"))
+            .arg("keys")
+            .args(args)
+            .env("MNEMO_DATABASE_URL", url)
+            .env("MNEMO_DATA_DIR", data)
+            .output()
+            .unwrap();
+    let printed = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(
+        output.status.success(),
+        "keys {args:?}: {printed}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    printed
+}
+
+/// With PostgreSQL the managed keys are the database's: a key made by `mnemo-server
+/// keys add` on any machine works at once on both servers (real binaries) with its
+/// scope, nothing is written to `keys.json`, and a revoked key stops working on a
+/// server that had already accepted it, once that server hears of the change.
+#[tokio::test(flavor = "multi_thread")]
+async fn keys_live_in_the_database_and_hold_on_every_server() {
+    const MASTER: &str = "postgres-keys-master";
+    let database = PgCluster::shared().database();
+    let url = database.url.as_str();
+    let env = [("MCP_API_KEY", MASTER), ("MNEMO_DATABASE_URL", url)];
+    let (dir_a, dir_b, dir_cli) = (
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+    );
+    let a = ServerProcess::start(dir_a.path(), &env);
+    let mut b = ServerProcess::start(dir_b.path(), &env);
+
+    let added = keys_command(
+        url,
+        dir_cli.path(),
+        &["add", "--name", "laptop", "--scope", "read"],
+    );
+    let reader = added.lines().last().unwrap().trim().to_owned();
+    let writer = keys_command(
+        url,
+        dir_cli.path(),
+        &["add", "--name", "agent", "--scope", "write"],
+    );
+    let writer = writer.lines().last().unwrap().trim().to_owned();
+    let listed = keys_command(url, dir_cli.path(), &["list"]);
+    assert!(
+        listed.contains("laptop") && listed.contains("agent"),
+        "{listed}"
+    );
+    for dir in [&dir_a, &dir_b, &dir_cli] {
+        assert!(!dir.path().join("keys.json").exists());
+    }
+
+    let http = reqwest::Client::new();
+    let store = |server: &ServerProcess, key: &str, content: &str| {
+        http.post(format!("{}/api/memories", server.url()))
+            .bearer_auth(key)
+            .json(&json!({ "content": content }))
+            .send()
+    };
+    let list = |server: &ServerProcess, key: &str| {
+        http.get(format!("{}/api/memories", server.url()))
+            .bearer_auth(key)
+            .send()
+    };
+    // Neither server has heard of the keys by announcement yet, or has and reloaded:
+    // either way they are accepted at once.
+    assert_eq!(
+        store(&a, &writer, "written with a database key")
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    assert_eq!(list(&b, &reader).await.unwrap().status(), 200);
+    let refused = store(&b, &reader, "a read key cannot write").await.unwrap();
+    assert_eq!(refused.status(), 403);
+    let body: Value = refused.json().await.unwrap();
+    assert!(
+        body["message"].as_str().unwrap().contains("read scope"),
+        "{body}"
+    );
+
+    // B has the reader in memory now, and has reloaded both keys on hearing of them
+    // (its log says so; an earlier line may say one). Revoking the reader reaches B by
+    // NOTIFY, which B logs as a reload with one key left.
+    tokio::task::block_in_place(|| b.wait_for_log("keys=2"));
+    let revoked = keys_command(url, dir_cli.path(), &["revoke", "laptop"]);
+    assert!(revoked.contains("laptop"), "{revoked}");
+    tokio::task::block_in_place(|| b.wait_for_log("keys=1"));
+    let gone = list(&b, &reader).await.unwrap();
+    assert_eq!(gone.status(), 401);
+    assert_eq!(list(&a, &reader).await.unwrap().status(), 401);
+    assert_eq!(list(&b, &writer).await.unwrap().status(), 200);
+
+    // Revoking what is not there names the database, never the password.
+    let output =
+        std::process::Command::new(mnemo_server::testing::workspace_binary("mnemo-server"))
+            .args(["keys", "revoke", "laptop"])
+            .env("MNEMO_DATABASE_URL", url)
+            .env("MNEMO_DATA_DIR", dir_cli.path())
+            .output()
+            .unwrap();
+    assert!(!output.status.success());
+    let error = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        error.contains("no key has the id or name \"laptop\""),
+        "{error}"
+    );
+    assert!(error.contains(&database.url), "{error}");
+    a.terminate().unwrap();
+    b.terminate().unwrap();
+}
+
+/// A server started while its database is down waits for it (health says loading,
+/// other routes 503) and comes up by itself once PostgreSQL starts.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_server_started_before_its_database_waits_for_it() {
+    const KEY: &str = "postgres-wait-key";
+    let cluster = PgCluster::start().unwrap_or_else(|e| panic!("{e}"));
+    let database = cluster.database();
+    let url = database.url.clone();
+    cluster.stop().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = ServerProcess::spawn(
+        dir.path(),
+        &[("MCP_API_KEY", KEY), ("MNEMO_DATABASE_URL", url.as_str())],
+    );
+    tokio::task::block_in_place(|| server.wait_for_log("PostgreSQL cannot be reached yet"));
+    let http = reqwest::Client::new();
+    let health = http
+        .get(format!("{}/api/health", server.url()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(health.status(), 503);
+    let early = http
+        .get(format!("{}/api/memories", server.url()))
+        .bearer_auth(KEY)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(early.status(), 503);
+    let body: Value = early.json().await.unwrap();
+    assert!(body["error"].is_string(), "{body}");
+
+    cluster.restart().unwrap();
+    tokio::task::block_in_place(|| server.wait_for_log("healthy"));
+    let stored = http
+        .post(format!("{}/api/memories", server.url()))
+        .bearer_auth(KEY)
+        .json(&json!({"content": "stored once the database came up"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stored.status(), 200);
+    server.terminate().unwrap();
+}

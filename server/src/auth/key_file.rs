@@ -22,6 +22,7 @@ use thiserror::Error;
 
 use super::scope::Scope;
 use crate::memory::now_epoch;
+use crate::storage::StorageError;
 
 /// Every generated key starts with this, so a leaked key is recognisable (secret
 /// scanners, logs) and cannot be mistaken for another service's token.
@@ -47,6 +48,22 @@ pub struct KeyEntry {
 }
 
 impl KeyEntry {
+    /// A new key named `name` (already checked by [`valid_name`]) and its entry, with
+    /// a random id. The key is returned once and stored nowhere.
+    pub(super) fn generate(name: &str, scope: Scope) -> (KeyEntry, String) {
+        let key = generate_key();
+        let entry = KeyEntry {
+            id: format!("key_{}", hex::encode(random_bytes::<4>())),
+            name: name.into(),
+            sha256: hex::encode(sha256(&key)),
+            scope,
+            // Whole milliseconds survive the trip through JSON exactly, so the entry
+            // returned here equals the one read back later.
+            created_at: (now_epoch() * 1000.0).round() / 1000.0,
+        };
+        (entry, key)
+    }
+
     pub(super) fn digest(&self) -> Option<Digest> {
         let mut digest = [0; 32];
         hex::decode_to_slice(&self.sha256, &mut digest).ok()?;
@@ -80,18 +97,21 @@ pub enum KeyError {
         "{path} is empty; write a key into it, or delete it so that the server generates a new one"
     )]
     EmptyDefaultKey { path: PathBuf },
+    /// `place` is the keys file or the database that was searched.
     #[error(
-        "no key has the id or name {id_or_name:?} in {path}; `mnemo-server keys list` shows them"
+        "no key has the id or name {id_or_name:?} in {place}; `mnemo-server keys list` shows them"
     )]
-    UnknownKey { id_or_name: String, path: PathBuf },
+    UnknownKey { id_or_name: String, place: String },
     #[error(
-        "a key with the id or name {name:?} already exists in {path}; choose another name, or revoke that key first"
+        "a key with the id or name {name:?} already exists in {place}; choose another name, or revoke that key first"
     )]
-    DuplicateName { name: String, path: PathBuf },
+    DuplicateName { name: String, place: String },
     #[error("invalid key name {name:?}: a name must not be blank or hold control characters")]
     InvalidName { name: String },
     #[error("cannot write output: {error}")]
     Output { error: io::Error },
+    #[error("the keys in the database: {0}")]
+    Database(#[from] StorageError),
 }
 
 impl From<PrivateFileError> for KeyError {
@@ -161,10 +181,7 @@ impl KeyFile {
     /// Ids and names share one namespace, so that [`KeyFile::revoke`] is never
     /// ambiguous.
     pub fn add(&self, name: &str, scope: Scope) -> Result<(KeyEntry, String), KeyError> {
-        let name = name.trim();
-        if name.is_empty() || name.chars().any(char::is_control) {
-            return Err(KeyError::InvalidName { name: name.into() });
-        }
+        let name = valid_name(name)?;
         self.change(|keys| {
             let taken = |candidate: &str| {
                 keys.iter()
@@ -173,24 +190,14 @@ impl KeyFile {
             if taken(name) {
                 return Err(KeyError::DuplicateName {
                     name: name.into(),
-                    path: self.path.clone(),
+                    place: self.path.display().to_string(),
                 });
             }
-            let id = loop {
-                let id = format!("key_{}", hex::encode(random_bytes::<4>()));
-                if !taken(&id) && id != name {
-                    break id;
+            let (entry, key) = loop {
+                let (entry, key) = KeyEntry::generate(name, scope);
+                if !taken(&entry.id) && entry.id != name {
+                    break (entry, key);
                 }
-            };
-            let key = generate_key();
-            let entry = KeyEntry {
-                id,
-                name: name.into(),
-                sha256: hex::encode(sha256(&key)),
-                scope,
-                // Whole milliseconds survive the trip through JSON exactly, so the entry
-                // returned here equals the one read back later.
-                created_at: (now_epoch() * 1000.0).round() / 1000.0,
             };
             keys.push(entry.clone());
             Ok((entry, key))
@@ -206,7 +213,7 @@ impl KeyFile {
             else {
                 return Err(KeyError::UnknownKey {
                     id_or_name: id_or_name.into(),
-                    path: self.path.clone(),
+                    place: self.path.display().to_string(),
                 });
             };
             Ok(keys.remove(index))
@@ -251,6 +258,15 @@ impl KeyFile {
             .map_err(|error| io_error("lock", &path, error))?;
         Ok(file)
     }
+}
+
+/// `name` trimmed, if it can name a key: not blank, no control characters.
+pub(super) fn valid_name(name: &str) -> Result<&str, KeyError> {
+    let name = name.trim();
+    if name.is_empty() || name.chars().any(char::is_control) {
+        return Err(KeyError::InvalidName { name: name.into() });
+    }
+    Ok(name)
 }
 
 pub(super) fn sha256(key: &str) -> Digest {

@@ -7,11 +7,13 @@
 //! (`http/mod.rs`). See ARCHITECTURE.md, "Authentication".
 
 mod key_file;
+mod managed;
 mod master_key;
 mod ring;
 mod scope;
 
 pub use key_file::{KEY_PREFIX, KEYS_FILE, KeyEntry, KeyError, KeyFile, generate_key};
+pub use managed::ManagedKeys;
 pub use master_key::{DEFAULT_KEY_FILE, load_or_create_default_key};
 pub use ring::KeyRing;
 pub use scope::Scope;
@@ -137,7 +139,7 @@ impl Auth {
 
     /// Decides a request from `client` that presents `presented` and needs `required`:
     /// the scope it is granted, or why not.
-    pub fn check(
+    pub async fn check(
         &self,
         presented: Credential<'_>,
         client: IpAddr,
@@ -146,22 +148,61 @@ impl Auth {
         let granted = match presented {
             // A wrong or unreadable credential is refused even when anonymous access is
             // on: only a request that presents nothing may be anonymous.
-            Credential::Key(key) => self.keys.authenticate(key).ok_or(AuthError::Invalid),
+            Credential::Key(key) => match self.keys.authenticate(key) {
+                Some(scope) => Ok(scope),
+                None => return self.check_unknown(key, client, required).await,
+            },
             Credential::Unreadable => Err(AuthError::Invalid),
             Credential::Absent if self.anonymous && required != Scope::Admin => Ok(Scope::Write),
             Credential::Absent => Err(AuthError::Missing),
         };
         match granted {
-            Ok(scope) if scope.allows(required) => Ok(scope),
-            Ok(has) => Err(AuthError::Insufficient {
-                has,
-                needs: required,
-            }),
-            Err(refused) => match self.failures.record(client) {
-                Ok(()) => Err(refused),
-                Err(retry_after) => Err(AuthError::RateLimited { retry_after }),
-            },
+            Ok(scope) => Self::allow(scope, required),
+            Err(refused) => Err(self.failed(client, refused)),
         }
+    }
+
+    /// A key the ring does not hold. It counts as a failure before the slower
+    /// lookup where the keys live, so a client guessing keys is refused (and stops
+    /// causing lookups) at the same rate as without one.
+    async fn check_unknown(
+        &self,
+        key: &str,
+        client: IpAddr,
+        required: Scope,
+    ) -> Result<Scope, AuthError> {
+        let refused = self.failed(client, AuthError::Invalid);
+        if refused != AuthError::Invalid {
+            return Err(refused);
+        }
+        match self.keys.authenticate_fresh(key).await {
+            Some(scope) => Self::allow(scope, required),
+            None => Err(refused),
+        }
+    }
+
+    fn allow(scope: Scope, required: Scope) -> Result<Scope, AuthError> {
+        if scope.allows(required) {
+            Ok(scope)
+        } else {
+            Err(AuthError::Insufficient {
+                has: scope,
+                needs: required,
+            })
+        }
+    }
+
+    /// Counts a failure of `client`: `refused`, or rate-limited past the quota.
+    fn failed(&self, client: IpAddr, refused: AuthError) -> AuthError {
+        match self.failures.record(client) {
+            Ok(()) => refused,
+            Err(retry_after) => AuthError::RateLimited { retry_after },
+        }
+    }
+
+    /// The keys this server checks against.
+    pub fn keys(&self) -> &KeyRing {
+        &self.keys
     }
 }
 
@@ -208,25 +249,28 @@ mod tests {
     const CLIENT: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
 
     /// The master key has every scope; no key and a wrong key are told apart.
-    #[test]
-    fn decides_by_key_and_scope() {
+    #[tokio::test]
+    async fn decides_by_key_and_scope() {
         let dir = tempfile::tempdir().unwrap();
         let auth = auth(dir.path(), false, 100);
         assert_eq!(
-            auth.check(Credential::Key("master"), CLIENT, Scope::Admin),
+            auth.check(Credential::Key("master"), CLIENT, Scope::Admin)
+                .await,
             Ok(Scope::Admin)
         );
         assert_eq!(
-            auth.check(Credential::Absent, CLIENT, Scope::Read),
+            auth.check(Credential::Absent, CLIENT, Scope::Read).await,
             Err(AuthError::Missing)
         );
         assert_eq!(
-            auth.check(Credential::Key("nope"), CLIENT, Scope::Read),
+            auth.check(Credential::Key("nope"), CLIENT, Scope::Read)
+                .await,
             Err(AuthError::Invalid)
         );
         let (_, reader) = KeyFile::new(dir.path()).add("r", Scope::Read).unwrap();
         assert_eq!(
-            auth.check(Credential::Key(&reader), CLIENT, Scope::Write),
+            auth.check(Credential::Key(&reader), CLIENT, Scope::Write)
+                .await,
             Err(AuthError::Insufficient {
                 has: Scope::Read,
                 needs: Scope::Write
@@ -235,41 +279,44 @@ mod tests {
     }
 
     /// Anonymous access writes without a key, but never with a wrong one, never admin.
-    #[test]
-    fn anonymous_access_has_limits() {
+    #[tokio::test]
+    async fn anonymous_access_has_limits() {
         let dir = tempfile::tempdir().unwrap();
         let auth = auth(dir.path(), true, 100);
         assert_eq!(
-            auth.check(Credential::Absent, CLIENT, Scope::Write),
+            auth.check(Credential::Absent, CLIENT, Scope::Write).await,
             Ok(Scope::Write)
         );
         assert_eq!(
-            auth.check(Credential::Absent, CLIENT, Scope::Admin),
+            auth.check(Credential::Absent, CLIENT, Scope::Admin).await,
             Err(AuthError::Missing)
         );
         assert_eq!(
-            auth.check(Credential::Key("nope"), CLIENT, Scope::Read),
+            auth.check(Credential::Key("nope"), CLIENT, Scope::Read)
+                .await,
             Err(AuthError::Invalid)
         );
         assert_eq!(
-            auth.check(Credential::Unreadable, CLIENT, Scope::Read),
+            auth.check(Credential::Unreadable, CLIENT, Scope::Read)
+                .await,
             Err(AuthError::Invalid)
         );
     }
 
     /// Past the quota of failures, a client that keeps guessing is told to wait.
-    #[test]
-    fn failures_are_rate_limited() {
+    #[tokio::test]
+    async fn failures_are_rate_limited() {
         let dir = tempfile::tempdir().unwrap();
         let auth = auth(dir.path(), false, 2);
         for _ in 0..2 {
             assert_eq!(
-                auth.check(Credential::Key("nope"), CLIENT, Scope::Read),
+                auth.check(Credential::Key("nope"), CLIENT, Scope::Read)
+                    .await,
                 Err(AuthError::Invalid)
             );
         }
         assert!(matches!(
-            auth.check(Credential::Key("nope"), CLIENT, Scope::Read),
+            auth.check(Credential::Key("nope"), CLIENT, Scope::Read).await,
             Err(AuthError::RateLimited { retry_after }) if retry_after > Duration::ZERO
         ));
     }
@@ -277,8 +324,8 @@ mod tests {
     /// One proof per key, master first, each the proof a client with that key expects
     /// for this nonce and pin; a bad nonce is refused; every request counts against the
     /// failure quota.
-    #[test]
-    fn proofs_cover_every_key_and_are_rate_limited() {
+    #[tokio::test]
+    async fn proofs_cover_every_key_and_are_rate_limited() {
         let dir = tempfile::tempdir().unwrap();
         let auth = auth(dir.path(), false, 5);
         let (_, managed) = KeyFile::new(dir.path()).add("m", Scope::Read).unwrap();
@@ -300,7 +347,8 @@ mod tests {
         ));
         // A login from the same address is then refused too: one quota for both.
         assert!(matches!(
-            auth.check(Credential::Key("nope"), CLIENT, Scope::Read),
+            auth.check(Credential::Key("nope"), CLIENT, Scope::Read)
+                .await,
             Err(AuthError::RateLimited { .. })
         ));
     }

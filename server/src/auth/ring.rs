@@ -4,6 +4,12 @@
 //! The `keys` commands run in a separate process from the server. Rather than signal the
 //! server, the ring notices that `keys.json` changed on disk (a stat per request) and
 //! re-reads it, so an added or revoked key takes effect on the next request.
+//!
+//! With PostgreSQL the managed keys are the database's, shared by every server of it.
+//! The ring keeps them in memory, reloads them whenever any server announces a change
+//! (`LISTEN`), and asks the database about a key it does not know before refusing it,
+//! so a key added through another server works at once, even before the announcement
+//! arrives.
 
 use std::fmt;
 use std::fs;
@@ -15,8 +21,12 @@ use std::time::SystemTime;
 use subtle::ConstantTimeEq;
 use tracing::{info, warn};
 
+use tokio_util::sync::DropGuard;
+
 use super::key_file::{Digest, KeyFile, sha256};
+use super::managed::{ManagedKeys, entry_of};
 use super::scope::Scope;
+use crate::storage::postgres::PostgresKeys;
 
 /// Everything the server checks a presented key against. Cheap enough to call on every
 /// request, and shared between request handlers behind an `Arc`.
@@ -27,7 +37,10 @@ pub struct KeyRing {
     master: Option<Digest>,
 
     /// Where the managed keys live.
-    file: KeyFile,
+    source: ManagedKeys,
+
+    /// Keeps the database's key listener running, with PostgreSQL.
+    _listening: Option<DropGuard>,
 
     /// The managed keys as last read, with the version of `keys.json` they came from.
     /// Requests take the read lock to look a key up; the write lock is taken only to
@@ -85,16 +98,35 @@ impl KeyRing {
     /// string counts as none. `file` holds the managed keys, which are read now, so
     /// that a broken `keys.json` is reported at start-up.
     pub fn new(master: Option<String>, file: KeyFile) -> Self {
-        let ring = Self {
+        let ring = Self::empty(master, ManagedKeys::File(file), None);
+        ring.refresh();
+        ring
+    }
+
+    /// A ring whose managed keys are the database's. They are loaded by
+    /// [`KeyRing::follow_changes`], which the caller runs; until then only the master
+    /// key and keys asked about one by one ([`KeyRing::authenticate_fresh`]) work.
+    /// Must be called within a Tokio runtime: it starts the key listener.
+    pub fn with_database(master: Option<String>, table: PostgresKeys) -> Self {
+        let listening = table.listen();
+        Self::empty(master, ManagedKeys::Database(table), Some(listening))
+    }
+
+    fn empty(master: Option<String>, source: ManagedKeys, listening: Option<DropGuard>) -> Self {
+        Self {
             master: master.filter(|key| !key.is_empty()).map(|key| sha256(&key)),
-            file,
+            source,
+            _listening: listening,
             managed: RwLock::new(Managed {
                 seen: None,
                 keys: Vec::new(),
             }),
-        };
-        ring.refresh();
-        ring
+        }
+    }
+
+    /// Where the managed keys live, for the `keys` commands and admin routes.
+    pub fn managed_keys(&self) -> &ManagedKeys {
+        &self.source
     }
 
     /// The scope of a presented key, or `None` if it is not valid.
@@ -137,9 +169,61 @@ impl KeyRing {
             .collect()
     }
 
+    /// A key the ring does not know, looked up where the managed keys live: with
+    /// PostgreSQL, one indexed query (the caller bounds how often a client may cause
+    /// one). A key found is remembered until the next reload.
+    pub async fn authenticate_fresh(&self, presented: &str) -> Option<Scope> {
+        let ManagedKeys::Database(table) = &self.source else {
+            return None;
+        };
+        if presented.is_empty() {
+            return None;
+        }
+        let digest = sha256(presented);
+        let row = match table.find(&digest).await {
+            Ok(row) => row?,
+            Err(error) => {
+                warn!(%error, "cannot look a key up in the database");
+                return None;
+            }
+        };
+        let entry = entry_of(&row).ok()?;
+        let mut managed = self.managed.write().unwrap_or_else(PoisonError::into_inner);
+        managed.keys.push((digest, entry.scope));
+        Some(entry.scope)
+    }
+
+    /// Reloads the database's keys now and after every change any server announces;
+    /// never returns. Nothing to do for `keys.json`, which is checked per request.
+    pub async fn follow_changes(&self) {
+        let ManagedKeys::Database(table) = &self.source else {
+            return std::future::pending().await;
+        };
+        loop {
+            match self.source.digests().await {
+                Ok(keys) => {
+                    info!(
+                        database = table.location(),
+                        keys = keys.len(),
+                        "loaded managed API keys"
+                    );
+                    self.managed
+                        .write()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .keys = keys;
+                }
+                Err(error) => warn!(%error, "keeping the keys loaded before"),
+            }
+            table.changed().await;
+        }
+    }
+
     /// Re-reads `keys.json` if its version differs from the one last seen.
     fn refresh(&self) {
-        let version = FileVersion::of(self.file.path());
+        let ManagedKeys::File(file) = &self.source else {
+            return;
+        };
+        let version = FileVersion::of(file.path());
         let seen = self
             .managed
             .read()
@@ -148,14 +232,14 @@ impl KeyRing {
         if seen == Some(version) {
             return;
         }
-        let path = self.file.path().display();
+        let path = file.path().display();
         let keys = match version {
             FileVersion::Missing => Some(Vec::new()),
             FileVersion::Unreadable => {
                 warn!(path = %path, "cannot read the keys file; keeping the keys loaded before");
                 None
             }
-            FileVersion::Present { .. } => match self.file.list() {
+            FileVersion::Present { .. } => match file.list() {
                 Ok(entries) => {
                     info!(path = %path, keys = entries.len(), "loaded managed API keys");
                     Some(
@@ -183,7 +267,7 @@ impl fmt::Debug for KeyRing {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("KeyRing")
             .field("master", &self.master.map(|_| "<redacted>"))
-            .field("file", &self.file.path())
+            .field("managed", &self.source.place())
             .finish_non_exhaustive()
     }
 }

@@ -191,7 +191,7 @@ async fn authorize(State(guard): State<Guard>, request: Request, next: Next) -> 
         Ok(None) => Credential::Absent,
         Err(Unreadable) => Credential::Unreadable,
     };
-    match guard.state.auth.check(credential, client, required) {
+    match guard.state.auth.check(credential, client, required).await {
         Ok(granted) => {
             let mut request = request;
             request.extensions_mut().insert(granted);

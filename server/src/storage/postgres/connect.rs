@@ -14,7 +14,7 @@ use tokio_postgres::config::{Host, SslMode};
 use tokio_postgres::error::SqlState;
 use tokio_postgres_rustls::MakeRustlsConnect;
 
-use super::PostgresOptions;
+use super::{PostgresOptions, VectorIndex};
 use crate::storage::StorageError;
 
 /// Where the database is and how to reach it, parsed once from the URL.
@@ -48,6 +48,12 @@ impl Target {
         let statement_ms = options.statement_timeout.as_millis().max(1);
         let mut startup =
             format!("-c search_path=mnemo,public -c statement_timeout={statement_ms}");
+        if options.index == VectorIndex::Hnsw {
+            // Iterative scans keep walking the graph until a filtered search has its
+            // k rows (up to hnsw.max_scan_tuples); relaxed order is re-sorted by the
+            // query, and a wider candidate list than the default 40 buys recall.
+            startup.push_str(" -c hnsw.iterative_scan=relaxed_order -c hnsw.ef_search=100");
+        }
         if let Some(theirs) = config.get_options() {
             startup = format!("{theirs} {startup}");
         }

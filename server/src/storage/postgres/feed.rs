@@ -62,7 +62,7 @@ impl Feed {
             Arc::clone(&wake),
             stop.clone(),
         ));
-        tokio::spawn(listen(target, Arc::clone(&wake), stop));
+        tokio::spawn(listen(target, CHANNEL, Arc::clone(&wake), stop));
         Self {
             subscribers,
             sent,
@@ -122,9 +122,15 @@ async fn follow(
     }
 }
 
-/// Keeps one connection listening on [`CHANNEL`], reconnecting with backoff, and
-/// wakes the follower on each notification and after each (re)connection.
-async fn listen(target: Target, wake: Arc<Notify>, stop: CancellationToken) {
+/// Keeps one connection listening on `channel`, reconnecting with backoff, and wakes
+/// `wake` on each notification and after each (re)connection, when whatever was
+/// notified meanwhile has to be read again.
+pub(super) async fn listen(
+    target: Target,
+    channel: &'static str,
+    wake: Arc<Notify>,
+    stop: CancellationToken,
+) {
     const FIRST_BACKOFF: Duration = Duration::from_millis(100);
     let mut backoff = FIRST_BACKOFF;
     loop {
@@ -141,7 +147,7 @@ async fn listen(target: Target, wake: Arc<Notify>, stop: CancellationToken) {
                 }
                 Ok::<(), tokio_postgres::Error>(())
             });
-            if let Err(e) = client.batch_execute(&format!("LISTEN {CHANNEL}")).await {
+            if let Err(e) = client.batch_execute(&format!("LISTEN {channel}")).await {
                 driver.abort();
                 return Err(e);
             }
@@ -167,9 +173,9 @@ async fn listen(target: Target, wake: Arc<Notify>, stop: CancellationToken) {
             backoff = FIRST_BACKOFF;
         }
         match result {
-            Ok(()) => tracing::warn!("the change-feed listener's connection closed; reconnecting"),
+            Ok(()) => tracing::warn!(channel, "a listener's connection closed; reconnecting"),
             Err(e) => {
-                tracing::warn!(error = %e, "the change-feed listener lost PostgreSQL; reconnecting")
+                tracing::warn!(channel, error = %e, "a listener lost PostgreSQL; reconnecting")
             }
         }
         tokio::select! {

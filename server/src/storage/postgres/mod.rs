@@ -24,13 +24,15 @@
 //!
 //! # Modules
 //!
-//! `connect` (URL, TLS, pool, error mapping) → `schema` (migrations, model pin) →
-//! `write` (each write's statements and its event) → `read` (queries, with `filter`)
-//! and `feed` (the follower and the listener).
+//! `connect` (URL, TLS, pool, error mapping) → `schema` (migrations, model pin,
+//! vector index) → `write` (each write's statements and its event) → `read` (queries,
+//! with `filter`) and `feed` (the follower and the listener); `keys` holds the managed
+//! API keys that every server of the database shares.
 
 mod connect;
 mod feed;
 mod filter;
+mod keys;
 mod read;
 mod schema;
 mod write;
@@ -46,6 +48,7 @@ use crate::memory::{EmbeddingSpec, Filter, Memory, MemoryPatch, ScoredMemory, no
 use crate::storage::{EventRow, NewRecord, Page, Retention, Storage, StorageError, StorageFuture};
 use connect::Target;
 use feed::Feed;
+pub use keys::{KeyChangeError, KeyRow, PostgresKeys};
 
 /// Tunables of a [`PostgresStore`].
 #[derive(Debug, Clone)]
@@ -60,6 +63,21 @@ pub struct PostgresOptions {
     pub retention: Retention,
     /// Committed events kept in memory for live subscribers.
     pub feed_capacity: usize,
+    /// How nearest neighbours are found.
+    pub index: VectorIndex,
+}
+
+/// How the PostgreSQL backend finds nearest neighbours (`MNEMO_PG_INDEX`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum VectorIndex {
+    /// Every row the filter lets through is compared: recall@10 is 1.0, and a search
+    /// costs time in proportion to the memories.
+    #[default]
+    Exact,
+    /// pgvector's HNSW graph, walked with iterative index scans so that a filtered
+    /// search still fills its results: much faster on large databases, at a recall
+    /// below 1.0 (BENCHMARKS.md measures it).
+    Hnsw,
 }
 
 impl Default for PostgresOptions {
@@ -73,6 +91,7 @@ impl Default for PostgresOptions {
                 max_rows: 100_000,
             },
             feed_capacity: 1024,
+            index: VectorIndex::Exact,
         }
     }
 }
@@ -89,6 +108,7 @@ struct Shared {
     feed: Feed,
     location: String,
     dimension: usize,
+    index: VectorIndex,
     retention: Retention,
     /// The client-side bound on a whole call: a statement's timeout plus a
     /// connection's, so a database that stops answering mid-call is still reported.
@@ -111,6 +131,7 @@ impl PostgresStore {
             let mut client = pool.get().await?;
             schema::migrate(&mut client, &target.location).await?;
             schema::pin_model(&mut client, &target.location, spec).await?;
+            schema::vector_index(&mut client, options.index).await?;
             read::head_seq(&client).await?
         };
         let stop = CancellationToken::new();
@@ -127,6 +148,7 @@ impl PostgresStore {
                 feed,
                 location: target.location,
                 dimension: spec.dimension,
+                index: options.index,
                 retention: options.retention,
                 call_timeout: options.statement_timeout + options.connect_timeout,
                 _stop: stop.drop_guard(),
@@ -342,7 +364,7 @@ impl Storage for PostgresStore {
     ) -> StorageFuture<'a, Vec<ScoredMemory>> {
         Box::pin(self.bounded(async move {
             self.check_dimension(vector)?;
-            read::search(&self.client().await?, vector, k, filter).await
+            read::search(&self.client().await?, vector, k, filter, self.shared.index).await
         }))
     }
 

@@ -7,6 +7,7 @@ use serde_json::Value;
 use tokio_postgres::Row;
 use tokio_postgres::types::ToSql;
 
+use super::VectorIndex;
 use super::filter::{Params, conditions};
 use crate::memory::{Filter, Memory, ScoredMemory};
 use crate::storage::{EventRow, Page, StorageError};
@@ -122,14 +123,21 @@ pub(super) async fn list(
     })
 }
 
-/// Exact k-nearest-neighbour search: with no vector index, PostgreSQL computes the
-/// cosine distance of every row the filter lets through and keeps the best `k`, so
-/// the filter applies before ranking and recall is 1.0.
+/// k-nearest-neighbour search, the filter applied before ranking.
+///
+/// Exact: PostgreSQL computes the cosine distance of every row the filter lets
+/// through and keeps the best `k`, so recall is 1.0. The distance is ordered as an
+/// expression (`+ 0`) that no index serves, so an HNSW index built for other servers
+/// of the database is not used by this one.
+///
+/// HNSW: the index's iterative scan yields rows nearly in distance order (see
+/// `connect`); the outer query puts the `k` it kept in exact order.
 pub(super) async fn search(
     client: &impl GenericClient,
     vector: &[f32],
     k: usize,
     filter: &Filter,
+    index: VectorIndex,
 ) -> Result<Vec<ScoredMemory>, StorageError> {
     if k == 0 {
         return Ok(Vec::new());
@@ -138,15 +146,8 @@ pub(super) async fn search(
     let query_vector = params.push(Vector::from(vector.to_vec()));
     let conditions = conditions(filter, &mut params);
     let limit = params.push(k as i64);
-    let rows = query(
-        client,
-        &format!(
-            "SELECT {MEMORY_COLUMNS}, m.embedding <=> {query_vector} AS distance \
-             FROM memories m WHERE true{conditions} ORDER BY distance, m.id LIMIT {limit}"
-        ),
-        &params.as_refs(),
-    )
-    .await?;
+    let sql = search_sql(index, &query_vector, &conditions, &limit);
+    let rows = query(client, &sql, &params.as_refs()).await?;
     rows.iter()
         .map(|row| {
             let distance: f64 = row.try_get(7)?;
@@ -156,6 +157,29 @@ pub(super) async fn search(
             })
         })
         .collect()
+}
+
+/// The search statement of each mode; `conditions` are the filter's, over `m`.
+pub(super) fn search_sql(
+    index: VectorIndex,
+    query_vector: &str,
+    conditions: &str,
+    limit: &str,
+) -> String {
+    match index {
+        VectorIndex::Exact => format!(
+            "SELECT {MEMORY_COLUMNS}, (m.embedding <=> {query_vector}) + 0 AS distance \
+             FROM memories m WHERE true{conditions} ORDER BY distance, m.id LIMIT {limit}"
+        ),
+        VectorIndex::Hnsw => format!(
+            "WITH near AS MATERIALIZED ( \
+               SELECT m.id, m.embedding <=> {query_vector} AS distance \
+               FROM memories m WHERE true{conditions} \
+               ORDER BY m.embedding <=> {query_vector} LIMIT {limit}) \
+             SELECT {MEMORY_COLUMNS}, near.distance FROM near JOIN memories m ON m.id = near.id \
+             ORDER BY near.distance + 0, m.id"
+        ),
+    }
 }
 
 /// Most distinct words of a query that reach full-text search, as in SQLite: past a

@@ -11,12 +11,13 @@
 
 use deadpool_postgres::Client;
 
+use super::VectorIndex;
 use crate::memory::EmbeddingSpec;
 use crate::storage::StorageError;
 
 /// Every migration, in order. Index `i` moves the database from version `i` to `i + 1`.
 /// A migration is never edited once released; a change is a new entry at the end.
-const MIGRATIONS: &[&str] = &[V1_INITIAL];
+const MIGRATIONS: &[&str] = &[V1_INITIAL, V2_API_KEYS];
 
 /// The advisory lock key that serialises schema changes across servers ("mnemo" in
 /// ASCII).
@@ -137,6 +138,41 @@ pub(super) async fn pin_model(
     Ok(())
 }
 
+/// Creates the HNSW index when `index` asks for one. It is never dropped here: a
+/// database may be shared with servers that use it, and exact searches are written
+/// so that the planner cannot use it (see `read::search`).
+pub(super) async fn vector_index(
+    client: &mut Client,
+    index: VectorIndex,
+) -> Result<(), StorageError> {
+    if index != VectorIndex::Hnsw {
+        return Ok(());
+    }
+    let tx = client.transaction().await?;
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&SCHEMA_LOCK])
+        .await?;
+    let exists: bool = tx
+        .query_one(
+            "SELECT to_regclass('mnemo.memories_by_vector') IS NOT NULL",
+            &[],
+        )
+        .await?
+        .get(0);
+    if !exists {
+        tracing::info!("building the HNSW index of the memories' vectors");
+        // Building over many rows takes longer than any request may.
+        tx.batch_execute(
+            "SET LOCAL statement_timeout = 0; \
+             CREATE INDEX memories_by_vector ON mnemo.memories \
+                 USING hnsw (embedding vector_cosine_ops)",
+        )
+        .await
+        .map_err(|e| schema_error("cannot build the HNSW index", e))?;
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
 /// A schema failure with what was being done; pgvector missing gets its own advice.
 fn schema_error(context: &str, error: tokio_postgres::Error) -> StorageError {
     let message = error
@@ -229,4 +265,16 @@ CREATE TABLE mnemo.meta (
 
 -- OR of tsqueries, so a query's words can arrive as one array parameter.
 CREATE AGGREGATE mnemo.any_word(tsquery) (SFUNC = tsquery_or, STYPE = tsquery);
+"#;
+
+/// Managed API keys, shared by every server of the database (see `keys`). Ids and
+/// names are one namespace, which the writer keeps under an advisory lock.
+const V2_API_KEYS: &str = r#"
+CREATE TABLE mnemo.api_keys (
+    id         text             PRIMARY KEY,
+    name       text             NOT NULL UNIQUE,
+    sha256     bytea            NOT NULL UNIQUE CHECK (length(sha256) = 32),
+    scope      text             NOT NULL CHECK (scope IN ('read', 'write', 'admin')),
+    created_at double precision NOT NULL
+);
 "#;

@@ -37,6 +37,86 @@ mod conformance {
     super::storage_conformance!(super::Postgres);
 }
 
+/// The same databases, searched through pgvector's HNSW index (`MNEMO_PG_INDEX=hnsw`):
+/// every guarantee holds there too, filtered searches that fill `n_results` included.
+struct PostgresHnsw;
+
+impl Harness for PostgresHnsw {
+    type Place = PgDatabase<'static>;
+
+    async fn place() -> Self::Place {
+        PgCluster::shared().database()
+    }
+
+    async fn open(
+        place: &Self::Place,
+        spec: &EmbeddingSpec,
+        retention: Retention,
+    ) -> Result<Arc<dyn Storage>, StorageError> {
+        let options = PostgresOptions {
+            retention,
+            pool_size: 4,
+            index: VectorIndex::Hnsw,
+            ..PostgresOptions::default()
+        };
+        Ok(Arc::new(
+            PostgresStore::open(&place.url, spec, options).await?,
+        ))
+    }
+}
+
+mod conformance_hnsw {
+    super::storage_conformance!(super::PostgresHnsw);
+}
+
+/// The plan each search mode gets, with sequential scans priced out so the planner
+/// would take any index it could: HNSW searches walk `memories_by_vector`, and exact
+/// searches never do, even on a database where another server built it.
+#[tokio::test]
+async fn exact_searches_never_use_the_hnsw_index() {
+    let database = PgCluster::shared().database();
+    let hnsw = PostgresOptions {
+        index: VectorIndex::Hnsw,
+        ..PostgresOptions::default()
+    };
+    let store = PostgresStore::open(&database.url, &spec(), hnsw)
+        .await
+        .unwrap();
+    for i in 0..50 {
+        store
+            .insert(record(
+                &format!("row {i}"),
+                &["t"],
+                [i as f32, 1.0, 0.5, 0.25],
+            ))
+            .await
+            .unwrap();
+    }
+    let plan = async |index| {
+        let client = store.client().await.unwrap();
+        client
+            .batch_execute("SET enable_seqscan = off; SET hnsw.iterative_scan = relaxed_order")
+            .await
+            .unwrap();
+        let mut params = super::filter::Params::default();
+        let query_vector = params.push(pgvector::Vector::from(vec![1.0f32, 0.0, 0.0, 0.0]));
+        let limit = params.push(5i64);
+        let sql = read::search_sql(index, &query_vector, "", &limit);
+        let rows = client
+            .query(&format!("EXPLAIN {sql}"), &params.as_refs())
+            .await
+            .unwrap();
+        rows.iter()
+            .map(|row| row.get::<_, String>(0))
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    let walked = plan(VectorIndex::Hnsw).await;
+    assert!(walked.contains("memories_by_vector"), "{walked}");
+    let scanned = plan(VectorIndex::Exact).await;
+    assert!(!scanned.contains("memories_by_vector"), "{scanned}");
+}
+
 async fn open(database: &PgDatabase<'_>) -> PostgresStore {
     PostgresStore::open(&database.url, &spec(), PostgresOptions::default())
         .await
