@@ -243,8 +243,12 @@ fn is_unavailable(error: &tokio_postgres::Error) -> bool {
     }
     let mut source = std::error::Error::source(error);
     while let Some(cause) = source {
-        if cause.downcast_ref::<std::io::Error>().is_some() {
-            return true;
+        if let Some(io) = cause.downcast_ref::<std::io::Error>() {
+            // A certificate that does not verify is a configuration to fix, not an
+            // outage to wait out: waiting would hide it behind retries.
+            return io
+                .get_ref()
+                .is_none_or(|inner| inner.downcast_ref::<rustls::Error>().is_none());
         }
         source = cause.source();
     }

