@@ -33,8 +33,9 @@ use mnemo_bench::vectors::{self, Vectors};
 use mnemo_server::Config;
 use mnemo_server::embed::{Embedder, FastEmbedModel};
 use mnemo_server::memory::{EmbeddingSpec, content_hash};
-use mnemo_server::storage::NewRecord;
+use mnemo_server::storage::postgres::{PostgresOptions, PostgresStore};
 use mnemo_server::storage::sqlite::{SqliteOptions, SqliteStore};
+use mnemo_server::storage::{NewRecord, Storage};
 use serde_json::{Value, json};
 
 #[derive(Parser, Clone)]
@@ -103,6 +104,10 @@ struct Args {
     /// embeddings (which embeds each text once instead of twice).
     #[arg(long)]
     seed_over_rest: bool,
+    /// Servers the mixed-load scenario spreads its clients over: more than one needs a
+    /// started server on PostgreSQL, and starts the others on the same database.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=8))]
+    servers: u32,
     /// Write the results as JSON to this file.
     #[arg(long)]
     json: Option<PathBuf>,
@@ -135,18 +140,21 @@ impl Args {
     }
 
     /// A started server on PostgreSQL (`--server-env MNEMO_DATABASE_URL=…`, an empty
-    /// database) keeps its data there: seed it over REST, never from or into the
-    /// SQLite snapshots, and wait for no in-memory vector copy (that backend has none).
+    /// database) keeps its data there: never seed from or into the SQLite snapshots
+    /// (the store writes the harness's vectors into PostgreSQL instead), and wait for
+    /// no in-memory vector copy (that backend has none).
     fn apply_server_database(&mut self) {
-        if self
-            .server_env
-            .iter()
-            .any(|kv| kv.starts_with("MNEMO_DATABASE_URL="))
-        {
+        if self.database_url().is_some() {
             self.fresh = true;
-            self.seed_over_rest = true;
             self.server_env.push("MNEMO_MEMORY_VECTORS=false".into());
         }
+    }
+
+    /// The PostgreSQL URL a started server is given, if any.
+    fn database_url(&self) -> Option<&str> {
+        self.server_env
+            .iter()
+            .find_map(|kv| kv.strip_prefix("MNEMO_DATABASE_URL="))
     }
 }
 
@@ -376,7 +384,7 @@ async fn bulk(api: &Api, args: &Args, fresh: &Fresh) -> anyhow::Result<Vec<Row>>
 /// `clients` clients for `mixed_seconds`: every tenth request of each client is a
 /// store, the rest are searches.
 async fn mixed(
-    api: &Api,
+    apis: &[Api],
     args: &Args,
     corpus: &Arc<Corpus>,
     fresh: &Arc<Fresh>,
@@ -387,7 +395,8 @@ async fn mixed(
     let started = Instant::now();
     let workers: Vec<_> = (0..clients)
         .map(|w| {
-            let api = api.clone();
+            // Clients are spread over the servers in turn.
+            let api = apis[w % apis.len()].clone();
             let corpus = Arc::clone(corpus);
             let fresh = Arc::clone(fresh);
             tokio::spawn(async move {
@@ -423,7 +432,11 @@ async fn mixed(
     let elapsed = started.elapsed();
     let mut all = searches.clone();
     all.extend(&stores);
-    let mut total = Row::new(format!("mixed load, {clients} clients"))
+    let servers = match apis.len() {
+        1 => String::new(),
+        n => format!(" over {n} servers"),
+    };
+    let mut total = Row::new(format!("mixed load, {clients} clients{servers}"))
         .latencies(&all)
         .rate(all.len() + errors, elapsed)
         .errors(errors);
@@ -432,8 +445,8 @@ async fn mixed(
     }
     Ok(vec![
         total,
-        Row::new(format!("mixed load, {clients} clients: searches")).latencies(&searches),
-        Row::new(format!("mixed load, {clients} clients: stores")).latencies(&stores),
+        Row::new(format!("mixed load, {clients} clients{servers}: searches")).latencies(&searches),
+        Row::new(format!("mixed load, {clients} clients{servers}: stores")).latencies(&stores),
     ])
 }
 
@@ -787,6 +800,12 @@ async fn main() -> anyhow::Result<()> {
         if have < level {
             let started = Instant::now();
             let direct = match (&mut target, &truth) {
+                (Target::Spawned { .. }, Some(truth))
+                    if !args.seed_over_rest
+                        && let Some(url) = args.database_url() =>
+                {
+                    Some(seed_postgres(url, truth, &seeded, have..level).await?)
+                }
                 (
                     Target::Spawned {
                         data_dir, server, ..
@@ -893,8 +912,30 @@ async fn main() -> anyhow::Result<()> {
     if !args.skips("bulk") {
         rows.extend(bulk(&api, &args, &fresh).await?);
     }
+    let mut apis = vec![api.clone()];
+    let mut others = Vec::new();
+    if args.servers > 1 && !args.skips("mixed") {
+        let Target::Spawned { binary, env, .. } = &target else {
+            bail!("--servers needs a started server (no --url)");
+        };
+        if args.database_url().is_none() {
+            bail!("--servers needs --server-env MNEMO_DATABASE_URL=…: only PostgreSQL is shared");
+        }
+        for _ in 1..args.servers {
+            let dir = tempfile::tempdir()?;
+            let server = Spawned::start(binary, dir.path(), env, &http).await?;
+            apis.push(Api {
+                url: server.url().to_owned(),
+                ..api.clone()
+            });
+            others.push((server, dir));
+        }
+    }
     for &clients in args.mixed_clients.iter().filter(|_| !args.skips("mixed")) {
-        rows.extend(mixed(&api, &args, &corpus, &fresh, clients, embed_rate).await?);
+        rows.extend(mixed(&apis, &args, &corpus, &fresh, clients, embed_rate).await?);
+    }
+    for (server, _dir) in others {
+        server.stop()?;
     }
     if args.sse_subscribers > 0 && !args.skips("sse") {
         rows.push(fan_out(&api, &args, &fresh).await?);
@@ -952,15 +993,7 @@ fn seed_directly(
     for chunk in rows.chunks(500) {
         let records = chunk
             .iter()
-            .map(|&i| NewRecord {
-                content: texts[i].clone(),
-                content_hash: content_hash(&texts[i]),
-                tags: Vec::new(),
-                memory_type: None,
-                metadata: serde_json::Map::new(),
-                vector: truth.memories.row(i).to_vec(),
-                created_at: None,
-            })
+            .map(|&i| seed_record(truth, texts, i))
             .collect();
         errors += store
             .insert_many(records)
@@ -969,6 +1002,46 @@ fn seed_directly(
             .count();
     }
     Ok(errors)
+}
+
+/// Writes memories `range` into the PostgreSQL database at `url` with Mnemo's own
+/// store and the harness's embeddings, while the server runs (it hears of them as
+/// of any other server's writes). Returns the number of failed inserts.
+async fn seed_postgres(
+    url: &str,
+    truth: &Truth,
+    texts: &[String],
+    range: std::ops::Range<usize>,
+) -> anyhow::Result<usize> {
+    let store = PostgresStore::open(url, &truth.spec, PostgresOptions::default()).await?;
+    let mut errors = 0;
+    let rows: Vec<usize> = range.collect();
+    for chunk in rows.chunks(500) {
+        let records = chunk
+            .iter()
+            .map(|&i| seed_record(truth, texts, i))
+            .collect();
+        errors += store
+            .insert_many(records)
+            .await
+            .iter()
+            .filter(|r| r.is_err())
+            .count();
+    }
+    Ok(errors)
+}
+
+/// The `i`th seeded memory as the store takes it, with the harness's vector.
+fn seed_record(truth: &Truth, texts: &[String], i: usize) -> NewRecord {
+    NewRecord {
+        content: texts[i].clone(),
+        content_hash: content_hash(&texts[i]),
+        tags: Vec::new(),
+        memory_type: None,
+        metadata: serde_json::Map::new(),
+        vector: truth.memories.row(i).to_vec(),
+        created_at: None,
+    }
 }
 
 /// Saves a stopped server's database as the cached snapshot of a level.
