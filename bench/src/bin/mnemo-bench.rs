@@ -815,9 +815,7 @@ async fn main() -> anyhow::Result<()> {
                     if let Some(running) = server.take() {
                         running.stop()?;
                     }
-                    Some(tokio::task::block_in_place(|| {
-                        seed_directly(data_dir.path(), truth, &seeded, have..level)
-                    })?)
+                    Some(seed_directly(data_dir.path(), truth, &seeded, have..level).await?)
                 }
                 _ => None,
             };
@@ -977,7 +975,7 @@ async fn main() -> anyhow::Result<()> {
 /// Writes memories `range` into a stopped server's database with Mnemo's own store
 /// (the same statements, group commit and vec0 table the server uses) and the
 /// harness's embeddings. Returns the number of failed inserts.
-fn seed_directly(
+async fn seed_directly(
     data_dir: &Path,
     truth: &Truth,
     texts: &[String],
@@ -988,20 +986,7 @@ fn seed_directly(
         ..SqliteOptions::default()
     };
     let store = SqliteStore::open(&data_dir.join("memories.db"), &truth.spec, options)?;
-    let mut errors = 0;
-    let rows: Vec<usize> = range.collect();
-    for chunk in rows.chunks(500) {
-        let records = chunk
-            .iter()
-            .map(|&i| seed_record(truth, texts, i))
-            .collect();
-        errors += store
-            .insert_many(records)
-            .iter()
-            .filter(|r| r.is_err())
-            .count();
-    }
-    Ok(errors)
+    seed_store(&store, truth, texts, range).await
 }
 
 /// Writes memories `range` into the PostgreSQL database at `url` with Mnemo's own
@@ -1014,6 +999,16 @@ async fn seed_postgres(
     range: std::ops::Range<usize>,
 ) -> anyhow::Result<usize> {
     let store = PostgresStore::open(url, &truth.spec, PostgresOptions::default()).await?;
+    seed_store(&store, truth, texts, range).await
+}
+
+/// Inserts memories `range` into `store` in batches of 500; returns the failures.
+async fn seed_store(
+    store: &dyn Storage,
+    truth: &Truth,
+    texts: &[String],
+    range: std::ops::Range<usize>,
+) -> anyhow::Result<usize> {
     let mut errors = 0;
     let rows: Vec<usize> = range.collect();
     for chunk in rows.chunks(500) {
@@ -1023,7 +1018,7 @@ async fn seed_postgres(
             .collect();
         errors += store
             .insert_many(records)
-            .await
+            .await?
             .iter()
             .filter(|r| r.is_err())
             .count();

@@ -7,10 +7,12 @@ use super::*;
 use crate::storage::conformance::{DIM, Harness, record, spec, storage_conformance, unit};
 use crate::testing::{PgCluster, PgDatabase};
 
-/// Databases on the process's shared cluster.
-struct Postgres;
+/// Databases on the process's shared cluster, searched exactly or, with `HNSW`,
+/// through pgvector's HNSW index (`MNEMO_PG_INDEX=hnsw`): every guarantee holds in
+/// both modes, filtered searches that fill `n_results` included.
+struct Postgres<const HNSW: bool>;
 
-impl Harness for Postgres {
+impl<const HNSW: bool> Harness for Postgres<HNSW> {
     type Place = PgDatabase<'static>;
 
     async fn place() -> Self::Place {
@@ -25,6 +27,11 @@ impl Harness for Postgres {
         let options = PostgresOptions {
             retention,
             pool_size: 4,
+            index: if HNSW {
+                VectorIndex::Hnsw
+            } else {
+                VectorIndex::Exact
+            },
             ..PostgresOptions::default()
         };
         Ok(Arc::new(
@@ -34,39 +41,11 @@ impl Harness for Postgres {
 }
 
 mod conformance {
-    super::storage_conformance!(super::Postgres);
-}
-
-/// The same databases, searched through pgvector's HNSW index (`MNEMO_PG_INDEX=hnsw`):
-/// every guarantee holds there too, filtered searches that fill `n_results` included.
-struct PostgresHnsw;
-
-impl Harness for PostgresHnsw {
-    type Place = PgDatabase<'static>;
-
-    async fn place() -> Self::Place {
-        PgCluster::shared().database()
-    }
-
-    async fn open(
-        place: &Self::Place,
-        spec: &EmbeddingSpec,
-        retention: Retention,
-    ) -> Result<Arc<dyn Storage>, StorageError> {
-        let options = PostgresOptions {
-            retention,
-            pool_size: 4,
-            index: VectorIndex::Hnsw,
-            ..PostgresOptions::default()
-        };
-        Ok(Arc::new(
-            PostgresStore::open(&place.url, spec, options).await?,
-        ))
-    }
+    super::storage_conformance!(super::Postgres<false>);
 }
 
 mod conformance_hnsw {
-    super::storage_conformance!(super::PostgresHnsw);
+    super::storage_conformance!(super::Postgres<true>);
 }
 
 /// The plan each search mode gets, with sequential scans priced out so the planner
