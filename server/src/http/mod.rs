@@ -18,6 +18,7 @@ mod search;
 mod state;
 #[cfg(test)]
 mod tests;
+mod ticket;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -69,7 +70,11 @@ fn routes(state: &Arc<AppState>, config: &Config, shutdown: CancellationToken) -
         .route(M::POST, "/api/search", READ, search::search)
         .route(M::POST, "/api/search/by-tag", READ, search::by_tag)
         .route(M::POST, "/api/search/by-time", READ, search::by_time)
-        .route(M::GET, "/api/events", READ, events::stream)
+        // EventSource cannot set headers: the streams also take `?ticket=`/`?api_key=`.
+        .stream(M::GET, "/api/events", READ, events::stream)
+        .stream(M::GET, "/api/events/stream", READ, events::stream_unnamed)
+        // Any key may trade itself for a single-use stream ticket of its own scope.
+        .route(M::POST, "/api/events/ticket", READ, events::ticket)
         .route(M::GET, "/api/events/stats", ADMIN, events::stats)
         .route(M::GET, "/api/tags", READ, catalog::tags)
         .route(M::GET, "/api/types", READ, catalog::types)
