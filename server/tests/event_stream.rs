@@ -230,3 +230,29 @@ async fn a_ticket_opens_one_stream_once() {
         .unwrap();
     assert_eq!(refusal(wrong_key).await.0, 401);
 }
+
+/// A web app on an allowed origin may send its key in `Authorization` to buy a
+/// ticket: the preflight's requested headers are echoed, since the Fetch standard's
+/// `*` does not cover `Authorization`.
+#[tokio::test]
+async fn a_cross_origin_ticket_request_passes_its_preflight() {
+    let origin = "http://app.example";
+    let server = TestServer::spawn_with(|c| c.cors_origins = vec![origin.into()]).await;
+    let preflight = server
+        .http
+        .request(
+            Method::OPTIONS,
+            format!("{}/api/events/ticket", server.url()),
+        )
+        .header("Origin", origin)
+        .header("Access-Control-Request-Method", "POST")
+        .header("Access-Control-Request-Headers", "authorization")
+        .send()
+        .await
+        .unwrap();
+    assert!(preflight.status().is_success(), "{}", preflight.status());
+    let headers = preflight.headers();
+    assert_eq!(headers["access-control-allow-origin"], origin);
+    let allowed = headers["access-control-allow-headers"].to_str().unwrap();
+    assert!(allowed.eq_ignore_ascii_case("authorization"), "{allowed}");
+}

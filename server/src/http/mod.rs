@@ -29,7 +29,7 @@ use axum::http::{HeaderValue, Method, StatusCode};
 use tokio_util::sync::CancellationToken;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::classify::ServerErrorsFailureClass;
-use tower_http::cors::{AllowOrigin, Any, CorsLayer};
+use tower_http::cors::{AllowHeaders, AllowOrigin, Any, CorsLayer};
 use tower_http::trace::TraceLayer;
 
 use crate::config::Config;
@@ -137,8 +137,12 @@ async fn method_not_allowed() -> ApiError {
 }
 
 /// CORS from `MCP_CORS_ORIGINS`: none by default, `*` for any origin, else a list.
+/// A preflight gets the headers it asks for echoed: the Fetch standard does not let
+/// `Access-Control-Allow-Headers: *` cover `Authorization`, which web apps send.
 fn cors(origins: &[String]) -> CorsLayer {
-    let layer = CorsLayer::new().allow_methods(Any).allow_headers(Any);
+    let layer = CorsLayer::new()
+        .allow_methods(Any)
+        .allow_headers(AllowHeaders::mirror_request());
     if origins.iter().any(|o| o == "*") {
         layer.allow_origin(Any)
     } else {
