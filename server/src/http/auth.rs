@@ -225,9 +225,7 @@ async fn authorize(State(guard): State<Guard>, request: Request, next: Next) -> 
         Err(Refused::InUrl) => Err(ApiError::unauthorized(IN_URL)),
         Ok(Presented::Key(key)) => check(&guard, Credential::Key(key), client, required).await,
         Ok(Presented::Nothing) => check(&guard, Credential::Absent, client, required).await,
-        Err(Refused::Unreadable) => {
-            check(&guard, Credential::Unreadable, client, required).await
-        }
+        Err(Refused::Unreadable) => check(&guard, Credential::Unreadable, client, required).await,
     };
     match granted {
         Ok(granted) => {
