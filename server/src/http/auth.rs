@@ -44,6 +44,10 @@ pub struct RouteAccess {
     pub method: Option<Method>,
     pub path: &'static str,
     pub access: Access,
+    /// Whether the route takes a credential in its URL (`?api_key=`, `?ticket=`):
+    /// only the event streams do, because `EventSource` cannot set headers. A key in
+    /// a URL ends up in proxy and access logs, so no other route accepts one.
+    pub url_credentials: bool,
 }
 
 /// The router being built, and the access of every route in it.
@@ -61,11 +65,36 @@ impl Routes {
     }
 
     /// Adds `handler` for `method` on `path`, callable with `access`.
-    pub fn route<H, T>(
+    pub fn route<H, T>(self, method: Method, path: &'static str, access: Access, handler: H) -> Self
+    where
+        H: Handler<T, Arc<AppState>>,
+        T: 'static,
+    {
+        self.add(method, path, access, false, handler)
+    }
+
+    /// Like [`Routes::route`], for an event stream: it also takes its credential
+    /// from the URL, as `?ticket=` or `?api_key=`.
+    pub fn stream<H, T>(
+        self,
+        method: Method,
+        path: &'static str,
+        access: Access,
+        handler: H,
+    ) -> Self
+    where
+        H: Handler<T, Arc<AppState>>,
+        T: 'static,
+    {
+        self.add(method, path, access, true, handler)
+    }
+
+    fn add<H, T>(
         mut self,
         method: Method,
         path: &'static str,
         access: Access,
+        url_credentials: bool,
         handler: H,
     ) -> Self
     where
@@ -79,6 +108,7 @@ impl Routes {
             method: Some(method),
             path,
             access,
+            url_credentials,
         });
         self
     }
@@ -99,6 +129,7 @@ impl Routes {
             method: None,
             path,
             access,
+            url_credentials: false,
         });
         self
     }
@@ -149,12 +180,13 @@ struct Guard {
 }
 
 impl Guard {
-    /// The access a request needs. `Router::layer` runs the middleware after routing,
-    /// so the matched route's pattern is known; unknown paths (the fallback) need any
-    /// valid key, so the 404 tells no stranger which paths exist.
-    fn access(&self, method: &Method, matched: Option<&MatchedPath>) -> Access {
+    /// The access a request needs, and whether its route takes a credential in the
+    /// URL. `Router::layer` runs the middleware after routing, so the matched route's
+    /// pattern is known; unknown paths (the fallback) need any valid key, so the 404
+    /// tells no stranger which paths exist.
+    fn access(&self, method: &Method, matched: Option<&MatchedPath>) -> (Access, bool) {
         let Some(matched) = matched else {
-            return READ;
+            return (READ, false);
         };
         // axum answers HEAD with the GET handler.
         let method = if method == Method::HEAD {
@@ -165,7 +197,7 @@ impl Guard {
         self.table
             .iter()
             .find(|r| r.path == matched.as_str() && r.method.as_ref().is_none_or(|m| m == method))
-            .map_or(ADMIN, |r| r.access)
+            .map_or((ADMIN, false), |r| (r.access, r.url_credentials))
     }
 }
 
@@ -174,10 +206,12 @@ fn guarded(router: Router<Arc<AppState>>, guard: Guard) -> Router<Arc<AppState>>
     router.layer(middleware::from_fn_with_state(guard, authorize))
 }
 
-/// Middleware: lets a request through if its key has the access its route needs, and
-/// leaves the granted scope in the request for [`Caller`].
+/// Middleware: lets a request through if its key (or, on an event stream, its
+/// ticket) has the access its route needs, and leaves the granted scope in the
+/// request for [`Caller`].
 async fn authorize(State(guard): State<Guard>, request: Request, next: Next) -> Response {
-    let access = guard.access(request.method(), request.extensions().get::<MatchedPath>());
+    let (access, url_credentials) =
+        guard.access(request.method(), request.extensions().get::<MatchedPath>());
     let Access::Needs(required) = access else {
         return next.run(request).await;
     };
@@ -185,58 +219,129 @@ async fn authorize(State(guard): State<Guard>, request: Request, next: Next) -> 
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
         .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |c| c.0.ip());
-    let presented = presented_key(&request);
-    let credential = match &presented {
-        Ok(Some(key)) => Credential::Key(key),
-        Ok(None) => Credential::Absent,
-        Err(Unreadable) => Credential::Unreadable,
+    let presented = presented(&request, url_credentials);
+    let granted = match &presented {
+        Ok(Presented::Ticket(ticket)) => redeem(&guard.state, ticket, required),
+        Err(Refused::InUrl) => Err(ApiError::unauthorized(IN_URL)),
+        Ok(Presented::Key(key)) => check(&guard, Credential::Key(key), client, required).await,
+        Ok(Presented::Nothing) => check(&guard, Credential::Absent, client, required).await,
+        Err(Refused::Unreadable) => check(&guard, Credential::Unreadable, client, required).await,
     };
-    match guard.state.auth.check(credential, client, required).await {
+    match granted {
         Ok(granted) => {
             let mut request = request;
             request.extensions_mut().insert(granted);
             next.run(request).await
         }
         Err(error) => {
-            let error = ApiError::from(error);
             tracing::info!(%client, status = error.status().as_u16(), "request refused");
             error.into_response()
         }
     }
 }
 
-/// A credential that is there but cannot be a key: another scheme than Bearer, or
-/// bytes that are not text.
-struct Unreadable;
+/// Asks the key ring about a key (or its absence).
+async fn check(
+    guard: &Guard,
+    credential: Credential<'_>,
+    client: IpAddr,
+    required: Scope,
+) -> Result<Scope, ApiError> {
+    Ok(guard.state.auth.check(credential, client, required).await?)
+}
 
-/// The key a request presents, from the first of: `Authorization: Bearer` (the
-/// scheme in any case, RFC 9110), `X-API-Key`, `?api_key=` (for EventSource, which
-/// cannot set headers). Anything else in those places is [`Unreadable`], so it is
-/// refused rather than taken for no key.
-fn presented_key(request: &Request) -> Result<Option<String>, Unreadable> {
+/// Why a credential in the URL of any other route than an event stream is refused.
+const IN_URL: &str = "`?api_key=` and `?ticket=` are accepted only by the event streams \
+     (`/api/events`, `/api/events/stream`): a key in a URL ends up in proxy logs. Send \
+     `Authorization: Bearer <key>` or `X-API-Key: <key>` instead";
+
+/// Spends `ticket` for a request that needs `required`.
+///
+/// A wrong ticket does not count against the client's failed-key budget: tickets are
+/// 256 random bits, which no one guesses, and a browser retrying a spent one is not
+/// an attack.
+fn redeem(state: &AppState, ticket: &str, required: Scope) -> Result<Scope, ApiError> {
+    let scope = state.tickets.redeem(ticket).ok_or_else(|| {
+        ApiError::unauthorized(
+            "the ticket is unknown, already used or expired (a ticket is good for one \
+             connection within 60 s): get a new one with POST /api/events/ticket",
+        )
+    })?;
+    if scope.allows(required) {
+        Ok(scope)
+    } else {
+        Err(AuthError::Insufficient {
+            has: scope,
+            needs: required,
+        }
+        .into())
+    }
+}
+
+/// The credential a request presents.
+enum Presented {
+    Key(String),
+    /// A single-use ticket, from `?ticket=` on an event stream.
+    Ticket(String),
+    Nothing,
+}
+
+/// A credential that is refused before any key is looked at.
+enum Refused {
+    /// There but cannot be a key: another scheme than Bearer, or bytes that are not
+    /// text.
+    Unreadable,
+    /// `?api_key=` or `?ticket=` on a route that takes no credential in its URL.
+    InUrl,
+}
+
+/// The credential a request presents, from the first of: `Authorization: Bearer`
+/// (the scheme in any case, RFC 9110), `X-API-Key`, and only where `url_credentials`
+/// (the event streams, for EventSource, which cannot set headers) `?ticket=` or
+/// `?api_key=`. Anything else in those places is refused rather than taken for no
+/// key, and so is a credential in the URL of any other route, even next to a good
+/// header: the client should learn that its key is being logged.
+fn presented(request: &Request, url_credentials: bool) -> Result<Presented, Refused> {
+    let in_url = url_credential(request)?;
+    if in_url.is_some() && !url_credentials {
+        return Err(Refused::InUrl);
+    }
     let headers = request.headers();
     if let Some(value) = headers.get(header::AUTHORIZATION) {
-        let value = value.to_str().map_err(|_| Unreadable)?.trim();
+        let value = value.to_str().map_err(|_| Refused::Unreadable)?.trim();
         let (scheme, key) = value.split_once(' ').unwrap_or((value, ""));
         if !scheme.eq_ignore_ascii_case("bearer") {
-            return Err(Unreadable);
+            return Err(Refused::Unreadable);
         }
-        return Ok(Some(key.trim().to_owned()));
+        return Ok(Presented::Key(key.trim().to_owned()));
     }
     if let Some(value) = headers.get("x-api-key") {
-        let key = value.to_str().map_err(|_| Unreadable)?;
-        return Ok(Some(key.trim().to_owned()));
+        let key = value.to_str().map_err(|_| Refused::Unreadable)?;
+        return Ok(Presented::Key(key.trim().to_owned()));
     }
+    Ok(in_url.unwrap_or(Presented::Nothing))
+}
+
+/// `?ticket=` (first) or `?api_key=` in the query, if any.
+fn url_credential(request: &Request) -> Result<Option<Presented>, Refused> {
     let Some(query) = request.uri().query() else {
         return Ok(None);
     };
-    match serde_urlencoded::from_str::<Vec<(String, String)>>(query) {
-        Ok(pairs) => Ok(pairs
-            .into_iter()
-            .find_map(|(name, value)| (name == "api_key").then_some(value))),
-        Err(_) if query.contains("api_key") => Err(Unreadable),
-        Err(_) => Ok(None),
-    }
+    let Ok(pairs) = serde_urlencoded::from_str::<Vec<(String, String)>>(query) else {
+        return if query.contains("api_key") || query.contains("ticket") {
+            Err(Refused::Unreadable)
+        } else {
+            Ok(None)
+        };
+    };
+    let find = |wanted: &str| {
+        pairs
+            .iter()
+            .find_map(|(name, value)| (name == wanted).then(|| value.clone()))
+    };
+    Ok(find("ticket")
+        .map(Presented::Ticket)
+        .or_else(|| find("api_key").map(Presented::Key)))
 }
 
 /// The caller of a request: the scope its key was granted and its `X-Agent-ID`.
@@ -292,6 +397,7 @@ mod tests {
     use crate::auth::Auth;
     use crate::auth::{KeyFile, KeyRing};
     use crate::config::Config;
+    use crate::http::ticket::Tickets;
 
     /// A server state whose service never loads: every allowed request answers 503,
     /// every refused one 401 or 403, which is all these tests look at.
@@ -338,6 +444,15 @@ mod tests {
             )
             .with_state(Arc::clone(&state));
         assert!(table.len() >= 18, "the whole table: {table:?}");
+        let in_url: Vec<_> = table
+            .iter()
+            .filter(|r| r.url_credentials)
+            .map(|r| r.path)
+            .collect();
+        assert_eq!(in_url, ["/api/events", "/api/events/stream"]);
+        for path in ["/api/events/stream", "/api/events/ticket"] {
+            assert!(table.iter().any(|r| r.path == path), "{path} is routed");
+        }
         for route in table {
             let path = route.path.replace("{hash}", "0000");
             let methods = match &route.method {
@@ -400,6 +515,51 @@ mod tests {
         assert_eq!(
             status(&app, &Method::GET, "/api/elsewhere", Some(&read)).await,
             404
+        );
+    }
+
+    /// A ticket opens a stream until it expires, and grants no more than the scope
+    /// of the key that bought it.
+    #[tokio::test]
+    async fn tickets_expire_and_keep_their_scope() {
+        let app = |state: &Arc<AppState>, dir: &tempfile::TempDir| {
+            let config = Config::for_data_dir(dir.path());
+            super::super::routes(state, &config, Default::default())
+                .into_router(
+                    state,
+                    super::super::not_found,
+                    super::super::method_not_allowed,
+                )
+                .with_state(Arc::clone(state))
+        };
+        let stream = |ticket: &str| format!("/api/events/stream?ticket={ticket}");
+        let get = Method::GET;
+        let (dir, state, _) = fixture();
+        let fresh = state.tickets.issue(Scope::Read).unwrap();
+        // Past the check (the service never loads here, so 503).
+        assert_eq!(
+            status(&app(&state, &dir), &get, &stream(&fresh), None).await,
+            503
+        );
+
+        let (dir, mut state, _) = fixture();
+        Arc::get_mut(&mut state).unwrap().tickets = Tickets::with_ttl(Duration::ZERO);
+        let stale = state.tickets.issue(Scope::Admin).unwrap();
+        assert_eq!(
+            status(&app(&state, &dir), &get, &stream(&stale), None).await,
+            401
+        );
+
+        let (_dir, state, _) = fixture();
+        let read = state.tickets.issue(Scope::Read).unwrap();
+        assert!(matches!(
+            redeem(&state, &read, Scope::Write),
+            Err(e) if e.status() == StatusCode::FORBIDDEN
+        ));
+        let admin = state.tickets.issue(Scope::Admin).unwrap();
+        assert_eq!(
+            redeem(&state, &admin, Scope::Admin).ok(),
+            Some(Scope::Admin)
         );
     }
 

@@ -1,4 +1,6 @@
-//! `GET /api/events`, the SSE change stream, and `GET /api/events/stats` (admin).
+//! `GET /api/events`, the SSE change stream; `GET /api/events/stream`, the same feed
+//! with unnamed events for a browser's `onmessage`; `POST /api/events/ticket`, a
+//! single-use credential for either; and `GET /api/events/stats` (admin).
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -7,7 +9,7 @@ use std::sync::Arc;
 use axum::Extension;
 use axum::Json;
 use axum::extract::{ConnectInfo, State};
-use axum::http::{HeaderMap, HeaderValue, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::sse::{Event, Sse};
 use axum::response::{IntoResponse, Response};
 use futures::{Stream, StreamExt};
@@ -16,6 +18,8 @@ use serde_json::{Value, json};
 
 use super::error::{ApiError, ApiQuery};
 use super::state::AppState;
+use super::ticket::TICKET_TTL;
+use crate::auth::Scope;
 use crate::feed::FeedItem;
 use crate::memory::now_epoch;
 
@@ -41,6 +45,59 @@ pub async fn stream(
     headers: HeaderMap,
     ApiQuery(query): ApiQuery<EventsQuery>,
 ) -> Result<Response, ApiError> {
+    open(&state, connect, &headers, query, Naming::Named)
+}
+
+/// `GET /api/events/stream`: the same feed, replay and bounds, but no event has an
+/// `event:` line and every `data` names its type, so a browser's
+/// `EventSource.onmessage` sees them all (it only fires for unnamed events). The seed
+/// deployment guide's web app listens this way.
+pub async fn stream_unnamed(
+    State(state): State<Arc<AppState>>,
+    connect: Option<Extension<ConnectInfo<SocketAddr>>>,
+    headers: HeaderMap,
+    ApiQuery(query): ApiQuery<EventsQuery>,
+) -> Result<Response, ApiError> {
+    open(&state, connect, &headers, query, Naming::Unnamed)
+}
+
+/// `POST /api/events/ticket`: a single-use ticket for `?ticket=` on either stream,
+/// with the scope of the key that asked, valid for 60 s. mcp-memory-service's body.
+/// A ticket cannot buy another: this route takes no credential in its URL.
+pub async fn ticket(
+    State(state): State<Arc<AppState>>,
+    Extension(scope): Extension<Scope>,
+) -> Result<Json<Value>, ApiError> {
+    let ticket = state.tickets.issue(scope).map_err(|e| {
+        ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too_many_tickets",
+            e.to_string(),
+        )
+    })?;
+    Ok(Json(json!({
+        "ticket": ticket,
+        "expires_in_seconds": TICKET_TTL.as_secs_f64(),
+        "param_name": "ticket",
+    })))
+}
+
+/// How the stream names its events.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Naming {
+    /// `event: memory_stored`, as `/api/events` and mcp-memory-service send them.
+    Named,
+    /// No `event:` line; the type goes into `data` as `"type"`.
+    Unnamed,
+}
+
+fn open(
+    state: &AppState,
+    connect: Option<Extension<ConnectInfo<SocketAddr>>>,
+    headers: &HeaderMap,
+    query: EventsQuery,
+    naming: Naming,
+) -> Result<Response, ApiError> {
     let feed = state.feed()?;
     let last = headers
         .get("last-event-id")
@@ -53,7 +110,7 @@ pub async fn stream(
             ApiError::bad_request(format!("last event id {text:?} is not a sequence number"))
         })?),
     };
-    let events = frames(feed.subscribe(last, connect.map(|c| c.0.0)));
+    let events = frames(feed.subscribe(last, connect.map(|c| c.0.0)), naming);
     let mut response = Sse::new(events).into_response();
     let headers = response.headers_mut();
     // Proxies must neither cache nor buffer a live stream.
@@ -66,6 +123,7 @@ pub async fn stream(
 /// resumes after the last one it saw; heartbeats and the greeting carry no id.
 fn frames(
     items: impl Stream<Item = Result<FeedItem, crate::storage::StorageError>> + Send + 'static,
+    naming: Naming,
 ) -> impl Stream<Item = Result<Event, Infallible>> + Send + 'static {
     items
         .take_while(|item| {
@@ -75,13 +133,14 @@ fn frames(
             std::future::ready(item.is_ok())
         })
         .filter_map(|item| std::future::ready(item.ok()))
-        .map(|item| {
-            let event = match item {
+        .map(move |item| {
+            let (kind, data, id) = match item {
                 FeedItem::Connected {
                     head,
                     subscriber,
                     heartbeat,
-                } => Event::default().event("connection_established").data(
+                } => (
+                    "connection_established",
                     json!({
                         "timestamp": now(),
                         "connection_id": subscriber.to_string(),
@@ -90,30 +149,70 @@ fn frames(
                         "head_seq": head,
                     })
                     .to_string(),
+                    None,
                 ),
-                FeedItem::Change(row) => Event::default()
-                    .id(row.seq.to_string())
-                    .event(row.kind.clone())
-                    .data(&row.payload),
-                FeedItem::Resync { head } => Event::default().id(head.to_string()).event("resync").data(
+                FeedItem::Change(row) => {
+                    let data = match naming {
+                        Naming::Named => row.payload.clone(),
+                        Naming::Unnamed => typed(&row.kind, &row.payload),
+                    };
+                    let event = frame(naming, &row.kind, data).id(row.seq.to_string());
+                    return Ok(event);
+                }
+                FeedItem::Resync { head } => (
+                    "resync",
                     json!({
                         "timestamp": now(),
                         "head_seq": head,
                         "message": "the events after your last id are no longer kept; reload your view",
                     })
                     .to_string(),
+                    Some(head),
                 ),
-                FeedItem::Heartbeat { subscribers } => Event::default().event("heartbeat").data(
+                FeedItem::Heartbeat { subscribers } => (
+                    "heartbeat",
                     json!({
                         "timestamp": now(),
                         "active_connections": subscribers,
                         "server_status": "healthy",
                     })
                     .to_string(),
+                    None,
                 ),
             };
-            Ok(event)
+            let data = match naming {
+                Naming::Named => data,
+                Naming::Unnamed => typed(kind, &data),
+            };
+            let event = frame(naming, kind, data);
+            Ok(match id {
+                Some(id) => event.id(id.to_string()),
+                None => event,
+            })
         })
+}
+
+/// An event of type `kind` with `data`, named or not.
+fn frame(naming: Naming, kind: &str, data: String) -> Event {
+    let event = Event::default().data(data);
+    match naming {
+        Naming::Named => event.event(kind),
+        Naming::Unnamed => event,
+    }
+}
+
+/// `payload` (a JSON object's text) with `"type": kind` first. Spliced into the text
+/// rather than parsed and serialised again: payloads are written once on the write
+/// path and sent as they are to every subscriber. No payload has a `type` of its
+/// own.
+fn typed(kind: &str, payload: &str) -> String {
+    let kind = Value::from(kind).to_string();
+    match payload.trim_start().strip_prefix('{') {
+        Some(rest) if rest.trim_start().starts_with('}') => format!("{{\"type\":{kind}}}"),
+        Some(rest) => format!("{{\"type\":{kind},{rest}"),
+        // Not an object (never written so); sent unchanged rather than mangled.
+        None => payload.to_owned(),
+    }
 }
 
 /// `GET /api/events/stats` (admin): subscribers, and per subscriber its lag.
@@ -144,4 +243,20 @@ pub async fn stats(State(state): State<Arc<AppState>>) -> Result<Json<Value>, Ap
         "head_seq": head,
         "clients": clients,
     })))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The type goes first into any object payload, empty or not.
+    #[test]
+    fn typed_payloads() {
+        let payload = json!({"content_hash": "abc", "tags": ["a"]}).to_string();
+        let data: Value = serde_json::from_str(&typed("memory_stored", &payload)).unwrap();
+        assert_eq!(data["type"], "memory_stored");
+        assert_eq!(data["content_hash"], "abc");
+        assert_eq!(typed("heartbeat", "{}"), r#"{"type":"heartbeat"}"#);
+        assert_eq!(typed("odd", "[1]"), "[1]");
+    }
 }

@@ -18,6 +18,7 @@ mod search;
 mod state;
 #[cfg(test)]
 mod tests;
+mod ticket;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -28,7 +29,7 @@ use axum::http::{HeaderValue, Method, StatusCode};
 use tokio_util::sync::CancellationToken;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::classify::ServerErrorsFailureClass;
-use tower_http::cors::{AllowOrigin, Any, CorsLayer};
+use tower_http::cors::{AllowHeaders, AllowOrigin, Any, CorsLayer};
 use tower_http::trace::TraceLayer;
 
 use crate::config::Config;
@@ -69,7 +70,11 @@ fn routes(state: &Arc<AppState>, config: &Config, shutdown: CancellationToken) -
         .route(M::POST, "/api/search", READ, search::search)
         .route(M::POST, "/api/search/by-tag", READ, search::by_tag)
         .route(M::POST, "/api/search/by-time", READ, search::by_time)
-        .route(M::GET, "/api/events", READ, events::stream)
+        // EventSource cannot set headers: the streams also take `?ticket=`/`?api_key=`.
+        .stream(M::GET, "/api/events", READ, events::stream)
+        .stream(M::GET, "/api/events/stream", READ, events::stream_unnamed)
+        // Any key may trade itself for a single-use stream ticket of its own scope.
+        .route(M::POST, "/api/events/ticket", READ, events::ticket)
         .route(M::GET, "/api/events/stats", ADMIN, events::stats)
         .route(M::GET, "/api/tags", READ, catalog::tags)
         .route(M::GET, "/api/types", READ, catalog::types)
@@ -132,8 +137,12 @@ async fn method_not_allowed() -> ApiError {
 }
 
 /// CORS from `MCP_CORS_ORIGINS`: none by default, `*` for any origin, else a list.
+/// A preflight gets the headers it asks for echoed: the Fetch standard does not let
+/// `Access-Control-Allow-Headers: *` cover `Authorization`, which web apps send.
 fn cors(origins: &[String]) -> CorsLayer {
-    let layer = CorsLayer::new().allow_methods(Any).allow_headers(Any);
+    let layer = CorsLayer::new()
+        .allow_methods(Any)
+        .allow_headers(AllowHeaders::mirror_request());
     if origins.iter().any(|o| o == "*") {
         layer.allow_origin(Any)
     } else {

@@ -7,6 +7,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::connections::Connections;
 use super::error::ApiError;
+use super::ticket::Tickets;
 use crate::auth::Auth;
 use crate::config::Config;
 use crate::feed::ChangeFeed;
@@ -35,6 +36,8 @@ pub struct AppState {
     /// SHA-256 of the served certificate's public key: the pin clients trust, published in
     /// detailed health and mDNS, and bound into every proof of a key over TLS.
     pub tls_pin: Option<mnemo_certs::Fingerprint>,
+    /// The outstanding single-use tickets for the event streams.
+    pub tickets: Tickets,
 }
 
 impl AppState {
@@ -49,6 +52,7 @@ impl AppState {
             tls_fingerprint: None,
             tls_slot: None,
             tls_pin: None,
+            tickets: Tickets::default(),
         }
     }
 
