@@ -146,8 +146,10 @@ impl MemoryOps for Recorder {
             model: "m".into(),
             dimension: 384,
             memories: 1,
-            database_path: "/tmp/x".into(),
             database_bytes: 0,
+            timestamp: String::new(),
+            storage: Default::default(),
+            statistics: Default::default(),
             tls_fingerprint: None,
             tls_pin: None,
         })
@@ -264,7 +266,7 @@ async fn advertised_tools_map_to_rest_requests() {
         .await;
     assert_eq!(r.is_error, Some(false));
     assert_eq!(r.structured_content.as_ref().unwrap()["content_hash"], "h1");
-    assert_eq!(text(&r), "stored (hash h1)");
+    assert_eq!(text(&r), "Memory stored successfully (hash: h1)");
     let (op, request) = h.last();
     assert_eq!(op, "store");
     assert_eq!(request["tags"], json!(["pets"]));
@@ -407,6 +409,34 @@ async fn every_legacy_alias_maps_its_own_arguments() {
             other => assert_eq!(&request, other, "{tool}"),
         }
     }
+}
+
+/// The legacy store and health answer in mcp-memory-service's words: the Claude Code
+/// hooks' MCP mode finds `(hash: <hex>)` in the text, and parses the health JSON.
+#[tokio::test]
+async fn legacy_store_and_health_answer_as_mcp_memory_service() {
+    let h = Harness::new(Recorder::default()).await;
+    let r = h.call("store_memory", json!({"content": "x"})).await;
+    assert_eq!(text(&r), "Memory stored successfully (hash: h1)");
+
+    let r = h.call("check_database_health", json!({})).await;
+    let text = text(&r);
+    let json = text
+        .strip_prefix("Database Health Check Results:\n")
+        .unwrap_or_else(|| panic!("{text}"));
+    let health: Value = serde_json::from_str(json).unwrap();
+    assert_eq!(health["validation"]["status"], "healthy", "{health}");
+    assert_eq!(health["version"], "test");
+    for key in [
+        "total_memories",
+        "unique_tags",
+        "database_size_mb",
+        "backend",
+    ] {
+        assert!(health["statistics"].get(key).is_some(), "{key} in {health}");
+    }
+    assert!(health["performance"]["server"].is_object());
+    assert_eq!(r.structured_content.as_ref(), Some(&health));
 }
 
 #[tokio::test]

@@ -15,9 +15,9 @@ use serde_json::{Map, Value};
 
 use super::args::{DeleteArgs, HealthArgs, ListArgs, SearchArgs, StoreArgs, UpdateArgs};
 use super::output::{
-    DeleteOutput, HealthOutput, ListOutput, SearchOutput, StoreOutput, UpdateOutput,
+    DeleteOutput, LegacyHealthOutput, ListOutput, SearchOutput, StoreOutput, UpdateOutput,
 };
-use super::{Registry, Who};
+use super::{Registry, Who, answer};
 use crate::ops::MemoryOps;
 use mnemo_api::rest::TagMatch;
 
@@ -328,17 +328,17 @@ impl<M: MemoryOps> Registry<M> {
         self.memory_delete(who, Parameters(a.into())).await
     }
 
-    /// Legacy name of memory_health.
+    /// Legacy name of memory_health, in mcp-memory-service's shape.
     #[tool(
-        output_schema = schema_for_output::<HealthOutput>(),
+        output_schema = schema_for_output::<LegacyHealthOutput>(),
         annotations(read_only_hint = true)
     )]
     async fn check_database_health(
         &self,
         who: Who<M>,
-        Parameters(a): Parameters<HealthArgs>,
+        Parameters(_): Parameters<HealthArgs>,
     ) -> CallToolResult {
-        self.memory_health(who, Parameters(a)).await
+        answer(self.ops.health(&who.0).await.map(LegacyHealthOutput::from))
     }
 
     /// Legacy name of memory_list.

@@ -69,6 +69,7 @@ fn routes(state: &Arc<AppState>, config: &Config, shutdown: CancellationToken) -
         .route(M::POST, "/api/search", READ, search::search)
         .route(M::POST, "/api/search/by-tag", READ, search::by_tag)
         .route(M::POST, "/api/search/by-time", READ, search::by_time)
+        .route(M::GET, "/api/search/similar/{hash}", READ, search::similar)
         .route(M::GET, "/api/events", READ, events::stream)
         .route(M::GET, "/api/events/stats", ADMIN, events::stats)
         .route(M::GET, "/api/tags", READ, catalog::tags)

@@ -376,6 +376,11 @@ impl SqliteStore {
             .collect()
     }
 
+    /// The stored vector of one memory.
+    pub fn stored_vector(&self, content_hash: &str) -> Result<Vec<f32>, StorageError> {
+        read::stored_vector(&*self.reader()?, content_hash)
+    }
+
     /// Up to `limit` tags with their memory counts, most used first.
     pub fn tag_counts(&self, limit: u32) -> Result<Vec<(String, u64)>, StorageError> {
         read::tag_counts(&*self.reader()?, limit)
@@ -586,6 +591,11 @@ impl Storage for SqliteStore {
         self.blocking(move |store| store.similarities(&vector, &hashes))
     }
 
+    fn stored_vector<'a>(&'a self, content_hash: &'a str) -> StorageFuture<'a, Vec<f32>> {
+        let hash = content_hash.to_owned();
+        self.blocking(move |store| store.stored_vector(&hash))
+    }
+
     fn events_after(&self, after: i64, limit: u32) -> StorageFuture<'_, Vec<EventRow>> {
         self.blocking(move |store| store.events_after(after, limit))
     }
@@ -600,6 +610,10 @@ impl Storage for SqliteStore {
 
     fn subscribe(&self) -> broadcast::Receiver<Arc<EventRow>> {
         SqliteStore::subscribe(self)
+    }
+
+    fn backend(&self) -> &'static str {
+        "sqlite-vec"
     }
 
     fn location(&self) -> String {
