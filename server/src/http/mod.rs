@@ -28,7 +28,7 @@ use axum::http::{HeaderValue, Method, StatusCode};
 use tokio_util::sync::CancellationToken;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::classify::ServerErrorsFailureClass;
-use tower_http::cors::{AllowOrigin, Any, CorsLayer};
+use tower_http::cors::{AllowHeaders, AllowMethods, AllowOrigin, Any, CorsLayer};
 use tower_http::trace::TraceLayer;
 
 use crate::config::Config;
@@ -133,8 +133,13 @@ async fn method_not_allowed() -> ApiError {
 }
 
 /// CORS from `MCP_CORS_ORIGINS`: none by default, `*` for any origin, else a list.
+/// A preflight gets its requested method and headers echoed: the Fetch standard does
+/// not let a `*` answer cover `Authorization`, so a wildcard would block every browser
+/// request that carries a key.
 fn cors(origins: &[String]) -> CorsLayer {
-    let layer = CorsLayer::new().allow_methods(Any).allow_headers(Any);
+    let layer = CorsLayer::new()
+        .allow_methods(AllowMethods::mirror_request())
+        .allow_headers(AllowHeaders::mirror_request());
     if origins.iter().any(|o| o == "*") {
         layer.allow_origin(Any)
     } else {

@@ -727,3 +727,63 @@ async fn tags_keep_their_order_and_refuse_commas() {
         "unchanged: {got}"
     );
 }
+
+/// A CORS preflight from an allowed origin gets the headers it asked for echoed,
+/// `Authorization` included (a `*` answer would not cover it); another origin gets
+/// no CORS grant.
+#[tokio::test]
+async fn cors_preflight_echoes_the_requested_headers() {
+    let app = app(true, |c| c.cors_origins = vec!["http://app.example".into()]);
+    let preflight = |origin: &str| {
+        Request::builder()
+            .method(Method::OPTIONS)
+            .uri("/api/memories")
+            .header(header::ORIGIN, origin)
+            .header(header::ACCESS_CONTROL_REQUEST_METHOD, "POST")
+            .header(
+                header::ACCESS_CONTROL_REQUEST_HEADERS,
+                "authorization,content-type,x-agent-id",
+            )
+            .body(Body::empty())
+            .unwrap()
+    };
+    let response = app
+        .router
+        .clone()
+        .oneshot(preflight("http://app.example"))
+        .await
+        .unwrap();
+    assert!(response.status().is_success(), "{}", response.status());
+    let headers = response.headers();
+    assert_eq!(
+        headers[header::ACCESS_CONTROL_ALLOW_ORIGIN],
+        "http://app.example"
+    );
+    let allowed = headers[header::ACCESS_CONTROL_ALLOW_HEADERS]
+        .to_str()
+        .unwrap()
+        .to_ascii_lowercase();
+    for name in ["authorization", "content-type", "x-agent-id"] {
+        assert!(allowed.contains(name), "{name} not in {allowed}");
+    }
+    assert!(!allowed.contains('*'), "{allowed}");
+    assert!(
+        headers[header::ACCESS_CONTROL_ALLOW_METHODS]
+            .to_str()
+            .unwrap()
+            .contains("POST")
+    );
+
+    let other = app
+        .router
+        .clone()
+        .oneshot(preflight("http://evil.example"))
+        .await
+        .unwrap();
+    assert!(
+        other
+            .headers()
+            .get(header::ACCESS_CONTROL_ALLOW_ORIGIN)
+            .is_none()
+    );
+}
