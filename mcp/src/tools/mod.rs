@@ -355,6 +355,11 @@ fn failure(error: &OpsError) -> CallToolResult {
         OpsErrorKind::Internal => {
             "The memory server failed; its log has the details. Retrying is unlikely to help."
         }
+        OpsErrorKind::Misconfigured => {
+            "This is a setting in the MCP client's configuration, not in your arguments: \
+             tell the user what the message says; retrying will not help until they fix it \
+             and restart the client."
+        }
     };
     CallToolResult::error(vec![ContentBlock::text(format!(
         "{}. {advice}",
