@@ -6,6 +6,11 @@ starts it) or a server's `/mcp` over streamable HTTP, and checks every answer:
 
     mcp_client.py --mode legacy --bridge target/debug/mnemo-bridge
     mcp_client.py --mode 2026-07-28 --url http://127.0.0.1:8000 --api-key KEY
+    mcp_client.py --scenario misconfigured --bridge target/debug/mnemo-bridge
+
+The `misconfigured` scenario expects a bridge started with a setting it cannot read:
+it must still initialize and list its tools, then answer every call with an error
+result; the summary holds those texts for the test to judge.
 
 The bridge inherits this process's environment (MCP_MEMORY_HTTP_ENDPOINT,
 MCP_API_KEY, ...). Prints a JSON summary on success; exits 1 with the first failed
@@ -112,24 +117,39 @@ async def scenario(client):
     return summary
 
 
+async def misconfigured(client):
+    tools = {t.name for t in (await client.list_tools()).tools}
+    check(tools == TOOLS, f"tools/list names {sorted(tools)}, expected {sorted(TOOLS)}")
+    errors = {}
+    for name, args in [("memory_health", {}), ("memory_store", {"content": DOG}),
+                       ("memory_search", {"query": "puppy"}), ("store_memory", {"content": DOG})]:
+        result = await client.call_tool(name, args)
+        text = " ".join(getattr(c, "text", "") for c in result.content)
+        check(result.is_error, f"{name} succeeded despite a bad setting: {text}")
+        errors[name] = text
+    return {"tools": sorted(tools), "errors": errors}
+
+
 async def main():
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--mode", default="legacy", help="legacy, auto or 2026-07-28")
     parser.add_argument("--bridge", help="path of mnemo-bridge (stdio)")
     parser.add_argument("--url", help="server base URL (streamable HTTP at /mcp)")
     parser.add_argument("--api-key", help="API key for --url")
+    parser.add_argument("--scenario", default="tools", help="tools (default) or misconfigured")
     args = parser.parse_args()
+    run = misconfigured if args.scenario == "misconfigured" else scenario
 
     if args.bridge:
         params = StdioServerParameters(command=args.bridge, args=[], env=dict(os.environ))
         async with Client(params, mode=args.mode) as client:
-            summary = await scenario(client)
+            summary = await run(client)
     elif args.url:
         headers = {"Authorization": f"Bearer {args.api_key}"} if args.api_key else {}
         async with httpx2.AsyncClient(headers=headers) as http:
             transport = streamable_http_client(f"{args.url}/mcp", http_client=http)
             async with Client(transport, mode=args.mode) as client:
-                summary = await scenario(client)
+                summary = await run(client)
     else:
         parser.error("give --bridge or --url")
     summary["mode"] = args.mode

@@ -171,6 +171,13 @@ pub struct SearchRequest {
     pub period: Period,
 }
 
+/// `GET /api/search/similar/{hash}?n_results=`: 1 to [`MAX_RESULTS`], 10 by default.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct SimilarQuery {
+    #[serde(default)]
+    pub n_results: Option<u32>,
+}
+
 /// When the memories a request means were created: `after` and `before` (epoch
 /// seconds or RFC 3339), and a Mnemo extension, `time`: a period in words ("last
 /// week", "since march"), combined with the bounds. A phrase inside longer text is
@@ -375,17 +382,26 @@ pub struct ProofResponse {
 /// An import answers like a batch store.
 pub type ImportResponse = BatchResponse;
 
-/// `GET /api/health/detailed`.
+/// `GET /api/health/detailed`: Mnemo's flat fields, plus mcp-memory-service's
+/// `timestamp`, `storage` and `statistics` objects, which its Claude Code hooks read for
+/// their banner. No database path: mcp-memory-service removed it as an information
+/// leak (GHSA-73hc-m4hx-79pj), and so does Mnemo.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DetailedHealth {
     pub status: crate::health::HealthStatus,
     pub version: String,
+    /// ISO 8601, UTC: when this report was made.
+    #[serde(default)]
+    pub timestamp: String,
     pub uptime_seconds: f64,
     pub model: String,
     pub dimension: usize,
     pub memories: u64,
-    pub database_path: String,
     pub database_bytes: u64,
+    #[serde(default)]
+    pub storage: StorageHealth,
+    #[serde(default)]
+    pub statistics: HealthStatistics,
     /// SHA-256 of the served certificate, when TLS is on, as
     /// `openssl x509 -noout -fingerprint -sha256` prints it. It changes whenever the
     /// certificate is re-issued.
@@ -394,6 +410,40 @@ pub struct DetailedHealth {
     /// clients trust, also in mDNS `fp`. It changes only with the key.
     #[serde(default)]
     pub tls_pin: Option<String>,
+}
+
+/// mcp-memory-service's `storage` object of the detailed health.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct StorageHealth {
+    /// `sqlite-vec` (mcp-memory-service's name for SQLite) or `postgresql`.
+    pub backend: String,
+    /// `connected` once the database is open.
+    pub status: String,
+    pub accessible: bool,
+    pub embedding_model: String,
+    pub embedding_dimension: usize,
+    pub total_memories: u64,
+    pub unique_tags: u64,
+    /// Memories created in the last 7 days.
+    pub memories_this_week: u64,
+    pub database_size_bytes: u64,
+    /// Rounded to two decimals, as mcp-memory-service does.
+    pub database_size_mb: f64,
+}
+
+/// mcp-memory-service's `statistics` object of the detailed health.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct HealthStatistics {
+    pub total_memories: u64,
+    pub unique_tags: u64,
+    pub memories_this_week: u64,
+    pub database_size_mb: f64,
+    pub backend: String,
+}
+
+/// Megabytes (MiB) rounded to two decimals, as mcp-memory-service reports sizes.
+pub fn size_mb(bytes: u64) -> f64 {
+    (bytes as f64 / (1024.0 * 1024.0) * 100.0).round() / 100.0
 }
 
 #[cfg(test)]

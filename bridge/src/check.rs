@@ -17,6 +17,18 @@ pub async fn run(config: &Config) -> (String, bool) {
     let report = resolver.report(true).await;
     let mut out = String::new();
     let _ = writeln!(out, "mnemo-bridge {}", env!("CARGO_PKG_VERSION"));
+    if !config.misconfigured.is_empty() {
+        for problem in &config.misconfigured {
+            let _ = writeln!(out, "setting: {problem}");
+        }
+        let _ = writeln!(
+            out,
+            "result: NOT USABLE: {} setting(s) above cannot be read; every tool call \
+             answers with the same message until they are fixed",
+            config.misconfigured.len()
+        );
+        return (out, false);
+    }
     describe(&mut out, &report, config);
     let endpoint = match report.choice {
         Ok(endpoint) => endpoint,

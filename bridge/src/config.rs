@@ -1,11 +1,13 @@
 //! The bridge's settings: flags with the environment variables mcp-memory-service's
 //! bridge reads, so an existing Claude Desktop configuration keeps working.
 
+use std::ffi::OsString;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::builder::BoolishValueParser;
-use clap::{Parser, Subcommand};
+use clap::error::{ContextKind, ContextValue, ErrorKind};
+use clap::{Arg, CommandFactory, FromArgMatches, Parser, Subcommand};
 use mnemo_api::Secret;
 use mnemo_certs::Fingerprint;
 
@@ -58,6 +60,12 @@ pub struct Config {
 
     #[command(subcommand)]
     pub command: Option<Command>,
+
+    /// Settings given with a value the bridge cannot read, each as a message naming
+    /// the setting and the fix. They are left at their defaults, and every tool call
+    /// answers with these messages (see [`Config::parse_lenient`]).
+    #[arg(skip)]
+    pub misconfigured: Vec<String>,
 }
 
 /// Subcommands; without one, the bridge serves MCP on stdio.
@@ -76,7 +84,53 @@ pub enum TrustCommand {
     Remove { server: String },
 }
 
+/// Most unreadable settings reported before parsing gives up (each is one re-parse).
+const MAX_MISCONFIGURED: usize = 16;
+
 impl Config {
+    /// Parses like `Config::parse`, except that a setting whose value cannot be read
+    /// (a placeholder pin, a timeout that is not a number) does not stop the bridge.
+    /// A client such as Claude Desktop shows an exited bridge only as "disconnected",
+    /// with no reason; a bridge that answers `initialize` can tell the user, through
+    /// every tool call, which setting to fix. Such a setting is dropped (its default
+    /// applies) and described in [`Config::misconfigured`]. Anything else wrong with the
+    /// command line (an unknown flag, `--help`) is returned as clap's error.
+    pub fn parse_lenient<I, T>(args: I) -> Result<Self, clap::Error>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<OsString>,
+    {
+        let mut args: Vec<OsString> = args.into_iter().map(Into::into).collect();
+        let mut command = Self::command();
+        let mut misconfigured = Vec::new();
+        loop {
+            let error = match command.clone().try_get_matches_from(&args) {
+                Ok(matches) => {
+                    let mut config = Self::from_arg_matches(&matches)?;
+                    config.misconfigured = misconfigured;
+                    return Ok(config);
+                }
+                Err(error) => error,
+            };
+            let unreadable = matches!(
+                error.kind(),
+                ErrorKind::InvalidValue | ErrorKind::ValueValidation
+            );
+            let failed = failed_arg(&command, &error);
+            let (Some(arg), true) = (
+                failed,
+                unreadable && misconfigured.len() < MAX_MISCONFIGURED,
+            ) else {
+                return Err(error);
+            };
+            misconfigured.push(advice(&arg, &error));
+            if let Some(long) = arg.get_long() {
+                args = without_flag(args, &format!("--{long}"));
+            }
+            command = command.mut_arg(arg.get_id().clone(), |a| a.env(None));
+        }
+    }
+
     /// The settings as mcp-memory-service's Claude Desktop configurations write them:
     /// the key under `MCP_MEMORY_API_KEY` (when `MCP_API_KEY` is not set), and an
     /// endpoint ending in `/api`, its REST prefix, which Mnemo's paths already carry.
@@ -113,6 +167,74 @@ impl Config {
     }
 }
 
+/// The argument a clap error is about, from its `--flag <VALUE>` context.
+fn failed_arg(command: &clap::Command, error: &clap::Error) -> Option<Arg> {
+    let Some(ContextValue::String(described)) = error.get(ContextKind::InvalidArg) else {
+        return None;
+    };
+    let flag = described.split([' ', '=']).next()?;
+    command
+        .get_arguments()
+        .find(|arg| {
+            arg.get_long()
+                .is_some_and(|long| flag == format!("--{long}"))
+        })
+        .cloned()
+}
+
+/// What to tell the user about an unreadable setting: its names, why, and where to
+/// fix it. The reason of a setting whose value is hidden (the API key) is left out,
+/// since a parser's reason may quote the value.
+fn advice(arg: &Arg, error: &clap::Error) -> String {
+    let long = arg.get_long().unwrap_or_default();
+    let name = match arg.get_env() {
+        Some(env) => format!("{} (--{long})", env.to_string_lossy()),
+        None => format!("--{long}"),
+    };
+    let reason = std::error::Error::source(error)
+        .filter(|_| !arg.is_hide_env_values_set())
+        .map(|source| format!(" ({source})"))
+        .unwrap_or_default();
+    let hint = match arg.get_id().as_str() {
+        "cert_fingerprint" => {
+            " It must be the server's pin, as its log prints it after `pin=` (also `tls_pin` \
+             in /api/health/detailed): 32 pairs of hex digits separated by colons. \
+             `AB:CD:…` in examples is a placeholder, not a pin; remove the setting to trust \
+             a server that proves it holds the API key instead."
+        }
+        "timeout" | "discovery_timeout" => " It must be a number of seconds, such as 15.",
+        "auto_discover" | "prefer_https" => " It must be true or false.",
+        _ => "",
+    };
+    format!(
+        "mnemo-bridge cannot use its setting {name}: the value is not valid{reason}.{hint} \
+         Correct or remove it in the `env` block (or `args`) of mnemo-bridge in the MCP \
+         client's configuration (for Claude Desktop, claude_desktop_config.json), then \
+         restart the client."
+    )
+}
+
+/// `args` without `flag` and its value, in either the `--flag value` or the
+/// `--flag=value` form.
+fn without_flag(args: Vec<OsString>, flag: &str) -> Vec<OsString> {
+    let joined = format!("{flag}=");
+    let mut out = Vec::with_capacity(args.len());
+    let mut skip_value = false;
+    for arg in args {
+        if skip_value {
+            skip_value = false;
+            continue;
+        }
+        let text = arg.to_string_lossy();
+        if text == flag {
+            skip_value = true;
+        } else if !text.starts_with(&joined) {
+            out.push(arg);
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -126,6 +248,47 @@ mod tests {
             .with_legacy_settings(|name| {
                 env.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone())
             })
+    }
+
+    /// Unreadable values do not stop the bridge: each is dropped to its default and
+    /// described by its names and the fix; other command-line errors still stop it.
+    #[test]
+    fn unreadable_settings_are_reported_not_fatal() {
+        let config = Config::parse_lenient([
+            "mnemo-bridge",
+            "--cert-fingerprint",
+            "AB:CD:EF:…",
+            "--timeout=soon",
+            "--prefer-https",
+            "maybe",
+            "--server-url",
+            "http://nas:8000",
+        ])
+        .unwrap();
+        assert_eq!(config.cert_fingerprint, None);
+        assert_eq!(config.timeout, 15.0);
+        assert!(config.prefer_https);
+        assert_eq!(config.server_url.as_deref(), Some("http://nas:8000"));
+        let text = config.misconfigured.join("\n");
+        assert_eq!(config.misconfigured.len(), 3, "{text}");
+        for needle in [
+            "MCP_MEMORY_CERT_FINGERPRINT (--cert-fingerprint)",
+            "placeholder",
+            "MNEMO_BRIDGE_TIMEOUT (--timeout)",
+            "number of seconds",
+            "MCP_MEMORY_PREFER_HTTPS",
+            "claude_desktop_config.json",
+        ] {
+            assert!(text.contains(needle), "{needle} in {text}");
+        }
+        assert!(!text.to_lowercase().contains("argument"), "{text}");
+        assert!(Config::parse_lenient(["mnemo-bridge", "--no-such-flag"]).is_err());
+        assert!(
+            Config::parse_lenient(["mnemo-bridge"])
+                .unwrap()
+                .misconfigured
+                .is_empty()
+        );
     }
 
     /// mcp-memory-service's env block: the key under its name, the endpoint with `/api`.

@@ -175,8 +175,12 @@ impl Resolver {
         let https = url.starts_with("https://");
         if !https && !url.starts_with("http://") {
             let error = OpsError::new(
-                OpsErrorKind::Invalid,
-                format!("the server URL {url:?} must start with http:// or https://"),
+                OpsErrorKind::Misconfigured,
+                format!(
+                    "the server URL {url:?} (MCP_MEMORY_HTTP_ENDPOINT) must start with \
+                     http:// or https://; correct it in the env block of mnemo-bridge in the \
+                     MCP client's configuration"
+                ),
             );
             return fail(error, Vec::new());
         }

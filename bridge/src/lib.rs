@@ -42,6 +42,7 @@ pub fn registry(config: &Config) -> Registry<rest::RestOps> {
         endpoint::Resolver::new(config),
         config.api_key.clone(),
         config.call_timeout(),
-    );
+    )
+    .misconfigured(&config.misconfigured);
     Registry::new(Arc::new(ops), env!("CARGO_PKG_VERSION"))
 }

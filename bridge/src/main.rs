@@ -5,7 +5,6 @@ use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use clap::Parser;
 use mnemo_bridge::Config;
 use rmcp::ServiceExt;
 use rmcp::service::ServerInitializeError;
@@ -13,7 +12,9 @@ use tracing_subscriber::EnvFilter;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<ExitCode> {
-    let config = Config::parse().with_legacy_settings(|name| std::env::var(name).ok());
+    let config = Config::parse_lenient(std::env::args_os())
+        .unwrap_or_else(|e| e.exit())
+        .with_legacy_settings(|name| std::env::var(name).ok());
     // rmcp logs every message it handles at info; only its warnings reach the log.
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,rmcp=warn".into());
     tracing_subscriber::fmt()
@@ -21,6 +22,10 @@ async fn main() -> anyhow::Result<ExitCode> {
         .with_ansi(std::io::stderr().is_terminal())
         .with_env_filter(filter)
         .init();
+    // Reported on every tool call too; the log is for whoever reads the client's logs.
+    for problem in &config.misconfigured {
+        tracing::error!("{problem}");
+    }
 
     if let Some(mnemo_bridge::config::Command::Trust(command)) = &config.command {
         let store = mnemo_bridge::trust::TrustStore::new(config.trust_file());

@@ -47,6 +47,8 @@ pub struct RestOps {
     api_key: Option<Secret>,
     timeout: Duration,
     endpoint: Mutex<Option<Endpoint>>,
+    /// Why the bridge's settings cannot be used: every call answers with it.
+    misconfigured: Option<String>,
 }
 
 /// How one attempt failed.
@@ -64,6 +66,16 @@ impl RestOps {
             api_key,
             timeout,
             endpoint: Mutex::new(None),
+            misconfigured: None,
+        }
+    }
+
+    /// Makes every call fail with `problems` (settings the bridge could not read), so
+    /// that the model relays them to the user instead of a connection error.
+    pub fn misconfigured(self, problems: &[String]) -> Self {
+        Self {
+            misconfigured: (!problems.is_empty()).then(|| problems.join(" ")),
+            ..self
         }
     }
 
@@ -104,6 +116,9 @@ impl RestOps {
         body: Option<&Value>,
         repeat: Repeat,
     ) -> Result<T, OpsError> {
+        if let Some(problem) = &self.misconfigured {
+            return Err(OpsError::new(OpsErrorKind::Misconfigured, problem.clone()));
+        }
         let attempts = async {
             let mut retried = false;
             loop {
@@ -193,15 +208,15 @@ impl RestOps {
 fn url(base: &str, path: &[&str]) -> Result<Url, OpsError> {
     let mut url = Url::parse(base).map_err(|e| {
         OpsError::new(
-            OpsErrorKind::Invalid,
-            format!("the server URL {base:?} is not valid: {e}"),
+            OpsErrorKind::Misconfigured,
+            format!("the server URL {base:?} (MCP_MEMORY_HTTP_ENDPOINT) is not valid: {e}"),
         )
     })?;
     url.path_segments_mut()
         .map_err(|()| {
             OpsError::new(
-                OpsErrorKind::Invalid,
-                format!("{base:?} cannot be a base URL"),
+                OpsErrorKind::Misconfigured,
+                format!("{base:?} (MCP_MEMORY_HTTP_ENDPOINT) cannot be a base URL"),
             )
         })?
         .pop_if_empty()

@@ -64,6 +64,54 @@ fn official_client_over_the_bridge_with_mcp_memory_services_settings() {
     assert_eq!(summary["tools"].as_array().unwrap().len(), 7, "{summary}");
 }
 
+/// mcp-memory-service's env block with a setting the bridge cannot read (the README's
+/// placeholder pin, a timeout in words): the official client still initializes and
+/// lists the tools, every call is an error result naming the setting and where to fix
+/// it, never "fix the arguments", and `--check` says the same.
+#[test]
+fn a_malformed_setting_is_reported_by_every_call_not_fatal() {
+    let bridge = workspace_binary("mnemo-bridge");
+    let (server, data) = server(false);
+    for (setting, value) in [
+        ("MCP_MEMORY_CERT_FINGERPRINT", "AB:CD:EF:…"),
+        ("MNEMO_BRIDGE_TIMEOUT", "fifteen"),
+    ] {
+        let mut env: Vec<(&str, String)> = bridge_env(&server, &data.path().join("trust.json"))
+            .into_iter()
+            .map(|(name, value)| match name {
+                "MCP_MEMORY_HTTP_ENDPOINT" => (name, format!("{value}/api")),
+                "MCP_API_KEY" => ("MCP_MEMORY_API_KEY", value),
+                _ => (name, value),
+            })
+            .collect();
+        env.push((setting, value.to_owned()));
+        let summary = run_python(
+            &[
+                "--scenario",
+                "misconfigured",
+                "--bridge",
+                &bridge.display().to_string(),
+            ],
+            &env,
+        );
+        assert_eq!(summary["tools"].as_array().unwrap().len(), 7, "{summary}");
+        for (tool, text) in summary["errors"].as_object().unwrap() {
+            let text = text.as_str().unwrap();
+            assert!(text.contains(setting), "{tool}: {text}");
+            assert!(
+                text.contains("claude_desktop_config.json"),
+                "{tool}: {text}"
+            );
+            assert!(text.contains("not in your arguments"), "{tool}: {text}");
+            assert!(!text.contains("Fix the arguments"), "{tool}: {text}");
+        }
+        let (ok, report) = check(&env);
+        assert!(!ok, "{report}");
+        assert!(report.contains(setting), "{report}");
+        assert!(report.contains("result: NOT USABLE"), "{report}");
+    }
+}
+
 /// The environment that points a bridge at `server` without discovery.
 fn bridge_env(server: &ServerProcess, pins: &std::path::Path) -> Vec<(&'static str, String)> {
     let mut env = vec![

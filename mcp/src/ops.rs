@@ -108,6 +108,9 @@ pub enum OpsErrorKind {
     Unreachable,
     /// The server failed; its log has the details.
     Internal,
+    /// A setting of the program serving the tools (the bridge's environment block in
+    /// the client's configuration) is wrong. No argument can fix it; the user must.
+    Misconfigured,
 }
 
 /// A failed operation: its kind and a message for the person (or model) reading it.

@@ -146,8 +146,10 @@ impl MemoryOps for Recorder {
             model: "m".into(),
             dimension: 384,
             memories: 1,
-            database_path: "/tmp/x".into(),
             database_bytes: 0,
+            timestamp: String::new(),
+            storage: Default::default(),
+            statistics: Default::default(),
             tls_fingerprint: None,
             tls_pin: None,
         })
@@ -241,6 +243,29 @@ async fn lists_seven_tools_with_both_schemas_and_hides_legacy_names() {
             tool.name
         );
     }
+    // Every tool has a title and is closed-world; no schema carries a `format` that
+    // JSON Schema does not define; the bounds the server enforces are declared.
+    for tool in &tools {
+        assert!(tool.title.is_some(), "{} has no title", tool.name);
+        let annotations = tool.annotations.as_ref().expect("annotations");
+        assert_eq!(annotations.open_world_hint, Some(false), "{}", tool.name);
+        let schemas = json!([tool.input_schema, tool.output_schema]).to_string();
+        for format in ["uint", "int32", "int64", "double", "float"] {
+            assert!(
+                !schemas.contains(&format!("\"format\":\"{format}")),
+                "{}: {schemas}",
+                tool.name
+            );
+        }
+    }
+    let bound = |tool: &str, field: &str| {
+        let tool = tools.iter().find(|t| t.name == tool).unwrap();
+        let schema = &tool.input_schema["properties"][field];
+        (schema["minimum"].clone(), schema["maximum"].clone())
+    };
+    assert_eq!(bound("memory_search", "limit"), (json!(1), json!(100)));
+    assert_eq!(bound("memory_list", "page_size"), (json!(1), json!(100)));
+    assert_eq!(bound("memory_list", "page").0, json!(1));
     // Every argument is described for the model.
     let search = tools.iter().find(|t| t.name == "memory_search").unwrap();
     let properties = search.input_schema["properties"].as_object().unwrap();
@@ -264,15 +289,27 @@ async fn advertised_tools_map_to_rest_requests() {
         .await;
     assert_eq!(r.is_error, Some(false));
     assert_eq!(r.structured_content.as_ref().unwrap()["content_hash"], "h1");
-    assert_eq!(text(&r), "stored (hash h1)");
+    assert_eq!(text(&r), "Memory stored successfully (hash: h1)");
     let (op, request) = h.last();
     assert_eq!(op, "store");
     assert_eq!(request["tags"], json!(["pets"]));
 
+    // Out of its declared range, an argument is refused with the range, not clamped.
+    let r = h
+        .call("memory_search", json!({"query": "puppy", "limit": 500}))
+        .await;
+    assert_eq!(r.is_error, Some(true));
+    assert!(
+        text(&r).contains("limit is 500; give a value from 1 to 100"),
+        "{}",
+        text(&r)
+    );
+    let r = h.call("memory_list", json!({"page_size": 0})).await;
+    assert!(text(&r).contains("page_size is 0"), "{}", text(&r));
     let r = h
         .call(
             "memory_search",
-            json!({"query": "puppy", "mode": "hybrid", "limit": 500, "tags": ["pets"],
+            json!({"query": "puppy", "mode": "hybrid", "limit": 100, "tags": ["pets"],
                    "tag_match": "all", "time": "last week", "after": "2025-01-01T00:00:00Z"}),
         )
         .await;
@@ -287,7 +324,7 @@ async fn advertised_tools_map_to_rest_requests() {
     );
     let (_, request) = h.last();
     assert_eq!(request["mode"], "hybrid");
-    assert_eq!(request["n_results"], 100, "limit is capped");
+    assert_eq!(request["n_results"], 100);
     assert_eq!(request["tag_match"], "all");
     assert_eq!(request["time"], "last week");
     assert_eq!(request["after"], "2025-01-01T00:00:00Z");
@@ -409,6 +446,34 @@ async fn every_legacy_alias_maps_its_own_arguments() {
     }
 }
 
+/// The legacy store and health answer in mcp-memory-service's words: the Claude Code
+/// hooks' MCP mode finds `(hash: <hex>)` in the text, and parses the health JSON.
+#[tokio::test]
+async fn legacy_store_and_health_answer_as_mcp_memory_service() {
+    let h = Harness::new(Recorder::default()).await;
+    let r = h.call("store_memory", json!({"content": "x"})).await;
+    assert_eq!(text(&r), "Memory stored successfully (hash: h1)");
+
+    let r = h.call("check_database_health", json!({})).await;
+    let text = text(&r);
+    let json = text
+        .strip_prefix("Database Health Check Results:\n")
+        .unwrap_or_else(|| panic!("{text}"));
+    let health: Value = serde_json::from_str(json).unwrap();
+    assert_eq!(health["validation"]["status"], "healthy", "{health}");
+    assert_eq!(health["version"], "test");
+    for key in [
+        "total_memories",
+        "unique_tags",
+        "database_size_mb",
+        "backend",
+    ] {
+        assert!(health["statistics"].get(key).is_some(), "{key} in {health}");
+    }
+    assert!(health["performance"]["server"].is_object());
+    assert_eq!(r.structured_content.as_ref(), Some(&health));
+}
+
 #[tokio::test]
 async fn failures_are_error_results_that_say_what_to_do() {
     let h = Harness::new(Recorder {
@@ -482,6 +547,25 @@ async fn a_read_only_caller_may_search_but_not_write() {
     .await;
     let r = h.call("memory_search", json!({"query": "x"})).await;
     assert_eq!(r.is_error, Some(false));
+    // It is shown only the tools it may use.
+    let mut listed: Vec<String> = h
+        .client
+        .list_all_tools()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|t| t.name.to_string())
+        .collect();
+    listed.sort_unstable();
+    assert_eq!(
+        listed,
+        [
+            "memory_get",
+            "memory_health",
+            "memory_list",
+            "memory_search"
+        ]
+    );
     for (tool, args) in [
         ("memory_store", json!({"content": "x"})),
         ("store_memory", json!({"content": "x"})),

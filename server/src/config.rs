@@ -11,7 +11,7 @@ use crate::embed::ModelFiles;
 use crate::service::Limits;
 use crate::storage::Retention;
 use crate::storage::postgres::{PostgresOptions, VectorIndex};
-use crate::storage::sqlite::SqliteOptions;
+use crate::storage::sqlite::{Pragmas, SqliteOptions};
 pub use mnemo_api::Secret;
 
 /// Every setting of the server.
@@ -95,6 +95,13 @@ pub struct Config {
     /// Megabytes of SQLite page cache per connection.
     #[arg(long, env = "MNEMO_SQLITE_CACHE_MB", default_value_t = 2, value_parser = clap::value_parser!(u64).range(1..=4096))]
     pub sqlite_cache_mb: u64,
+
+    /// SQLite pragmas as mcp-memory-service takes them: `name=value,…`. cache_size,
+    /// temp_store, mmap_size, busy_timeout and wal_autocheckpoint apply to every
+    /// connection (and win over the two settings above); journal_mode other than WAL
+    /// and synchronous=OFF are refused; other names are ignored with a warning.
+    #[arg(long, env = "MCP_MEMORY_SQLITE_PRAGMAS", value_parser = |s: &str| Pragmas::parse(s))]
+    pub sqlite_pragmas: Option<Pragmas>,
 
     /// Search an in-memory, 8-bit copy of the vectors, still exactly (about 2x faster
     /// at 100k memories, 0.4 KiB of RAM per memory); `false` scans sqlite-vec's table.
@@ -277,6 +284,7 @@ impl Config {
             cache_bytes: self.sqlite_cache_mb << 20,
             memory_vectors: self.memory_vectors,
             read_timeout: Self::seconds(self.read_timeout),
+            pragmas: self.sqlite_pragmas.clone().unwrap_or_default(),
             retention: Retention {
                 max_age: std::time::Duration::from_secs(self.event_retention_days * 24 * 3600),
                 max_rows: self.event_retention_rows,
@@ -387,6 +395,7 @@ mod tests {
             ("--sqlite-cache-mb", "0"),
             ("--sqlite-mmap-mb", "100000"),
             ("--group-commit", "lots"),
+            ("--sqlite-pragmas", "journal_mode=DELETE"),
         ] {
             let err = Config::try_parse_from(["mnemo-server", flag, value])
                 .unwrap_err()

@@ -125,6 +125,10 @@ pub enum InvalidInput {
     TooManyTags { actual: usize },
     #[error("tag {tag:?} is longer than {MAX_TAG_CHARS} characters")]
     TagTooLong { tag: String },
+    #[error(
+        "tag {tag:?} contains a comma; give each tag as its own list item (lists and filters split tags at commas)"
+    )]
+    TagComma { tag: String },
     #[error("memory_type is longer than {MAX_TYPE_CHARS} characters")]
     TypeTooLong,
     #[error("the query is {actual} characters; the limit is {limit} (MNEMO_MAX_QUERY_CHARS)")]
@@ -168,9 +172,14 @@ pub fn content_hash(content: &str) -> String {
     hex::encode(Sha256::digest(content.trim().as_bytes()))
 }
 
-/// Trims and lower-cases each tag, drops empty ones and duplicates, and sorts the rest.
+/// Trims and lower-cases each tag, drops empty ones and later duplicates, and keeps
+/// the order given (mcp-memory-service keeps it; a client may put the main tag first).
+///
+/// A comma is refused: list filters (`?tag=a,b`, mcp-memory-service's tag strings)
+/// split on it, so a tag holding one could be stored but never found.
 pub fn normalize_tags<S: AsRef<str>>(tags: &[S]) -> Result<Vec<String>, InvalidInput> {
-    let mut out: Vec<String> = Vec::with_capacity(tags.len());
+    let mut out: Vec<String> = Vec::with_capacity(tags.len().min(MAX_TAGS));
+    let mut seen = std::collections::HashSet::with_capacity(tags.len().min(MAX_TAGS));
     for tag in tags {
         let tag = tag.as_ref().trim().to_lowercase();
         if tag.is_empty() {
@@ -179,11 +188,14 @@ pub fn normalize_tags<S: AsRef<str>>(tags: &[S]) -> Result<Vec<String>, InvalidI
         if tag.chars().count() > MAX_TAG_CHARS {
             return Err(InvalidInput::TagTooLong { tag });
         }
+        if tag.contains(',') {
+            return Err(InvalidInput::TagComma { tag });
+        }
         refuse_nul("a tag", &tag)?;
-        out.push(tag);
+        if seen.insert(tag.clone()) {
+            out.push(tag);
+        }
     }
-    out.sort();
-    out.dedup();
     if out.len() > MAX_TAGS {
         return Err(InvalidInput::TooManyTags { actual: out.len() });
     }
@@ -215,9 +227,13 @@ impl MemoryPatch {
             changed.insert("metadata".into(), Value::Object(merged.clone()));
             memory.metadata = merged;
         }
-        if let Some(mut tags) = self.tags {
-            tags.sort();
-            tags.dedup();
+        if let Some(tags) = self.tags {
+            // Normalised by the caller; a patch keeps the order given, first of each.
+            let mut seen = std::collections::HashSet::with_capacity(tags.len());
+            let tags: Vec<String> = tags
+                .into_iter()
+                .filter(|t| seen.insert(t.clone()))
+                .collect();
             changed.insert("tags".into(), Value::from(tags.clone()));
             memory.tags = tags;
         }
@@ -295,11 +311,19 @@ mod tests {
         );
     }
 
-    /// Tags come out trimmed, lower-cased, unique, non-empty and sorted.
+    /// Tags come out trimmed, lower-cased, unique, non-empty, in the order given.
     #[test]
     fn tags_are_normalised() {
-        let tags = normalize_tags(&[" Rust", "rust", "", "  ", "DB "]).unwrap();
-        assert_eq!(tags, vec!["db", "rust"]);
+        let tags = normalize_tags(&[" Rust", "rust", "", "  ", "DB ", "alpha"]).unwrap();
+        assert_eq!(tags, vec!["rust", "db", "alpha"]);
+    }
+
+    /// A tag with a comma is refused, naming the tag: filters split at commas.
+    #[test]
+    fn tag_with_a_comma_is_refused() {
+        let error = normalize_tags(&["ok", "a,b"]).unwrap_err();
+        assert_eq!(error, InvalidInput::TagComma { tag: "a,b".into() });
+        assert!(error.to_string().contains("own list item"));
     }
 
     /// Over-long tags and too many tags are refused, not truncated.
@@ -358,7 +382,9 @@ mod tests {
         ) {
             if let Ok(tags) = normalize_tags(&tags) {
                 proptest::prop_assert!(tags.iter().all(|t| !t.is_empty() && t.trim() == t));
-                proptest::prop_assert!(tags.windows(2).all(|w| w[0] < w[1]));
+                let unique: std::collections::HashSet<&String> = tags.iter().collect();
+                proptest::prop_assert_eq!(unique.len(), tags.len());
+                proptest::prop_assert!(tags.iter().all(|t| !t.contains(',')));
             }
             let _ = normalize_type(memory_type.as_deref());
             let _ = content_hash(memory_type.as_deref().unwrap_or_default());

@@ -263,6 +263,28 @@ impl MemoryService {
         Ok(self.storage.search(&vector, k, &filter).await?)
     }
 
+    /// The memory `content_hash` names and up to `k` memories nearest to it, ranked by
+    /// its stored vector: nothing is embedded, so the answer needs no model time.
+    pub async fn similar(
+        &self,
+        content_hash: &str,
+        k: u32,
+    ) -> Result<(Memory, Vec<ScoredMemory>), ServiceError> {
+        let k = k.min(MAX_PAGE_SIZE) as usize;
+        let (target, vector) = tokio::try_join!(
+            self.storage.get(content_hash),
+            self.storage.stored_vector(content_hash)
+        )?;
+        // One more, since the memory itself is (almost always) its own nearest.
+        let mut hits = self
+            .storage
+            .search(&vector, k + 1, &Filter::default())
+            .await?;
+        hits.retain(|hit| hit.memory.content_hash != content_hash);
+        hits.truncate(k);
+        Ok((target, hits))
+    }
+
     /// Hybrid search: the vector ranking and the full-text (BM25) ranking, each over
     /// the filtered memories, fused by reciprocal rank (k = 60). A rare exact token that
     /// the embedding blurs still surfaces through the keyword side.

@@ -191,3 +191,52 @@ fn corrupt_model_is_a_clear_error() {
         "{stderr}"
     );
 }
+
+/// `MCP_MEMORY_SQLITE_PRAGMAS` in mcp-memory-service's format: the honoured pragmas
+/// start a working server, an unknown one is named in a warning, and a pragma that
+/// would break Mnemo's guarantees stops the start, naming it.
+#[tokio::test]
+async fn sqlite_pragmas_are_honoured_or_refused_by_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let pragmas = "busy_timeout=15000,cache_size=-8000,temp_store=MEMORY,mmap_size=0,\
+                   wal_autocheckpoint=500,journal_mode=WAL,synchronous=NORMAL,page_size=8192";
+    let server = ServerProcess::start(
+        dir.path(),
+        &[("MCP_API_KEY", KEY), ("MCP_MEMORY_SQLITE_PRAGMAS", pragmas)],
+    );
+    let stored = reqwest::Client::new()
+        .post(format!("{}/api/memories", server.url()))
+        .bearer_auth(KEY)
+        .json(&serde_json::json!({"content": "tuned and working"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stored.status(), 200);
+    let warning = server
+        .log()
+        .iter()
+        .find(|line| line.contains("MCP_MEMORY_SQLITE_PRAGMAS"))
+        .cloned()
+        .unwrap_or_else(|| panic!("no warning: {:?}", server.log()));
+    assert!(
+        warning.contains("WARN") && warning.contains("page_size"),
+        "{warning}"
+    );
+    server.terminate().unwrap();
+
+    for (pragmas, named) in [
+        (
+            "cache_size=10000,journal_mode=DELETE",
+            "journal_mode=DELETE",
+        ),
+        ("synchronous=OFF", "synchronous=OFF"),
+        ("busy_timeout=soon", "busy_timeout"),
+    ] {
+        let stderr = start_failure(&[("MCP_MEMORY_SQLITE_PRAGMAS", Path::new(pragmas))]);
+        assert!(stderr.contains(named), "{pragmas}: {stderr}");
+        assert!(
+            stderr.contains("MCP_MEMORY_SQLITE_PRAGMAS"),
+            "{pragmas}: {stderr}"
+        );
+    }
+}

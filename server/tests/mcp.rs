@@ -148,7 +148,7 @@ async fn stateless_requests_store_and_find_by_meaning() {
     assert_eq!(bad["isError"], true);
     assert!(text(&bad).contains("could not understand the time expression"));
     assert!(
-        text(&bad).ends_with("Fix the arguments and call again."),
+        text(&bad).ends_with("Correct the argument the message names (tools/list gives each tool's schema), then call again."),
         "{}",
         text(&bad)
     );

@@ -638,17 +638,41 @@ async fn cors_follows_the_configured_origins() {
     assert!(!other.headers().contains_key("access-control-allow-origin"));
 }
 
-/// Detailed health reports the model, the count and the database size.
+/// Detailed health reports the model, the count and the database size, also under
+/// mcp-memory-service's names (`storage`, `statistics`), and never the database path.
 #[tokio::test]
 async fn detailed_health() {
     let server = TestServer::spawn().await;
-    server.store(json!({"content": DOG})).await;
+    server
+        .store(json!({"content": DOG, "tags": ["pets", "dogs"]}))
+        .await;
     let (status, body) = server.send(Method::GET, "/api/health/detailed", None).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["dimension"], 384);
     assert_eq!(body["memories"], 1);
     assert!(body["database_bytes"].as_u64().unwrap() > 0);
     assert!(body["model"].as_str().unwrap().contains("MiniLM"));
+    assert!(body.get("database_path").is_none(), "{body}");
+    assert!(!body.to_string().contains(".db"), "a path leaked: {body}");
+    assert!(body["timestamp"].as_str().unwrap().ends_with('Z'));
+    let storage = &body["storage"];
+    assert!(["sqlite-vec", "postgresql"].contains(&storage["backend"].as_str().unwrap()));
+    assert_eq!(storage["status"], "connected");
+    assert_eq!(storage["accessible"], true);
+    assert_eq!(storage["total_memories"], 1);
+    assert_eq!(storage["unique_tags"], 2);
+    assert!(
+        storage["embedding_model"]
+            .as_str()
+            .unwrap()
+            .contains("MiniLM")
+    );
+    let statistics = &body["statistics"];
+    assert_eq!(statistics["total_memories"], 1);
+    assert_eq!(statistics["unique_tags"], 2);
+    assert_eq!(statistics["memories_this_week"], 1);
+    assert!(statistics["database_size_mb"].as_f64().unwrap() >= 0.0);
+    assert_eq!(statistics["backend"], storage["backend"]);
 }
 
 /// 32 clients storing and searching at once: no 5xx, and the final count equals the

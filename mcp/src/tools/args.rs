@@ -5,10 +5,37 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
+use crate::ops::{OpsError, OpsErrorKind};
 use mnemo_api::rest::{SearchMode, TagMatch};
 
 /// Largest page of `memory_list` and most results of `memory_search`.
 pub const MAX_LIMIT: u32 = mnemo_api::rest::MAX_RESULTS;
+
+/// `value` (or `default` when absent) if it lies in `min..=max`; otherwise an argument
+/// error naming the argument and the range. Out-of-range values are refused, not
+/// clamped, so that a model learns the bounds its schema declares.
+pub fn in_range(
+    name: &str,
+    value: Option<u32>,
+    default: u32,
+    min: u32,
+    max: u32,
+) -> Result<u32, OpsError> {
+    let value = value.unwrap_or(default);
+    if (min..=max).contains(&value) {
+        Ok(value)
+    } else {
+        Err(out_of_range(name, value, min, max))
+    }
+}
+
+/// The argument error of a value outside `min..=max`.
+pub fn out_of_range(name: &str, value: impl std::fmt::Display, min: u32, max: u32) -> OpsError {
+    OpsError::new(
+        OpsErrorKind::Invalid,
+        format!("{name} is {value}; give a value from {min} to {max}"),
+    )
+}
 
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -39,6 +66,7 @@ pub struct SearchArgs {
     pub mode: Option<SearchMode>,
     /// How many results, 1 to 100 (default 10).
     #[serde(default)]
+    #[schemars(range(min = 1, max = 100))]
     pub limit: Option<u32>,
     /// Only memories with these tags.
     #[serde(default)]
@@ -62,6 +90,7 @@ pub struct SearchArgs {
     pub before: Option<String>,
     /// Drop results whose score is below this (0 to 1).
     #[serde(default)]
+    #[schemars(range(min = 0, max = 1))]
     pub min_score: Option<f64>,
 }
 
@@ -70,9 +99,11 @@ pub struct SearchArgs {
 pub struct ListArgs {
     /// Page number, from 1.
     #[serde(default)]
+    #[schemars(range(min = 1))]
     pub page: Option<u32>,
     /// Memories per page, 1 to 100 (default 20).
     #[serde(default)]
+    #[schemars(range(min = 1, max = 100))]
     pub page_size: Option<u32>,
     /// Only memories with these tags.
     #[serde(default)]

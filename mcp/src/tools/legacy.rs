@@ -15,9 +15,9 @@ use serde_json::{Map, Value};
 
 use super::args::{DeleteArgs, HealthArgs, ListArgs, SearchArgs, StoreArgs, UpdateArgs};
 use super::output::{
-    DeleteOutput, HealthOutput, ListOutput, SearchOutput, StoreOutput, UpdateOutput,
+    DeleteOutput, LegacyHealthOutput, ListOutput, SearchOutput, StoreOutput, UpdateOutput,
 };
-use super::{Registry, Who};
+use super::{Registry, Who, answer};
 use crate::ops::MemoryOps;
 use mnemo_api::rest::TagMatch;
 
@@ -88,8 +88,10 @@ impl From<StoreMemory> for StoreArgs {
 pub struct RetrieveMemory {
     pub query: String,
     #[serde(default)]
+    #[schemars(range(min = 1, max = 100))]
     pub n_results: Option<u32>,
     #[serde(default)]
+    #[schemars(range(min = 0, max = 1))]
     pub similarity_threshold: Option<f64>,
 }
 
@@ -110,6 +112,7 @@ impl From<RetrieveMemory> for SearchArgs {
 pub struct RecallMemory {
     pub query: String,
     #[serde(default)]
+    #[schemars(range(min = 1, max = 100))]
     pub n_results: Option<u32>,
 }
 
@@ -252,8 +255,9 @@ impl From<UpdateMemoryMetadata> for UpdateArgs {
 impl<M: MemoryOps> Registry<M> {
     /// Legacy name of memory_store.
     #[tool(
+        title = "Store memory (legacy name)",
         output_schema = schema_for_output::<StoreOutput>(),
-        annotations(read_only_hint = false)
+        annotations(read_only_hint = false, open_world_hint = false)
     )]
     async fn store_memory(
         &self,
@@ -265,8 +269,9 @@ impl<M: MemoryOps> Registry<M> {
 
     /// Legacy name of memory_search.
     #[tool(
+        title = "Retrieve memory (legacy name)",
         output_schema = schema_for_output::<SearchOutput>(),
-        annotations(read_only_hint = true)
+        annotations(read_only_hint = true, open_world_hint = false)
     )]
     async fn retrieve_memory(
         &self,
@@ -278,8 +283,9 @@ impl<M: MemoryOps> Registry<M> {
 
     /// Legacy name of memory_search with a time phrase.
     #[tool(
+        title = "Recall memory (legacy name)",
         output_schema = schema_for_output::<SearchOutput>(),
-        annotations(read_only_hint = true)
+        annotations(read_only_hint = true, open_world_hint = false)
     )]
     async fn recall_memory(
         &self,
@@ -291,8 +297,9 @@ impl<M: MemoryOps> Registry<M> {
 
     /// Legacy name of memory_list by tags.
     #[tool(
+        title = "Search by tag (legacy name)",
         output_schema = schema_for_output::<ListOutput>(),
-        annotations(read_only_hint = true)
+        annotations(read_only_hint = true, open_world_hint = false)
     )]
     async fn search_by_tag(
         &self,
@@ -304,8 +311,9 @@ impl<M: MemoryOps> Registry<M> {
 
     /// Legacy name of memory_delete by hash.
     #[tool(
+        title = "Delete memory (legacy name)",
         output_schema = schema_for_output::<DeleteOutput>(),
-        annotations(read_only_hint = false)
+        annotations(read_only_hint = false, open_world_hint = false)
     )]
     async fn delete_memory(
         &self,
@@ -317,8 +325,9 @@ impl<M: MemoryOps> Registry<M> {
 
     /// Legacy name of memory_delete by tags.
     #[tool(
+        title = "Delete by tag (legacy name)",
         output_schema = schema_for_output::<DeleteOutput>(),
-        annotations(read_only_hint = false)
+        annotations(read_only_hint = false, open_world_hint = false)
     )]
     async fn delete_by_tag(
         &self,
@@ -328,23 +337,25 @@ impl<M: MemoryOps> Registry<M> {
         self.memory_delete(who, Parameters(a.into())).await
     }
 
-    /// Legacy name of memory_health.
+    /// Legacy name of memory_health, in mcp-memory-service's shape.
     #[tool(
-        output_schema = schema_for_output::<HealthOutput>(),
-        annotations(read_only_hint = true)
+        title = "Check database health (legacy name)",
+        output_schema = schema_for_output::<LegacyHealthOutput>(),
+        annotations(read_only_hint = true, open_world_hint = false)
     )]
     async fn check_database_health(
         &self,
         who: Who<M>,
-        Parameters(a): Parameters<HealthArgs>,
+        Parameters(_): Parameters<HealthArgs>,
     ) -> CallToolResult {
-        self.memory_health(who, Parameters(a)).await
+        answer(self.ops.health(&who.0).await.map(LegacyHealthOutput::from))
     }
 
     /// Legacy name of memory_list.
     #[tool(
+        title = "List memories (legacy name)",
         output_schema = schema_for_output::<ListOutput>(),
-        annotations(read_only_hint = true)
+        annotations(read_only_hint = true, open_world_hint = false)
     )]
     async fn list_memories(
         &self,
@@ -356,8 +367,9 @@ impl<M: MemoryOps> Registry<M> {
 
     /// Legacy name of memory_update.
     #[tool(
+        title = "Update memory metadata (legacy name)",
         output_schema = schema_for_output::<UpdateOutput>(),
-        annotations(read_only_hint = false)
+        annotations(read_only_hint = false, open_world_hint = false)
     )]
     async fn update_memory_metadata(
         &self,

@@ -9,10 +9,13 @@
 //! * [`args`]: the tools' arguments, whose doc comments the model reads.
 //! * [`output`]: structured results and their compact text.
 //! * [`legacy`]: mcp-memory-service's tool names, accepted but not listed.
+//! * `schema`: the schemas as strict validators accept them (no `format` values
+//!   outside JSON Schema's own, which schemars writes for Rust number types).
 
 pub mod args;
 pub mod legacy;
 pub mod output;
+mod schema;
 
 use std::sync::Arc;
 
@@ -83,8 +86,9 @@ impl<M: MemoryOps> Registry<M> {
     /// Remember a piece of text (a fact, decision, preference or note) for later
     /// searches by you, other assistants and people sharing this memory.
     #[tool(
+        title = "Store a memory",
         output_schema = schema_for_output::<StoreOutput>(),
-        annotations(read_only_hint = false, destructive_hint = false, idempotent_hint = true)
+        annotations(read_only_hint = false, destructive_hint = false, idempotent_hint = true, open_world_hint = false)
     )]
     pub async fn memory_store(
         &self,
@@ -117,16 +121,26 @@ impl<M: MemoryOps> Registry<M> {
     /// Find memories by meaning (default), by meaning and keywords (hybrid) or by
     /// exact text, optionally only those with given tags, type or creation time.
     #[tool(
+        title = "Search memories",
         output_schema = schema_for_output::<SearchOutput>(),
-        annotations(read_only_hint = true)
+        annotations(read_only_hint = true, open_world_hint = false)
     )]
     pub async fn memory_search(
         &self,
         who: Who<M>,
         Parameters(args): Parameters<SearchArgs>,
     ) -> CallToolResult {
+        let limit = match args::in_range("limit", args.limit, 10, 1, args::MAX_LIMIT) {
+            Ok(limit) => limit,
+            Err(e) => return answer::<SearchOutput>(Err(e)),
+        };
+        if let Some(score) = args.min_score
+            && !(0.0..=1.0).contains(&score)
+        {
+            return answer::<SearchOutput>(Err(args::out_of_range("min_score", score, 0, 1)));
+        }
         let request = SearchRequest {
-            n_results: args.limit.unwrap_or(10).clamp(1, args::MAX_LIMIT),
+            n_results: limit,
             similarity_threshold: args.min_score,
             tags: args.tags,
             tag_match: args.tag_match.unwrap_or_default(),
@@ -151,8 +165,9 @@ impl<M: MemoryOps> Registry<M> {
     /// List memories newest first, a page at a time, optionally only those with given
     /// tags or type.
     #[tool(
+        title = "List memories",
         output_schema = schema_for_output::<ListOutput>(),
-        annotations(read_only_hint = true)
+        annotations(read_only_hint = true, open_world_hint = false)
     )]
     pub async fn memory_list(
         &self,
@@ -166,9 +181,17 @@ impl<M: MemoryOps> Registry<M> {
             .filter(|t| !t.is_empty())
             .map(str::to_owned)
             .collect();
+        let bounds = args::in_range("page", args.page, 1, 1, u32::MAX).and_then(|page| {
+            args::in_range("page_size", args.page_size, 20, 1, args::MAX_LIMIT)
+                .map(|size| (page, size))
+        });
+        let (page, page_size) = match bounds {
+            Ok(bounds) => bounds,
+            Err(e) => return answer::<ListOutput>(Err(e)),
+        };
         let query = ListQuery {
-            page: Some(args.page.unwrap_or(1).max(1)),
-            page_size: Some(args.page_size.unwrap_or(20).clamp(1, args::MAX_LIMIT)),
+            page: Some(page),
+            page_size: Some(page_size),
             tag: (!tags.is_empty()).then(|| tags.join(",")),
             tag_match: args.tag_match,
             memory_type: args.memory_type,
@@ -178,8 +201,9 @@ impl<M: MemoryOps> Registry<M> {
 
     /// Read one memory in full, by its content_hash.
     #[tool(
+        title = "Read a memory",
         output_schema = schema_for_output::<MemoryItem>(),
-        annotations(read_only_hint = true)
+        annotations(read_only_hint = true, open_world_hint = false)
     )]
     pub async fn memory_get(
         &self,
@@ -196,8 +220,9 @@ impl<M: MemoryOps> Registry<M> {
 
     /// Change a memory's tags, type or metadata. Its content stays as it is.
     #[tool(
+        title = "Update a memory",
         output_schema = schema_for_output::<UpdateOutput>(),
-        annotations(read_only_hint = false, destructive_hint = false, idempotent_hint = true)
+        annotations(read_only_hint = false, destructive_hint = false, idempotent_hint = true, open_world_hint = false)
     )]
     pub async fn memory_update(
         &self,
@@ -227,8 +252,9 @@ impl<M: MemoryOps> Registry<M> {
     /// Delete one memory by content_hash, or the memories matching tags, type or time
     /// (up to 100 a call). Use dry_run first to see what a filter would delete.
     #[tool(
+        title = "Delete memories",
         output_schema = schema_for_output::<DeleteOutput>(),
-        annotations(read_only_hint = false, destructive_hint = true, idempotent_hint = true)
+        annotations(read_only_hint = false, destructive_hint = true, idempotent_hint = true, open_world_hint = false)
     )]
     pub async fn memory_delete(
         &self,
@@ -241,8 +267,9 @@ impl<M: MemoryOps> Registry<M> {
     /// Whether the memory server is up, how many memories it holds and which model
     /// it uses.
     #[tool(
+        title = "Memory server health",
         output_schema = schema_for_output::<HealthOutput>(),
-        annotations(read_only_hint = true)
+        annotations(read_only_hint = true, open_world_hint = false)
     )]
     pub async fn memory_health(
         &self,
@@ -312,6 +339,11 @@ impl<M: MemoryOps> Registry<M> {
     }
 }
 
+/// Whether a tool only reads (its `readOnlyHint`); any other tool needs the write scope.
+fn reads_only(tool: &Tool) -> bool {
+    tool.annotations.as_ref().and_then(|a| a.read_only_hint) == Some(true)
+}
+
 /// A tool's answer: the output with its text, or an `isError` result telling the
 /// caller what to do about the failure.
 fn answer<T: ToolOutput>(result: Result<T, OpsError>) -> CallToolResult {
@@ -333,7 +365,10 @@ fn answer<T: ToolOutput>(result: Result<T, OpsError>) -> CallToolResult {
 
 fn failure(error: &OpsError) -> CallToolResult {
     let advice = match error.kind {
-        OpsErrorKind::Invalid => "Fix the arguments and call again.",
+        OpsErrorKind::Invalid => {
+            "Correct the argument the message names (tools/list gives each tool's schema), \
+             then call again."
+        }
         OpsErrorKind::NotFound => {
             "Find the right content_hash with memory_search or memory_list, then call again."
         }
@@ -355,6 +390,11 @@ fn failure(error: &OpsError) -> CallToolResult {
         OpsErrorKind::Internal => {
             "The memory server failed; its log has the details. Retrying is unlikely to help."
         }
+        OpsErrorKind::Misconfigured => {
+            "This is a setting in the MCP client's configuration, not in your arguments: \
+             tell the user what the message says; retrying will not help until they fix it \
+             and restart the client."
+        }
     };
     CallToolResult::error(vec![ContentBlock::text(format!(
         "{}. {advice}",
@@ -372,10 +412,23 @@ impl<M: MemoryOps> ServerHandler for Registry<M> {
     async fn list_tools(
         &self,
         _request: Option<PaginatedRequestParams>,
-        _context: RequestContext<RoleServer>,
+        context: RequestContext<RoleServer>,
     ) -> Result<ListToolsResult, ErrorData> {
+        // A caller who may not write is not shown the writing tools: a model should
+        // not plan with tools that can only fail for it.
+        let may_write = self
+            .ops
+            .caller(&context.extensions)
+            .is_ok_and(|caller| self.ops.authorize_write(&caller).is_ok());
         // The legacy names stay unlisted: a model should learn one name per tool.
-        Ok(ListToolsResult::with_all_items(self.tools.list_all()))
+        let tools = self
+            .tools
+            .list_all()
+            .into_iter()
+            .filter(|tool| may_write || reads_only(tool))
+            .map(schema::polish)
+            .collect();
+        Ok(ListToolsResult::with_all_items(tools))
     }
 
     async fn call_tool(
@@ -393,7 +446,7 @@ impl<M: MemoryOps> ServerHandler for Registry<M> {
             Ok(caller) => caller,
             Err(error) => return Ok(failure(&error).into()),
         };
-        let writes = tool.annotations.as_ref().and_then(|a| a.read_only_hint) != Some(true);
+        let writes = !reads_only(tool);
         if writes && let Err(error) = self.ops.authorize_write(&caller) {
             return Ok(failure(&error).into());
         }
@@ -411,6 +464,6 @@ impl<M: MemoryOps> ServerHandler for Registry<M> {
     }
 
     fn get_tool(&self, name: &str) -> Option<Tool> {
-        self.tool(name).cloned()
+        self.tool(name).cloned().map(schema::polish)
     }
 }

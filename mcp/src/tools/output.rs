@@ -94,15 +94,18 @@ pub struct StoreOutput {
     pub duplicate: bool,
 }
 
+/// mcp-memory-service's wording: the Claude Code hooks' MCP mode takes a store as
+/// done only when the text holds `(hash: <hex>)`. A duplicate is stored, so it says
+/// so in the same shape.
 impl ToolOutput for StoreOutput {
     fn text(&self) -> String {
         if self.duplicate {
             format!(
-                "already stored (hash {}); nothing changed",
+                "Memory already stored (hash: {}); nothing changed",
                 self.content_hash
             )
         } else {
-            format!("stored (hash {})", self.content_hash)
+            format!("Memory stored successfully (hash: {})", self.content_hash)
         }
     }
 }
@@ -311,6 +314,71 @@ impl From<DetailedHealth> for HealthOutput {
             tls_fingerprint: h.tls_fingerprint,
             tls_pin: h.tls_pin,
         }
+    }
+}
+
+/// `check_database_health` answers as mcp-memory-service does: its JSON after a
+/// title line, as text (its clients parse the text), and the same object structured.
+#[derive(Debug, Clone, Serialize, JsonSchema)]
+pub struct LegacyHealthOutput {
+    pub version: String,
+    pub validation: LegacyValidation,
+    /// The storage figures: backend, total_memories, unique_tags, database_size_mb, …
+    pub statistics: Map<String, Value>,
+    /// Always empty: mcp-memory-service's integrity monitor has no counterpart.
+    pub integrity: Map<String, Value>,
+    pub performance: LegacyPerformance,
+}
+
+#[derive(Debug, Clone, Serialize, JsonSchema)]
+pub struct LegacyValidation {
+    /// "healthy" or "unhealthy".
+    pub status: String,
+    pub message: String,
+}
+
+#[derive(Debug, Clone, Serialize, JsonSchema)]
+pub struct LegacyPerformance {
+    pub storage: Map<String, Value>,
+    pub server: Map<String, Value>,
+}
+
+impl From<DetailedHealth> for LegacyHealthOutput {
+    fn from(h: DetailedHealth) -> Self {
+        let healthy = h.status == mnemo_api::health::HealthStatus::Healthy;
+        let mut server = Map::new();
+        server.insert(
+            "storage_type".into(),
+            Value::from(h.storage.backend.clone()),
+        );
+        server.insert("uptime_seconds".into(), Value::from(h.uptime_seconds));
+        Self {
+            version: h.version,
+            validation: LegacyValidation {
+                status: if healthy { "healthy" } else { "unhealthy" }.into(),
+                message: if healthy {
+                    format!("{} database validation successful", h.storage.backend)
+                } else {
+                    "the memory server is not ready".into()
+                },
+            },
+            statistics: match serde_json::to_value(&h.storage) {
+                Ok(Value::Object(map)) => map,
+                _ => Map::new(),
+            },
+            integrity: Map::new(),
+            performance: LegacyPerformance {
+                storage: Map::new(),
+                server,
+            },
+        }
+    }
+}
+
+impl ToolOutput for LegacyHealthOutput {
+    fn text(&self) -> String {
+        let json = serde_json::to_string_pretty(self).unwrap_or_default();
+        format!("Database Health Check Results:\n{json}")
     }
 }
 

@@ -29,7 +29,7 @@ use axum::http::{HeaderValue, Method, StatusCode};
 use tokio_util::sync::CancellationToken;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::classify::ServerErrorsFailureClass;
-use tower_http::cors::{AllowHeaders, AllowOrigin, Any, CorsLayer};
+use tower_http::cors::{AllowHeaders, AllowMethods, AllowOrigin, Any, CorsLayer};
 use tower_http::trace::TraceLayer;
 
 use crate::config::Config;
@@ -70,6 +70,7 @@ fn routes(state: &Arc<AppState>, config: &Config, shutdown: CancellationToken) -
         .route(M::POST, "/api/search", READ, search::search)
         .route(M::POST, "/api/search/by-tag", READ, search::by_tag)
         .route(M::POST, "/api/search/by-time", READ, search::by_time)
+        .route(M::GET, "/api/search/similar/{hash}", READ, search::similar)
         // EventSource cannot set headers: the streams also take `?ticket=`/`?api_key=`.
         .stream(M::GET, "/api/events", READ, events::stream)
         .stream(M::GET, "/api/events/stream", READ, events::stream_unnamed)
@@ -137,11 +138,12 @@ async fn method_not_allowed() -> ApiError {
 }
 
 /// CORS from `MCP_CORS_ORIGINS`: none by default, `*` for any origin, else a list.
-/// A preflight gets the headers it asks for echoed: the Fetch standard does not let
-/// `Access-Control-Allow-Headers: *` cover `Authorization`, which web apps send.
+/// A preflight gets its requested method and headers echoed: the Fetch standard does
+/// not let a `*` answer cover `Authorization`, so a wildcard would block every browser
+/// request that carries a key.
 fn cors(origins: &[String]) -> CorsLayer {
     let layer = CorsLayer::new()
-        .allow_methods(Any)
+        .allow_methods(AllowMethods::mirror_request())
         .allow_headers(AllowHeaders::mirror_request());
     if origins.iter().any(|o| o == "*") {
         layer.allow_origin(Any)

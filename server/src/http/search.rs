@@ -1,12 +1,15 @@
-//! `/api/search`, `/api/search/by-tag` and `/api/search/by-time`.
+//! `/api/search`, `/api/search/by-tag`, `/api/search/by-time` and
+//! `/api/search/similar/{hash}`.
 
 use std::sync::Arc;
 
 use axum::Json;
-use axum::extract::State;
-use mnemo_api::rest::{SearchRequest, SearchResponse, TagSearchRequest, TimeSearchRequest};
+use axum::extract::{Path, State};
+use mnemo_api::rest::{
+    SearchRequest, SearchResponse, SimilarQuery, TagSearchRequest, TimeSearchRequest,
+};
 
-use super::error::{ApiError, ApiJson};
+use super::error::{ApiError, ApiJson, ApiQuery};
 use super::state::AppState;
 use crate::operations::search;
 
@@ -32,4 +35,15 @@ pub async fn by_time(
     ApiJson(request): ApiJson<TimeSearchRequest>,
 ) -> Result<Json<SearchResponse>, ApiError> {
     Ok(Json(search::by_time(state.service()?, request).await?))
+}
+
+/// `GET /api/search/similar/{hash}`: neighbours of a stored memory, nothing embedded.
+pub async fn similar(
+    State(state): State<Arc<AppState>>,
+    Path(content_hash): Path<String>,
+    ApiQuery(query): ApiQuery<SimilarQuery>,
+) -> Result<Json<SearchResponse>, ApiError> {
+    Ok(Json(
+        search::similar(state.service()?, &content_hash, query).await?,
+    ))
 }

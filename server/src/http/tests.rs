@@ -604,3 +604,186 @@ async fn proof_is_public_bounded_and_rate_limited() {
     let (status, _, _) = send(&app, Method::GET, "/api/tags", Some("wrong"), None).await;
     assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
 }
+
+/// `GET /api/search/similar/{hash}` ranks the other memories by the stored vector,
+/// leaves the memory itself out, bounds `n_results`, and answers JSON 404 for an
+/// unknown hash and JSON 400 for a bad or out-of-range `n_results`.
+#[tokio::test]
+async fn similar_by_hash_finds_neighbours_and_refuses_bad_input() {
+    let app = app(true, |_| {});
+    let mut hashes = Vec::new();
+    for content in ["first memory", "second memory", "third memory"] {
+        let body = json!({"content": content}).to_string();
+        let (status, _, stored) =
+            send(&app, Method::POST, "/api/memories", Some(KEY), Some(&body)).await;
+        assert_eq!(status, StatusCode::OK, "{stored}");
+        hashes.push(stored["content_hash"].as_str().unwrap().to_owned());
+    }
+    let path = format!("/api/search/similar/{}?n_results=5", hashes[0]);
+    let (status, _, body) = send(&app, Method::GET, &path, Some(KEY), None).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["search_type"], "similar");
+    assert!(
+        body["query"]
+            .as_str()
+            .unwrap()
+            .starts_with("Similar to: first memory")
+    );
+    let found: Vec<&str> = body["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["memory"]["content_hash"].as_str().unwrap())
+        .collect();
+    assert_eq!(found.len(), 2, "{body}");
+    assert!(!found.contains(&hashes[0].as_str()), "{body}");
+    assert_eq!(body["total_found"], 2);
+
+    let path = format!("/api/search/similar/{}?n_results=1", hashes[0]);
+    let (_, _, body) = send(&app, Method::GET, &path, Some(KEY), None).await;
+    assert_eq!(body["results"].as_array().unwrap().len(), 1, "{body}");
+
+    let unknown = format!("/api/search/similar/{}", "0".repeat(64));
+    let (status, _, body) = send(&app, Method::GET, &unknown, Some(KEY), None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(error_code(&body), "not_found");
+
+    for query in [
+        "n_results=0",
+        "n_results=101",
+        "n_results=abc",
+        "n_results=-1",
+    ] {
+        let path = format!("/api/search/similar/{}?{query}", hashes[0]);
+        let (status, _, body) = send(&app, Method::GET, &path, Some(KEY), None).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{query}: {body}");
+        error_code(&body);
+    }
+    let path = format!("/api/search/similar/{}", hashes[0]);
+    let (status, _, body) = send(&app, Method::GET, &path, None, None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+}
+
+/// A tag holding a comma is refused with a 400 that names it, on store and update;
+/// tags otherwise come back de-duplicated in the order given.
+#[tokio::test]
+async fn tags_keep_their_order_and_refuse_commas() {
+    let app = app(true, |_| {});
+    let (status, _, stored) = send(
+        &app,
+        Method::POST,
+        "/api/memories",
+        Some(KEY),
+        Some(r#"{"content": "ordered", "tags": ["Zeta", "alpha", "zeta", "mid"]}"#),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{stored}");
+    let hash = stored["content_hash"].as_str().unwrap();
+    let (_, _, got) = send(
+        &app,
+        Method::GET,
+        &format!("/api/memories/{hash}"),
+        Some(KEY),
+        None,
+    )
+    .await;
+    assert_eq!(got["tags"], json!(["zeta", "alpha", "mid"]), "{got}");
+
+    let (status, _, body) = send(
+        &app,
+        Method::POST,
+        "/api/memories",
+        Some(KEY),
+        Some(r#"{"content": "comma", "tags": ["a,b"]}"#),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    error_code(&body);
+    assert!(
+        body["message"].as_str().unwrap().contains("\"a,b\""),
+        "{body}"
+    );
+
+    let (status, _, body) = send(
+        &app,
+        Method::PUT,
+        &format!("/api/memories/{hash}"),
+        Some(KEY),
+        Some(r#"{"tags": ["fine", "not,fine"]}"#),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    let (_, _, got) = send(
+        &app,
+        Method::GET,
+        &format!("/api/memories/{hash}"),
+        Some(KEY),
+        None,
+    )
+    .await;
+    assert_eq!(
+        got["tags"],
+        json!(["zeta", "alpha", "mid"]),
+        "unchanged: {got}"
+    );
+}
+
+/// A CORS preflight from an allowed origin gets the headers it asked for echoed,
+/// `Authorization` included (a `*` answer would not cover it); another origin gets
+/// no CORS grant.
+#[tokio::test]
+async fn cors_preflight_echoes_the_requested_headers() {
+    let app = app(true, |c| c.cors_origins = vec!["http://app.example".into()]);
+    let preflight = |origin: &str| {
+        Request::builder()
+            .method(Method::OPTIONS)
+            .uri("/api/memories")
+            .header(header::ORIGIN, origin)
+            .header(header::ACCESS_CONTROL_REQUEST_METHOD, "POST")
+            .header(
+                header::ACCESS_CONTROL_REQUEST_HEADERS,
+                "authorization,content-type,x-agent-id",
+            )
+            .body(Body::empty())
+            .unwrap()
+    };
+    let response = app
+        .router
+        .clone()
+        .oneshot(preflight("http://app.example"))
+        .await
+        .unwrap();
+    assert!(response.status().is_success(), "{}", response.status());
+    let headers = response.headers();
+    assert_eq!(
+        headers[header::ACCESS_CONTROL_ALLOW_ORIGIN],
+        "http://app.example"
+    );
+    let allowed = headers[header::ACCESS_CONTROL_ALLOW_HEADERS]
+        .to_str()
+        .unwrap()
+        .to_ascii_lowercase();
+    for name in ["authorization", "content-type", "x-agent-id"] {
+        assert!(allowed.contains(name), "{name} not in {allowed}");
+    }
+    assert!(!allowed.contains('*'), "{allowed}");
+    assert!(
+        headers[header::ACCESS_CONTROL_ALLOW_METHODS]
+            .to_str()
+            .unwrap()
+            .contains("POST")
+    );
+
+    let other = app
+        .router
+        .clone()
+        .oneshot(preflight("http://evil.example"))
+        .await
+        .unwrap();
+    assert!(
+        other
+            .headers()
+            .get(header::ACCESS_CONTROL_ALLOW_ORIGIN)
+            .is_none()
+    );
+}

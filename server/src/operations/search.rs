@@ -6,8 +6,8 @@ use std::time::Instant;
 
 use jiff::tz::TimeZone;
 use mnemo_api::rest::{
-    self, MAX_RESULTS, SearchMode, SearchRequest, SearchResponse, SearchResult, TagMatch,
-    TagSearchRequest, TimeSearchRequest,
+    self, MAX_RESULTS, SearchMode, SearchRequest, SearchResponse, SearchResult, SimilarQuery,
+    TagMatch, TagSearchRequest, TimeSearchRequest,
 };
 
 use super::OpError;
@@ -64,6 +64,36 @@ pub async fn search(
         results.retain(|r: &SearchResult| r.similarity_score >= threshold);
     }
     Ok(envelope(results, query, request.mode.as_str(), started))
+}
+
+/// The memories nearest to a stored one, by its stored vector, itself left out. Out of
+/// range `n_results` is refused rather than clamped, as mcp-memory-service does (422
+/// there, the usual 400 here).
+pub async fn similar(
+    service: &MemoryService,
+    content_hash: &str,
+    query: SimilarQuery,
+) -> Result<SearchResponse, OpError> {
+    let started = Instant::now();
+    let k = query.n_results.unwrap_or(10);
+    if !(1..=MAX_RESULTS).contains(&k) {
+        return Err(OpError::bad_request(format!(
+            "n_results is {k}; give 1 to {MAX_RESULTS}"
+        )));
+    }
+    let (target, hits) = service.similar(content_hash, k).await?;
+    let results = hits
+        .into_iter()
+        .map(|hit| scored(hit, "similar to the given memory".into()))
+        .collect();
+    // mcp-memory-service's wording, which its dashboard shows.
+    let head: String = target.content.chars().take(50).collect();
+    Ok(envelope(
+        results,
+        format!("Similar to: {head}..."),
+        "similar",
+        started,
+    ))
 }
 
 /// Memories with any (or all) of the tags, newest first.

@@ -53,6 +53,8 @@ macro_rules! storage_conformance {
             filtered_search_fills_k,
             search_is_exact,
             similarity_of_a_stored_memory,
+            stored_vector_finds_neighbours,
+            tags_keep_the_order_given,
             keyword_search_ranks_by_matching_words,
             substring_search_ignores_case_newest_first,
             list_pages_and_filters,
@@ -570,6 +572,70 @@ pub(crate) async fn similarity_of_a_stored_memory<H: Harness>() {
         .unwrap()[0];
     let expected = dot(&query, &unit([1.0, 1.0, 0.0, 0.0]));
     assert!((similarity - expected).abs() < 1e-5, "{similarity}");
+}
+
+/// A memory's stored vector is the one it was stored with, searching by it finds the
+/// memory first and then its nearest neighbour, and an unknown hash is not found.
+pub(crate) async fn stored_vector_finds_neighbours<H: Harness>() {
+    let store = fresh::<H>().await;
+    let mut hashes = Vec::new();
+    for (content, v) in [
+        ("target", [1.0, 1.0, 0.0, 0.0]),
+        ("near", [1.0, 0.9, 0.1, 0.0]),
+        ("far", [0.0, 0.0, 0.0, 1.0]),
+    ] {
+        let stored = store.insert(record(content, &[], v)).await.unwrap();
+        hashes.push(stored.content_hash);
+    }
+    let vector = store.stored_vector(&hashes[0]).await.unwrap();
+    let expected = unit([1.0, 1.0, 0.0, 0.0]);
+    assert_eq!(vector.len(), DIM);
+    assert!(
+        vector
+            .iter()
+            .zip(&expected)
+            .all(|(a, b)| (a - b).abs() < 1e-6)
+    );
+    let found: Vec<String> = store
+        .search(&vector, 2, &Filter::default())
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|hit| hit.memory.content_hash)
+        .collect();
+    assert_eq!(found, hashes[..2]);
+    for unknown in ["0".repeat(64), "nul\0hash".to_owned()] {
+        assert!(matches!(
+            store.stored_vector(&unknown).await,
+            Err(StorageError::NotFound { .. })
+        ));
+    }
+}
+
+/// Tags come back in the order they were stored (or last replaced) in, on every read.
+pub(crate) async fn tags_keep_the_order_given<H: Harness>() {
+    let store = fresh::<H>().await;
+    let stored = store
+        .insert(record("ordered", &["zeta", "alpha", "mid"], [1.0; DIM]))
+        .await
+        .unwrap();
+    assert_eq!(stored.tags, ["zeta", "alpha", "mid"]);
+    assert_eq!(
+        store.get(&stored.content_hash).await.unwrap().tags,
+        stored.tags
+    );
+    let listed = store.list(&Filter::default(), 1, 10).await.unwrap();
+    assert_eq!(listed.memories[0].tags, stored.tags);
+    let patch = MemoryPatch {
+        tags: Some(vec!["b".into(), "a".into(), "b".into()]),
+        ..MemoryPatch::default()
+    };
+    let updated = store.update(&stored.content_hash, patch).await.unwrap();
+    assert_eq!(updated.tags, ["b", "a"]);
+    assert_eq!(
+        store.get(&stored.content_hash).await.unwrap().tags,
+        ["b", "a"]
+    );
 }
 
 /// Full-text search ranks a memory matching more of the words first, leaves out

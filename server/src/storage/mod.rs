@@ -136,6 +136,10 @@ pub trait Storage: Send + Sync + 'static {
         content_hashes: &'a [String],
     ) -> StorageFuture<'a, Vec<f64>>;
 
+    /// The stored (L2-normalised) vector of one memory, for "more like this" searches
+    /// that embed nothing. An unknown hash is [`StorageError::NotFound`].
+    fn stored_vector<'a>(&'a self, content_hash: &'a str) -> StorageFuture<'a, Vec<f32>>;
+
     /// Up to `limit` change-feed events with a sequence number above `after`, in order.
     fn events_after(&self, after: i64, limit: u32) -> StorageFuture<'_, Vec<EventRow>>;
 
@@ -149,7 +153,11 @@ pub trait Storage: Send + Sync + 'static {
     /// what was already read: no event falls between the two.
     fn subscribe(&self) -> broadcast::Receiver<Arc<EventRow>>;
 
-    /// Where the data lives, for detailed health: a file's path, or a server database's
+    /// The backend's name in detailed health, with mcp-memory-service's spelling where
+    /// it has one (`sqlite-vec`).
+    fn backend(&self) -> &'static str;
+
+    /// Where the data lives, for the log: a file's path, or a server database's
     /// address without credentials.
     fn location(&self) -> String;
 

@@ -401,6 +401,22 @@ impl Storage for PostgresStore {
         }))
     }
 
+    fn stored_vector<'a>(&'a self, content_hash: &'a str) -> StorageFuture<'a, Vec<f32>> {
+        Box::pin(self.bounded(async move {
+            read::refuse_nul_hash(content_hash)?;
+            let rows = read::query(
+                &self.client().await?,
+                "SELECT embedding FROM memories WHERE content_hash = $1",
+                &[&content_hash],
+            )
+            .await?;
+            let row = rows.first().ok_or_else(|| StorageError::NotFound {
+                content_hash: content_hash.to_owned(),
+            })?;
+            Ok(row.try_get::<_, pgvector::Vector>(0)?.to_vec())
+        }))
+    }
+
     fn events_after(&self, after: i64, limit: u32) -> StorageFuture<'_, Vec<EventRow>> {
         Box::pin(
             self.bounded(
@@ -419,6 +435,10 @@ impl Storage for PostgresStore {
 
     fn subscribe(&self) -> broadcast::Receiver<Arc<EventRow>> {
         self.shared.feed.subscribe()
+    }
+
+    fn backend(&self) -> &'static str {
+        "postgresql"
     }
 
     fn location(&self) -> String {

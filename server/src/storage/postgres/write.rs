@@ -41,9 +41,8 @@ pub(super) async fn insert(
     record: &NewRecord,
     now: f64,
 ) -> Result<(Memory, EventRow), StorageError> {
-    let mut tags = record.tags.clone();
-    tags.sort();
-    tags.dedup();
+    // Normalised by the service: unique, in the order given, which the array keeps.
+    let tags = record.tags.clone();
     let memory = Memory {
         content: record.content.clone(),
         content_hash: record.content_hash.clone(),

@@ -9,7 +9,7 @@
 //! transaction that records the model.
 
 /// Every migration, in order. Index `i` moves the database from version `i` to `i + 1`.
-pub const MIGRATIONS: &[&str] = &[V1_INITIAL];
+pub const MIGRATIONS: &[&str] = &[V1_INITIAL, V2_TAG_POSITION];
 
 /// The schema version a database has once every migration is applied.
 pub fn latest_version() -> u32 {
@@ -81,4 +81,10 @@ CREATE TABLE meta (
     key   TEXT PRIMARY KEY,
     value TEXT NOT NULL
 ) WITHOUT ROWID;
+"#;
+
+/// Tags keep the order they were given in (mcp-memory-service keeps it). Rows written
+/// before this step get position 0 and read back by name, as they always were.
+const V2_TAG_POSITION: &str = r#"
+ALTER TABLE memory_tags ADD COLUMN position INTEGER NOT NULL DEFAULT 0;
 "#;

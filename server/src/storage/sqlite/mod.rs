@@ -33,6 +33,7 @@ mod events;
 mod file;
 mod filter;
 mod migrations;
+mod pragmas;
 mod read;
 mod vec;
 mod vectors;
@@ -53,6 +54,7 @@ use tokio::sync::broadcast;
 
 use crate::memory::{EmbeddingSpec, Filter, Memory, MemoryPatch, ScoredMemory};
 use crate::storage::{EventRow, NewRecord, Page, Retention, Storage, StorageError, StorageFuture};
+pub use pragmas::{PragmaError, Pragmas};
 use vectors::VectorCopy;
 use writer::{Command, Writer};
 
@@ -82,6 +84,9 @@ pub struct SqliteOptions {
     /// Longest a read may run before SQLite interrupts it, so no query holds one of
     /// the few read connections for long.
     pub read_timeout: Duration,
+    /// `MCP_MEMORY_SQLITE_PRAGMAS`, run on every connection after Mnemo's own
+    /// settings, so a value given there wins.
+    pub pragmas: Pragmas,
 }
 
 impl Default for SqliteOptions {
@@ -100,6 +105,7 @@ impl Default for SqliteOptions {
             feed_capacity: 1024,
             memory_vectors: true,
             read_timeout: Duration::from_secs(5),
+            pragmas: Pragmas::default(),
         }
     }
 }
@@ -206,7 +212,15 @@ impl SqliteStore {
         file::prepare(path)?;
         // A negative cache_size is in KiB.
         let cache_size = -((options.cache_bytes >> 10).max(1) as i64);
-        let mut conn = open_writer(path, cache_size).map_err(|e| file::opening_error(path, e))?;
+        for name in &options.pragmas.unknown {
+            tracing::warn!(
+                pragma = %name,
+                "MCP_MEMORY_SQLITE_PRAGMAS names a pragma Mnemo does not apply; it is ignored"
+            );
+        }
+        let pragmas = options.pragmas.clone();
+        let mut conn =
+            open_writer(path, cache_size, &pragmas).map_err(|e| file::opening_error(path, e))?;
         file::verify(&conn, path)?;
         migrate(&mut conn, path)?;
         pin_model(&mut conn, path, spec)?;
@@ -222,7 +236,8 @@ impl SqliteStore {
                 // a copy; memory-mapped, they read the OS page cache in place: 8.3 ->
                 // 3.6 ms per vec0 query at 10k vectors, 3.6 -> 0.5 ms for the 20
                 // lookups of a shortlist at 100k (BENCHMARKS.md).
-                c.pragma_update(None, "mmap_size", mmap_size)
+                c.pragma_update(None, "mmap_size", mmap_size)?;
+                pragmas.apply_to(c)
             });
         let readers = r2d2::Pool::builder()
             .max_size(options.readers.max(1))
@@ -374,6 +389,11 @@ impl SqliteStore {
             .iter()
             .map(|hash| read::similarity(&reader, vector, hash))
             .collect()
+    }
+
+    /// The stored vector of one memory.
+    pub fn stored_vector(&self, content_hash: &str) -> Result<Vec<f32>, StorageError> {
+        read::stored_vector(&*self.reader()?, content_hash)
     }
 
     /// Up to `limit` tags with their memory counts, most used first.
@@ -586,6 +606,11 @@ impl Storage for SqliteStore {
         self.blocking(move |store| store.similarities(&vector, &hashes))
     }
 
+    fn stored_vector<'a>(&'a self, content_hash: &'a str) -> StorageFuture<'a, Vec<f32>> {
+        let hash = content_hash.to_owned();
+        self.blocking(move |store| store.stored_vector(&hash))
+    }
+
     fn events_after(&self, after: i64, limit: u32) -> StorageFuture<'_, Vec<EventRow>> {
         self.blocking(move |store| store.events_after(after, limit))
     }
@@ -600,6 +625,10 @@ impl Storage for SqliteStore {
 
     fn subscribe(&self) -> broadcast::Receiver<Arc<EventRow>> {
         SqliteStore::subscribe(self)
+    }
+
+    fn backend(&self) -> &'static str {
+        "sqlite-vec"
     }
 
     fn location(&self) -> String {
@@ -617,13 +646,15 @@ impl Storage for SqliteStore {
 
 /// The one read-write connection, in WAL mode. Its first statement reads the file, so
 /// a file that is not a database fails here.
-fn open_writer(path: &Path, cache_size: i64) -> rusqlite::Result<Connection> {
+fn open_writer(path: &Path, cache_size: i64, pragmas: &Pragmas) -> rusqlite::Result<Connection> {
     let conn = Connection::open(path)?;
     conn.busy_timeout(BUSY_TIMEOUT)?;
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "synchronous", "NORMAL")?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
     conn.pragma_update(None, "cache_size", cache_size)?;
+    // The writer's mmap_size stays SQLite's default unless the user sets one.
+    pragmas.apply_to(&conn)?;
     Ok(conn)
 }
 

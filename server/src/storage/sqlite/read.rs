@@ -11,11 +11,12 @@ use crate::memory::{Filter, Memory, ScoredMemory};
 use crate::storage::{Page, StorageError};
 
 /// The columns [`memory_from_row`] reads, for a query over `memories m`. Tags come back
-/// as one JSON array so a page needs no second query.
+/// as one JSON array so a page needs no second query, in the order they were given
+/// (`position`, written by `write::set_tags`).
 const MEMORY_COLUMNS: &str = "m.content, m.content_hash, m.memory_type, m.metadata, \
      m.created_at, m.updated_at, \
      (SELECT json_group_array(tag) FROM \
-        (SELECT tag FROM memory_tags WHERE memory_id = m.id ORDER BY tag)) AS tags";
+        (SELECT tag FROM memory_tags WHERE memory_id = m.id ORDER BY position, tag)) AS tags";
 
 fn memory_from_row(row: &Row<'_>) -> rusqlite::Result<Memory> {
     let json_column = |index: usize| -> rusqlite::Result<serde_json::Value> {
@@ -285,6 +286,24 @@ pub(super) fn similarity(
             content_hash: content_hash.to_owned(),
         })?;
     Ok(1.0 - distance * distance / 2.0)
+}
+
+/// The vector vec0 holds for one memory: the source of truth, not the 8-bit copy.
+pub(super) fn stored_vector(
+    conn: &Connection,
+    content_hash: &str,
+) -> Result<Vec<f32>, StorageError> {
+    let bytes: Vec<u8> = conn
+        .prepare_cached(&format!(
+            "SELECT v.embedding FROM {VECTOR_TABLE} v \
+             JOIN memories m ON m.id = v.rowid WHERE m.content_hash = ?"
+        ))?
+        .query_row([content_hash], |r| r.get(0))
+        .optional()?
+        .ok_or_else(|| StorageError::NotFound {
+            content_hash: content_hash.to_owned(),
+        })?;
+    Ok(floats(&bytes).collect())
 }
 
 /// The most used tags with their counts, most used first.

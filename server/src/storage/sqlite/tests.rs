@@ -245,3 +245,30 @@ async fn read_stops_when_its_caller_goes_away() {
     let count = store.blocking(|store| store.count()).await;
     assert_eq!(count.unwrap(), 0);
 }
+
+/// `MCP_MEMORY_SQLITE_PRAGMAS` reaches both kinds of connection: the writer (opened by
+/// `open_writer`) and every pooled reader, after Mnemo's own settings.
+#[test]
+fn pragmas_apply_to_the_writer_and_the_readers() {
+    let dir = tempfile::tempdir().unwrap();
+    let pragmas = Pragmas::parse(
+        "busy_timeout=12345,cache_size=-777,temp_store=MEMORY,wal_autocheckpoint=321",
+    )
+    .unwrap();
+    let options = SqliteOptions {
+        pragmas: pragmas.clone(),
+        ..SqliteOptions::default()
+    };
+    let store = SqliteStore::open(&dir.path().join("memories.db"), &spec(), options).unwrap();
+    let read = |conn: &Connection, name: &str| -> i64 {
+        conn.pragma_query_value(None, name, |r| r.get(0)).unwrap()
+    };
+    let reader = store.reader().unwrap();
+    let writer = open_writer(&dir.path().join("memories.db"), -2000, &pragmas).unwrap();
+    for conn in [&*reader, &writer] {
+        assert_eq!(read(conn, "busy_timeout"), 12345);
+        assert_eq!(read(conn, "cache_size"), -777);
+        assert_eq!(read(conn, "temp_store"), 2);
+        assert_eq!(read(conn, "wal_autocheckpoint"), 321);
+    }
+}

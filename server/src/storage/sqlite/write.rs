@@ -146,10 +146,11 @@ fn id_of(tx: &Transaction<'_>, content_hash: &str) -> Result<i64, StorageError> 
 fn set_tags(tx: &Transaction<'_>, id: i64, tags: &[String]) -> Result<(), StorageError> {
     tx.prepare_cached("DELETE FROM memory_tags WHERE memory_id = ?")?
         .execute([id])?;
-    let mut insert =
-        tx.prepare_cached("INSERT OR IGNORE INTO memory_tags (memory_id, tag) VALUES (?, ?)")?;
-    for tag in tags {
-        insert.execute(params![id, tag])?;
+    let mut insert = tx.prepare_cached(
+        "INSERT OR IGNORE INTO memory_tags (memory_id, tag, position) VALUES (?, ?, ?)",
+    )?;
+    for (position, tag) in tags.iter().enumerate() {
+        insert.execute(params![id, tag, position as i64])?;
     }
     Ok(())
 }
