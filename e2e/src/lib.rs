@@ -15,7 +15,9 @@
 //!   JSON-RPC client (also used by `mnemo-bench`'s `bridge-bench`).
 //! * [`python`]: the venv with the MCP SDK and python-zeroconf that the tests drive.
 //! * `tests/mcp_memory_service_clients.rs`: mcp-memory-service's own client scripts,
-//!   from its pinned source archive, against the real server.
+//!   from its pinned source archive ([`mcp_memory_service`]), against the real server.
+//! * `tests/claude_hooks.rs`: the Claude Code hooks' `memory-client.js` from that
+//!   archive, driven by node (`node/claude_hooks_client.cjs`) in HTTP and MCP modes.
 //! * [`node`]: node modules (playwright-core, ajv) and Debian's chromium, for
 //!   `tests/browser.rs`: the seed guide's web app in a headless browser.
 //!
@@ -23,6 +25,7 @@
 //! `mnemo_server::testing`, shared with the server's own tests.
 
 pub mod bridge;
+pub mod mcp_memory_service;
 pub mod node;
 pub mod python;
 

@@ -3,10 +3,8 @@
 //! and `scripts/testing/test_memory_simple.py`, `test_search_api.py`,
 //! `test_memory_api.py` and `test_sse_events.py`.
 //!
-//! They come from mcp-memory-service 12.4.0's source archive on PyPI, downloaded at
-//! test time with `pip download` (its build backend, hatchling, is in the test venv)
-//! and checked against a pinned SHA-256, as `scripts/provision.py` does for the
-//! model; it is kept in the cache and none of its code is in this repository. Four
+//! They come from mcp-memory-service 12.4.0's source archive on PyPI
+//! ([`mnemo_e2e::mcp_memory_service`]); none of their code is in this repository. Four
 //! of them hard-code `BASE_URL`, rewritten here in a temporary copy; the fallback
 //! test takes URL and key as arguments. They send no key, as against a default
 //! mcp-memory-service, so the server allows anonymous access (a key is still checked
@@ -15,71 +13,13 @@
 //! They print rather than assert, so each one's output is judged: it must finish,
 //! print no failure mark, and print what shows the feature worked.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
+use mnemo_e2e::mcp_memory_service::{archive, extract};
 use mnemo_server::testing::ServerProcess;
-use sha2::{Digest, Sha256};
 
-const VERSION: &str = "12.4.0";
-const ARCHIVE: &str = "mcp_memory_service-12.4.0.tar.gz";
-const ARCHIVE_SHA256: &str = "40a750a8bd3bcddc35aa805f0e23588c09119a3266ba436720608e04143d4311";
 const KEY: &str = "mcp-memory-service-clients-key";
-
-fn sha256(path: &Path) -> Option<String> {
-    let bytes = std::fs::read(path).ok()?;
-    Some(format!("{:x}", Sha256::digest(bytes)))
-}
-
-/// The verified archive in `<cache>/tools/mcp-memory-service/`, downloaded if it is
-/// missing or does not match the pin.
-fn archive() -> PathBuf {
-    let python = mnemo_e2e::test_python();
-    // The venv is `<cache>/tools/test-python`.
-    let tools = python.ancestors().nth(3).unwrap().to_path_buf();
-    let dir = tools.join("mcp-memory-service");
-    let path = dir.join(ARCHIVE);
-    if sha256(&path).as_deref() == Some(ARCHIVE_SHA256) {
-        return path;
-    }
-    std::fs::create_dir_all(&dir).unwrap();
-    let download = tempfile::tempdir_in(&dir).unwrap();
-    let output = Command::new(&python)
-        .args(["-m", "pip", "download", "--quiet", "--no-deps"])
-        .args(["--no-binary", ":all:", "--no-build-isolation", "-d"])
-        .arg(download.path())
-        .arg(format!("mcp-memory-service=={VERSION}"))
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "pip download failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let got = download.path().join(ARCHIVE);
-    let digest = sha256(&got).expect("pip downloaded the archive");
-    assert_eq!(
-        digest, ARCHIVE_SHA256,
-        "{ARCHIVE} was downloaded but does not match the pinned SHA-256; not using it"
-    );
-    std::fs::rename(&got, &path).unwrap();
-    path
-}
-
-/// The given members of the archive, extracted into `into`.
-fn extract(archive: &Path, into: &Path, members: &[&str]) {
-    let root = format!("mcp_memory_service-{VERSION}");
-    let status = Command::new("tar")
-        .arg("-xzf")
-        .arg(archive)
-        .arg("-C")
-        .arg(into)
-        .arg("--strip-components=1")
-        .args(members.iter().map(|m| format!("{root}/{m}")))
-        .status()
-        .unwrap();
-    assert!(status.success(), "tar could not extract {members:?}");
-}
 
 /// `script` with its `BASE_URL = "…"` line pointing at `url`.
 fn rewrite_base_url(script: &Path, url: &str) {
