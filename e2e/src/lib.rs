@@ -8,6 +8,7 @@
 //!   against an in-process server: each legacy alias reaches the server as it means.
 //! * `tests/mdns.rs`: advertisement and discovery between two network namespaces
 //!   (needs root and iproute2), read by Mnemo's browser and by python-zeroconf.
+//! * `tests/mcp_schemas.rs`: every tool schema compiled by ajv in strict mode (node).
 //! * `tests/provision.rs`: `scripts/provision.py` repairs a damaged cache offline.
 //! * `src/bin/mnemo-discover.rs`: test equipment for `tests/mdns.rs`, which runs it
 //!   inside a namespace: Mnemo's discovery library as a command printing JSON.
