@@ -56,13 +56,22 @@ fn check_refuses_a_url_that_is_not_http() {
     );
 }
 
+/// A malformed fingerprint does not stop the bridge (it must answer `initialize` so
+/// the client can show the problem, `e2e/tests/mcp_clients.rs`); it is logged, and
+/// `--check` refuses it by name and exits 1.
 #[test]
-fn a_malformed_fingerprint_is_refused_at_start() {
-    let output = bridge(&[], &[("MCP_MEMORY_CERT_FINGERPRINT", "AB:CD")], b"");
-    assert!(!output.status.success());
-    let stderr = String::from_utf8_lossy(&output.stderr);
+fn a_malformed_fingerprint_is_reported_not_fatal() {
+    let env = [("MCP_MEMORY_CERT_FINGERPRINT", "AB:CD")];
+    let served = bridge(&[], &env, b"");
+    assert!(served.status.success(), "{served:?}");
+    let stderr = String::from_utf8_lossy(&served.stderr);
     assert!(stderr.contains("is not a SHA-256 fingerprint"), "{stderr}");
-    assert!(output.stdout.is_empty());
+    assert!(served.stdout.is_empty());
+    let checked = bridge(&["--check"], &env, b"");
+    assert!(!checked.status.success());
+    let report = String::from_utf8_lossy(&checked.stdout);
+    assert!(report.contains("MCP_MEMORY_CERT_FINGERPRINT"), "{report}");
+    assert!(report.contains("result: NOT USABLE"), "{report}");
 }
 
 /// `trust list` names the file when it is empty, shows each server's id, pin and

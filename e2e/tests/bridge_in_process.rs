@@ -95,7 +95,11 @@ async fn legacy_aliases_reach_the_server_as_they_mean() {
         .unwrap()
         .to_owned();
     let memory = s.memory(&dog).await;
-    assert_eq!(memory["tags"], json!(["dogs", "pets"]));
+    assert_eq!(
+        memory["tags"],
+        json!(["pets", "dogs"]),
+        "in the order given"
+    );
     assert_eq!(memory["memory_type"], "note");
     assert_eq!(memory["metadata"], json!({"source": "chat"}));
     s.call(
@@ -146,7 +150,7 @@ async fn legacy_aliases_reach_the_server_as_they_mean() {
     assert_eq!(memory["metadata"]["priority"], "high");
 
     let health = s.call("check_database_health", json!({})).await;
-    assert_eq!(structured(&health)["memories"], 2);
+    assert_eq!(structured(&health)["statistics"]["total_memories"], 2);
 
     s.call("delete_by_tag", json!({"tags": ["work"]})).await;
     assert_eq!(s.count().await, 1);

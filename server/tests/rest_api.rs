@@ -208,7 +208,7 @@ async fn crud_round_trip() {
     assert_eq!(body["success"], true);
     let hash = body["content_hash"].as_str().unwrap().to_owned();
     let memory = &body["memory"];
-    assert_eq!(memory["tags"], json!(["agent:laptop", "pets"]));
+    assert_eq!(memory["tags"], json!(["pets", "agent:laptop"]));
     assert_eq!(memory["metadata"]["conversation_id"], "c1");
     assert!(memory["created_at"].as_f64().unwrap() > 1.7e9);
     assert!(memory["created_at_iso"].as_str().unwrap().ends_with('Z'));
@@ -909,7 +909,7 @@ async fn batch_store_applies_agent_tag() {
     );
     assert_eq!(
         body["results"][1]["memory"]["tags"],
-        json!(["agent:planner", "x"])
+        json!(["x", "agent:planner"])
     );
 }
 
