@@ -9,7 +9,6 @@
 //! server for `tools/list`.
 
 use std::io::Write;
-use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
 use mnemo_e2e::BridgeProcess;
@@ -34,27 +33,10 @@ console.log(`compiled ${schemas.length - failed} of ${schemas.length}`);
 process.exit(failed ? 1 : 0);
 "#;
 
-/// `<MNEMO_CACHE_DIR or ~/.cache/mnemo>/tools/node/node_modules`, which must hold ajv.
-fn node_modules() -> PathBuf {
-    let cache = std::env::var_os("MNEMO_CACHE_DIR")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/mnemo")))
-        .expect("MNEMO_CACHE_DIR or HOME");
-    let modules = cache.join("tools/node/node_modules");
-    assert!(
-        modules.join("ajv/dist/2020.js").exists(),
-        "ajv is missing from {}: `make test` installs the npm packages pinned in \
-         e2e/node/package.json there (by hand: `npm install --prefix {} ajv@8.17.1`)",
-        modules.display(),
-        modules.parent().unwrap().display()
-    );
-    modules
-}
-
 /// Every listed tool's input and output schema compiles under ajv's strict mode.
 #[test]
 fn every_tool_schema_compiles_in_ajv_strict_mode() {
-    let modules = node_modules();
+    let modules = mnemo_e2e::node::node_modules("ajv");
     let mut command = Command::new(workspace_binary("mnemo-bridge"));
     command
         .env("MCP_MEMORY_AUTO_DISCOVER", "false")

@@ -181,7 +181,8 @@ impl Auth {
         }
     }
 
-    fn allow(scope: Scope, required: Scope) -> Result<Scope, AuthError> {
+    /// `scope` if it allows `required`, else why not.
+    pub fn allow(scope: Scope, required: Scope) -> Result<Scope, AuthError> {
         if scope.allows(required) {
             Ok(scope)
         } else {

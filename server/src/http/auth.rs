@@ -21,7 +21,7 @@ use axum::routing::{MethodFilter, on};
 
 use super::error::ApiError;
 use super::state::AppState;
-use crate::auth::{self as keys, AuthError, Credential, Scope};
+use crate::auth::{self as keys, Auth, AuthError, Credential, Scope};
 use crate::operations::Caller;
 
 /// Who may call a route.
@@ -267,15 +267,7 @@ fn redeem(state: &AppState, ticket: &str, required: Scope) -> Result<Scope, ApiE
              connection within 60 s): get a new one with POST /api/events/ticket",
         )
     })?;
-    if scope.allows(required) {
-        Ok(scope)
-    } else {
-        Err(AuthError::Insufficient {
-            has: scope,
-            needs: required,
-        }
-        .into())
-    }
+    Ok(Auth::allow(scope, required)?)
 }
 
 /// The credential a request presents.
@@ -394,7 +386,6 @@ mod tests {
     use tower::ServiceExt;
 
     use super::*;
-    use crate::auth::Auth;
     use crate::auth::{KeyFile, KeyRing};
     use crate::config::Config;
     use crate::http::ticket::Tickets;
