@@ -31,4 +31,12 @@ pub mod node;
 pub mod python;
 
 pub use bridge::BridgeProcess;
+
+/// `<MNEMO_CACHE_DIR or ~/.cache/mnemo>/tools`, where `make test` installs what the
+/// tests drive: the server's own reading of the cache setting.
+pub fn tools_dir() -> std::path::PathBuf {
+    mnemo_server::Config::for_data_dir(std::env::temp_dir())
+        .cache_dir()
+        .join("tools")
+}
 pub use python::test_python;

@@ -24,9 +24,7 @@ fn sha256(path: &Path) -> Option<String> {
 /// missing or does not match the pin.
 pub fn archive() -> PathBuf {
     let python = crate::test_python();
-    // The venv is `<cache>/tools/test-python`.
-    let tools = python.ancestors().nth(3).unwrap().to_path_buf();
-    let dir = tools.join("mcp-memory-service");
+    let dir = crate::tools_dir().join("mcp-memory-service");
     let path = dir.join(ARCHIVE);
     if sha256(&path).as_deref() == Some(ARCHIVE_SHA256) {
         return path;

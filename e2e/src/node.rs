@@ -9,11 +9,7 @@ use std::process::Command;
 /// `<MNEMO_CACHE_DIR or ~/.cache/mnemo>/tools/node/node_modules`, which must hold
 /// `module`; set it as `NODE_PATH` so a script's `require` finds it.
 pub fn node_modules(module: &str) -> PathBuf {
-    let cache = std::env::var_os("MNEMO_CACHE_DIR")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/mnemo")))
-        .expect("MNEMO_CACHE_DIR or HOME");
-    let modules = cache.join("tools/node/node_modules");
+    let modules = crate::tools_dir().join("node/node_modules");
     assert!(
         modules.join(module).join("package.json").exists(),
         "{} has no {module}: run `make test-node` (which `make test` runs) to install the tests' node modules",

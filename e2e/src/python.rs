@@ -10,11 +10,7 @@ pub fn test_python() -> PathBuf {
     if let Some(path) = std::env::var_os("MNEMO_TEST_PYTHON") {
         return PathBuf::from(path);
     }
-    let cache = std::env::var_os("MNEMO_CACHE_DIR")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/mnemo")))
-        .expect("MNEMO_CACHE_DIR or HOME");
-    let python = cache.join("tools/test-python/bin/python");
+    let python = crate::tools_dir().join("test-python/bin/python");
     assert!(
         python.exists(),
         "{} is missing: run `make test-python` (which `make test` runs) to install the MCP SDK and python-zeroconf for the tests",
