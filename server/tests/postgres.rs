@@ -344,14 +344,7 @@ async fn acknowledged_writes_survive_a_database_restart_under_load() {
 
 /// Runs `mnemo-server keys ARGS` against `url` and returns what it printed.
 fn keys_command(url: &str, data: &std::path::Path, args: &[&str]) -> String {
-    let output =
-        std::process::Command::new(mnemo_server::testing::workspace_binary("mnemo-server"))
-            .arg("keys")
-            .args(args)
-            .env("MNEMO_DATABASE_URL", url)
-            .env("MNEMO_DATA_DIR", data)
-            .output()
-            .unwrap();
+    let output = run_keys(url, data, args);
     let printed = String::from_utf8_lossy(&output.stdout).into_owned();
     assert!(
         output.status.success(),
@@ -359,6 +352,17 @@ fn keys_command(url: &str, data: &std::path::Path, args: &[&str]) -> String {
         String::from_utf8_lossy(&output.stderr)
     );
     printed
+}
+
+/// Runs `mnemo-server keys ARGS` against `url`, whatever its outcome.
+fn run_keys(url: &str, data: &std::path::Path, args: &[&str]) -> std::process::Output {
+    std::process::Command::new(mnemo_server::testing::workspace_binary("mnemo-server"))
+        .arg("keys")
+        .args(args)
+        .env("MNEMO_DATABASE_URL", url)
+        .env("MNEMO_DATA_DIR", data)
+        .output()
+        .unwrap()
 }
 
 /// With PostgreSQL the managed keys are the database's: a key made by `mnemo-server
@@ -443,13 +447,7 @@ async fn keys_live_in_the_database_and_hold_on_every_server() {
     assert_eq!(list(&b, &writer).await.unwrap().status(), 200);
 
     // Revoking what is not there names the database, never the password.
-    let output =
-        std::process::Command::new(mnemo_server::testing::workspace_binary("mnemo-server"))
-            .args(["keys", "revoke", "laptop"])
-            .env("MNEMO_DATABASE_URL", url)
-            .env("MNEMO_DATA_DIR", dir_cli.path())
-            .output()
-            .unwrap();
+    let output = run_keys(url, dir_cli.path(), &["revoke", "laptop"]);
     assert!(!output.status.success());
     let error = String::from_utf8_lossy(&output.stderr);
     assert!(
