@@ -26,6 +26,7 @@ import sys
 import httpx2
 import jsonschema
 from mcp import Client, StdioServerParameters
+from mcp.shared.exceptions import MCPError
 from mcp.client.streamable_http import streamable_http_client
 
 TOOLS = {
@@ -87,6 +88,8 @@ async def scenario(client):
     hybrid = await call("memory_search", {"query": "budget", "mode": "hybrid", "tags": ["work"]})
     check(hybrid["count"] == 1, f"hybrid search with a tag filter: {hybrid}")
 
+    summary["resources"] = await resources(client, dog["content_hash"], summary["protocol_version"])
+
     listed = await call("memory_list", {"page_size": 1})
     check(listed["total"] == 2 and listed["has_more"], f"memory_list: {listed}")
 
@@ -115,6 +118,44 @@ async def scenario(client):
     check(health["status"] == "healthy" and health["memories"] == 1, f"memory_health: {health}")
     summary["server_version"] = health["version"]
     return summary
+
+
+async def resources(client, dog_hash, protocol_version):
+    """The read-only resources a client can attach, with two memories stored."""
+    listed = [str(r.uri) for r in (await client.list_resources()).resources]
+    for uri in ["memory://stats", "memory://tags", "memory://recent/10", "memory://tag/pets"]:
+        check(uri in listed, f"resources/list lacks {uri}: {listed}")
+    templates = {t.uri_template for t in (await client.list_resource_templates()).resource_templates}
+    check("memory://memory/{content_hash}" in templates, f"resource templates: {templates}")
+
+    async def read(uri):
+        result = await client.read_resource(uri, cache_mode="bypass")
+        check(len(result.contents) == 1, f"{uri}: {result}")
+        content = result.contents[0]
+        check(content.mime_type == "application/json", f"{uri}: mime type {content.mime_type}")
+        return json.loads(content.text)
+
+    recent = await read("memory://recent/10")
+    check(recent["count"] == 2, f"memory://recent/10: {recent}")
+    tags = {t["tag"]: t["count"] for t in (await read("memory://tags"))["tags"]}
+    check(tags == {"pets": 1, "work": 1}, f"memory://tags: {tags}")
+    tagged = await read("memory://tag/pets")
+    check([m["content_hash"] for m in tagged["memories"]] == [dog_hash], f"memory://tag/pets: {tagged}")
+    one = await read(f"memory://memory/{dog_hash}")
+    check(one["content"] == DOG, f"memory://memory/{{hash}}: {one}")
+    found = await read("memory://search/a%20puppy")
+    check(found["results"][0]["memory"]["content_hash"] == dog_hash, f"memory://search: {found}")
+    stats = await read("memory://stats")
+    check(stats["memories"] == 2, f"memory://stats: {stats}")
+    try:
+        await read("memory://nothing")
+        check(False, "reading memory://nothing did not fail")
+    except MCPError as e:
+        # 2026-07-28 sends resource-not-found as invalid params; earlier eras as -32002.
+        expected = -32602 if protocol_version >= "2026-07-28" else -32002
+        check(e.code == expected and "memory://recent/{n}" in e.message
+              and "content_hash with" not in e.message, f"memory://nothing: {e.code} {e.message}")
+    return sorted(listed)
 
 
 async def misconfigured(client):

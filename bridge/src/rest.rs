@@ -15,7 +15,7 @@ use futures::FutureExt;
 use mnemo_api::Secret;
 use mnemo_api::rest::{
     DeleteMatchingRequest, DeleteMatchingResponse, DetailedHealth, ListQuery, ListResponse, Memory,
-    MutationResponse, SearchRequest, SearchResponse, StoreRequest, UpdateRequest,
+    MutationResponse, SearchRequest, SearchResponse, StoreRequest, TagsResponse, UpdateRequest,
 };
 use mnemo_mcp::ops::{MemoryOps, OpsError, OpsErrorKind};
 use reqwest::{Method, Url};
@@ -299,6 +299,10 @@ impl MemoryOps for RestOps {
     ) -> Result<DeleteMatchingResponse, OpsError> {
         self.post(&["api", "memories", "delete"], &request, Repeat::Unsafe)
             .await
+    }
+
+    async fn tags(&self, _: &()) -> Result<TagsResponse, OpsError> {
+        self.plain(Method::GET, &["api", "tags"]).await
     }
 
     async fn health(&self, _: &()) -> Result<DetailedHealth, OpsError> {

@@ -172,6 +172,7 @@ fn official_client_over_the_bridge_in_both_eras() {
         );
         assert_eq!(summary["protocol_version"], version, "{summary}");
         assert_eq!(summary["tools"].as_array().unwrap().len(), 7);
+        assert_resources_served(&summary);
     }
 }
 
@@ -202,7 +203,18 @@ fn official_client_against_mcp_over_http_in_both_eras() {
             &[],
         );
         assert_eq!(summary["protocol_version"], version, "{summary}");
+        assert_resources_served(&summary);
     }
+}
+
+/// The scenario read every resource (mcp_client.py checks each answer); this checks
+/// it reported the listing, so a scenario that skipped them cannot pass.
+fn assert_resources_served(summary: &Value) {
+    let listed = summary["resources"].as_array().expect("resources listed");
+    assert!(
+        listed.contains(&Value::from("memory://tag/pets")),
+        "{summary}"
+    );
 }
 
 fn bridge(env: &[(&str, String)]) -> BridgeProcess {

@@ -15,7 +15,7 @@ use thiserror::Error;
 use mnemo_api::error::ErrorBody;
 use mnemo_api::rest::{
     DeleteMatchingRequest, DeleteMatchingResponse, DetailedHealth, ListQuery, ListResponse, Memory,
-    MutationResponse, SearchRequest, SearchResponse, StoreRequest, UpdateRequest,
+    MutationResponse, SearchRequest, SearchResponse, StoreRequest, TagsResponse, UpdateRequest,
 };
 
 /// What a memory operation can do. Every method mirrors one REST endpoint.
@@ -82,6 +82,11 @@ pub trait MemoryOps: Send + Sync + 'static {
         caller: &Self::Caller,
         request: DeleteMatchingRequest,
     ) -> impl Future<Output = Result<DeleteMatchingResponse, OpsError>> + Send;
+    /// `GET /api/tags`.
+    fn tags(
+        &self,
+        caller: &Self::Caller,
+    ) -> impl Future<Output = Result<TagsResponse, OpsError>> + Send;
     /// `GET /api/health/detailed`.
     fn health(
         &self,

@@ -8,13 +8,16 @@ use std::sync::{Arc, Mutex};
 use mnemo_api::health::HealthStatus;
 use mnemo_api::rest::{
     self, DeleteMatchingRequest, DeleteMatchingResponse, DetailedHealth, ListQuery, ListResponse,
-    Memory, MutationResponse, SearchRequest, SearchResponse, SearchResult, StoreRequest,
-    UpdateRequest,
+    Memory, MutationResponse, SearchRequest, SearchResponse, SearchResult, StoreRequest, TagCount,
+    TagsResponse, UpdateRequest,
 };
 use mnemo_mcp::ops::{MemoryOps, OpsError, OpsErrorKind};
 use mnemo_mcp::tools::Registry;
 use mnemo_mcp::tools::output::PREVIEW_CHARS;
-use rmcp::model::{CallToolRequestParams, CallToolResult, Extensions};
+use rmcp::model::{
+    CallToolRequestParams, CallToolResult, ErrorCode, Extensions, ReadResourceRequestParams,
+    ResourceContents,
+};
 use rmcp::service::RunningService;
 use rmcp::{RoleClient, ServiceExt};
 use serde_json::{Value, json};
@@ -135,6 +138,19 @@ impl MemoryOps for Recorder {
             matched: 1,
             dry_run: request.dry_run,
             has_more: false,
+        })
+    }
+    async fn tags(&self, _: &()) -> Result<TagsResponse, OpsError> {
+        self.record("tags", &())?;
+        let tags = ["pets", "to do/later", "a", "b", "c", "d"];
+        Ok(TagsResponse {
+            tags: tags
+                .iter()
+                .map(|t| TagCount {
+                    tag: (*t).into(),
+                    count: 2,
+                })
+                .collect(),
         })
     }
     async fn health(&self, _: &()) -> Result<DetailedHealth, OpsError> {
@@ -615,4 +631,105 @@ async fn long_contents_are_truncated_in_lists_but_not_in_get() {
     let item = r.structured_content.unwrap();
     assert_eq!(item["truncated"], false);
     assert_eq!(item["content"].as_str().unwrap().len(), 5 * PREVIEW_CHARS);
+}
+
+impl Harness {
+    async fn read(&self, uri: &str) -> Result<Value, rmcp::ServiceError> {
+        let result = self
+            .client
+            .read_resource(ReadResourceRequestParams::new(uri))
+            .await?;
+        let [
+            ResourceContents::TextResourceContents {
+                text, mime_type, ..
+            },
+        ] = &result.contents[..]
+        else {
+            panic!("{uri}: not one text content: {result:?}");
+        };
+        assert_eq!(mime_type.as_deref(), Some("application/json"));
+        Ok(serde_json::from_str(text).expect("JSON text"))
+    }
+}
+
+#[tokio::test]
+async fn resources_are_listed_and_read_through_the_operations() {
+    let h = Harness::new(Recorder::default()).await;
+    let listed = h.client.list_all_resources().await.unwrap();
+    let uris: Vec<&str> = listed.iter().map(|r| r.uri.as_str()).collect();
+    // The fixed three, then the five most used tags, escaped into one segment each.
+    assert_eq!(
+        uris,
+        [
+            "memory://stats",
+            "memory://tags",
+            "memory://recent/10",
+            "memory://tag/pets",
+            "memory://tag/to%20do%2Flater",
+            "memory://tag/a",
+            "memory://tag/b",
+            "memory://tag/c"
+        ]
+    );
+    let templates = h.client.list_all_resource_templates().await.unwrap();
+    let templates: Vec<&str> = templates.iter().map(|t| t.uri_template.as_str()).collect();
+    assert!(
+        templates.contains(&"memory://memory/{content_hash}"),
+        "{templates:?}"
+    );
+
+    let recent = h.read("memory://recent/3").await.unwrap();
+    assert_eq!(recent["count"], 1);
+    assert_eq!(recent["memories"][0]["content_hash"], "h1");
+    let (op, query) = h.last();
+    assert_eq!(
+        (op.as_str(), &query["page"], &query["page_size"]),
+        ("list", &json!(1), &json!(3))
+    );
+
+    let tagged = h.read("memory://tag/to%20do%2Flater").await.unwrap();
+    assert_eq!(tagged["tag"], "to do/later");
+    assert_eq!(h.last().1["tag"], "to do/later");
+
+    let found = h.read("memory://search/a%20dog").await.unwrap();
+    assert_eq!(found["query"], "a dog");
+    assert_eq!(h.last().1["n_results"], 10);
+
+    let one = h.read("memory://memory/abc").await.unwrap();
+    assert_eq!(one["content_hash"], "abc");
+    let tags = h.read("memory://tags").await.unwrap();
+    assert_eq!(
+        (tags["count"].clone(), tags["tags"][0].clone()),
+        (json!(6), json!({"tag": "pets", "count": 2}))
+    );
+    assert_eq!(h.read("memory://stats").await.unwrap()["dimension"], 384);
+}
+
+#[tokio::test]
+async fn resource_failures_are_json_rpc_errors_that_say_what_to_do() {
+    let code = |e: rmcp::ServiceError| match e {
+        rmcp::ServiceError::McpError(e) => (e.code, e.message.into_owned()),
+        other => panic!("not an MCP error: {other}"),
+    };
+    let h = Harness::new(Recorder::default()).await;
+    let (c, message) = code(h.read("memory://nothing").await.unwrap_err());
+    assert_eq!(c, ErrorCode::RESOURCE_NOT_FOUND);
+    assert!(message.contains("memory://recent/{n}"), "{message}");
+    let (c, message) = code(h.read("memory://recent/500").await.unwrap_err());
+    assert_eq!(c, ErrorCode::INVALID_PARAMS);
+    assert!(message.contains("from 1 to 100"), "{message}");
+
+    let failing = Harness::new(Recorder {
+        fail: Some(OpsError::new(
+            OpsErrorKind::NotFound,
+            "no memory has content hash abc",
+        )),
+        ..Recorder::default()
+    })
+    .await;
+    let (c, message) = code(failing.read("memory://memory/abc").await.unwrap_err());
+    assert_eq!(c, ErrorCode::RESOURCE_NOT_FOUND);
+    assert!(message.contains("memory_search"), "{message}");
+    // A listing survives a catalogue it cannot read: the fixed resources remain.
+    assert_eq!(failing.client.list_all_resources().await.unwrap().len(), 3);
 }

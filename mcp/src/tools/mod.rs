@@ -24,12 +24,15 @@ use rmcp::handler::server::tool::{Extension, ToolCallContext, schema_for_output}
 use rmcp::handler::server::wrapper::Parameters;
 use rmcp::model::{
     CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, Implementation,
-    ListToolsResult, PaginatedRequestParams, ServerCapabilities, ServerConfig, Tool,
+    ListResourceTemplatesResult, ListResourcesResult, ListToolsResult, PaginatedRequestParams,
+    ReadResourceRequestParams, ReadResourceResponse, ReadResourceResult, ServerCapabilities,
+    ServerConfig, Tool,
 };
 use rmcp::service::RequestContext;
 use rmcp::{ErrorData, RoleServer, ServerHandler, tool, tool_router};
 
 use crate::ops::{MemoryOps, OpsError, OpsErrorKind};
+use crate::resources;
 use args::{DeleteArgs, GetArgs, HealthArgs, ListArgs, SearchArgs, StoreArgs, UpdateArgs};
 use mnemo_api::rest::{
     DeleteMatchingRequest, Instant, ListQuery, Period, SearchRequest, StoreRequest, TagMatch,
@@ -364,6 +367,11 @@ fn answer<T: ToolOutput>(result: Result<T, OpsError>) -> CallToolResult {
 }
 
 fn failure(error: &OpsError) -> CallToolResult {
+    CallToolResult::error(vec![ContentBlock::text(explain(error))])
+}
+
+/// A failure's message followed by what the caller should do about it.
+pub(crate) fn explain(error: &OpsError) -> String {
     let advice = match error.kind {
         OpsErrorKind::Invalid => {
             "Correct the argument the message names (tools/list gives each tool's schema), \
@@ -396,17 +404,19 @@ fn failure(error: &OpsError) -> CallToolResult {
              and restart the client."
         }
     };
-    CallToolResult::error(vec![ContentBlock::text(format!(
-        "{}. {advice}",
-        error.message.trim_end_matches('.')
-    ))])
+    format!("{}. {advice}", error.message.trim_end_matches('.'))
 }
 
 impl<M: MemoryOps> ServerHandler for Registry<M> {
     fn get_info(&self) -> ServerConfig {
-        ServerConfig::new(ServerCapabilities::builder().enable_tools().build())
-            .with_server_info(Implementation::new(SERVER_NAME, self.version))
-            .with_instructions(INSTRUCTIONS)
+        ServerConfig::new(
+            ServerCapabilities::builder()
+                .enable_tools()
+                .enable_resources()
+                .build(),
+        )
+        .with_server_info(Implementation::new(SERVER_NAME, self.version))
+        .with_instructions(INSTRUCTIONS)
     }
 
     async fn list_tools(
@@ -465,5 +475,41 @@ impl<M: MemoryOps> ServerHandler for Registry<M> {
 
     fn get_tool(&self, name: &str) -> Option<Tool> {
         self.tool(name).cloned().map(schema::polish)
+    }
+
+    async fn list_resources(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        context: RequestContext<RoleServer>,
+    ) -> Result<ListResourcesResult, ErrorData> {
+        let caller = self.ops.caller(&context.extensions).ok();
+        let resources = resources::list(&*self.ops, caller.as_ref()).await;
+        Ok(ListResourcesResult::with_all_items(resources))
+    }
+
+    async fn list_resource_templates(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<ListResourceTemplatesResult, ErrorData> {
+        Ok(ListResourceTemplatesResult::with_all_items(
+            resources::templates(),
+        ))
+    }
+
+    async fn read_resource(
+        &self,
+        request: ReadResourceRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<ReadResourceResponse, ErrorData> {
+        let caller = self
+            .ops
+            .caller(&context.extensions)
+            .map_err(|e| resources::operation_failed(&e))?;
+        let contents = resources::read(&*self.ops, &caller, &request.uri).await?;
+        // Memories change under every client: a reader must not serve a cached copy.
+        Ok(ReadResourceResult::new(vec![contents])
+            .with_ttl_ms(0)
+            .into())
     }
 }

@@ -26,7 +26,7 @@ use axum::response::{IntoResponse, Response};
 use futures::future::BoxFuture;
 use mnemo_api::rest::{
     DeleteMatchingRequest, DeleteMatchingResponse, DetailedHealth, ListQuery, ListResponse, Memory,
-    MutationResponse, SearchRequest, SearchResponse, StoreRequest, UpdateRequest,
+    MutationResponse, SearchRequest, SearchResponse, StoreRequest, TagsResponse, UpdateRequest,
 };
 use mnemo_mcp::ops::{MemoryOps, OpsError, OpsErrorKind};
 use mnemo_mcp::tools::Registry;
@@ -39,7 +39,7 @@ use super::error::ApiError;
 use super::state::AppState;
 use crate::auth::Scope;
 use crate::config::Config;
-use crate::operations::{Caller, OpError, health, memories, search};
+use crate::operations::{Caller, OpError, catalog, health, memories, search};
 use crate::service::MemoryService;
 
 /// The memory operations for MCP tools, over the server's own operations layer.
@@ -137,6 +137,10 @@ impl MemoryOps for ServerOps {
         request: DeleteMatchingRequest,
     ) -> Result<DeleteMatchingResponse, OpsError> {
         Ok(memories::delete_matching(self.service()?, caller, request).await?)
+    }
+
+    async fn tags(&self, _caller: &Caller) -> Result<TagsResponse, OpsError> {
+        Ok(catalog::tags(self.service()?).await?)
     }
 
     async fn health(&self, _caller: &Caller) -> Result<DetailedHealth, OpsError> {
