@@ -38,6 +38,7 @@ pub fn iso8601(epoch_seconds: f64) -> String {
 /// `POST /api/memories`.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
 pub struct StoreRequest {
+    #[schema(min_length = 1, pattern = r"\S")]
     pub content: String,
     #[serde(default)]
     pub tags: Vec<String>,
@@ -93,6 +94,7 @@ pub struct ListResponse {
 /// `PUT /api/memories/{hash}`. Tags replace, metadata merges (a `null` value removes
 /// its key), `memory_type: null` clears the type.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+#[schema(min_properties = 1)]
 pub struct UpdateRequest {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tags: Option<Vec<String>>,
@@ -154,8 +156,10 @@ fn default_n_results() -> u32 {
 /// `POST /api/search`.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct SearchRequest {
+    #[schema(min_length = 1, pattern = r"\S")]
     pub query: String,
     #[serde(default = "default_n_results")]
+    #[schema(minimum = 1, maximum = 100)]
     pub n_results: u32,
     /// On the `similarity_score` scale (0..1).
     #[serde(default)]
@@ -178,6 +182,7 @@ pub struct SearchRequest {
 #[into_params(parameter_in = Query)]
 pub struct SimilarQuery {
     #[serde(default)]
+    #[schema(minimum = 1, maximum = 100)]
     pub n_results: Option<u32>,
 }
 
@@ -244,10 +249,12 @@ pub struct SearchResponse {
 /// `POST /api/search/by-tag`.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct TagSearchRequest {
+    #[schema(min_items = 1)]
     pub tags: Vec<String>,
     #[serde(default)]
     pub match_all: bool,
     #[serde(default = "default_n_results")]
+    #[schema(minimum = 1, maximum = 100)]
     pub limit: u32,
 }
 
@@ -255,8 +262,10 @@ pub struct TagSearchRequest {
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct TimeSearchRequest {
     /// "yesterday", "last week", "last 7 days", …
+    #[schema(min_length = 1, pattern = r"\S")]
     pub query: String,
     #[serde(default = "default_n_results")]
+    #[schema(minimum = 1, maximum = 100)]
     pub n_results: u32,
     /// Ranks the memories of the period by meaning; without it, newest first.
     #[serde(default)]
@@ -296,7 +305,9 @@ pub struct Turn {
 /// `session:<id>`.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct SessionRequest {
+    #[schema(min_length = 1, pattern = r"\S")]
     pub session_id: String,
+    #[schema(min_items = 1)]
     pub turns: Vec<Turn>,
     #[serde(default)]
     pub tags: Vec<String>,
@@ -353,6 +364,7 @@ pub struct DeleteMatchingRequest {
     pub dry_run: bool,
     /// At most this many per call (default and cap [`MAX_RESULTS`]).
     #[serde(default)]
+    #[schema(minimum = 1, maximum = 100)]
     pub limit: Option<u32>,
 }
 
@@ -371,6 +383,7 @@ pub struct DeleteMatchingResponse {
 /// `POST /api/auth/proof` (public): a fresh random nonce, as hex (16 to 64 bytes).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct ProofRequest {
+    #[schema(pattern = "^([0-9a-fA-F]{2}){16,64}$")]
     pub nonce: String,
 }
 

@@ -56,7 +56,7 @@ pub async fn index() -> Response {
 
 /// `GET /api/docs/{file}`: a file of the viewer (scripts, styles, icons).
 #[utoipa::path(get, path = "/api/docs/{file}", tag = "docs", operation_id = "docs_file",
-    params(("file" = String, Path, description = "A file of Swagger UI, e.g. `swagger-ui.css`")),
+    params(("file" = String, Path, description = "A file of Swagger UI", example = "swagger-ui.css")),
     responses(
         (status = 200, description = "The file",
             content(

@@ -46,7 +46,7 @@ pub struct EventsQuery {
 #[utoipa::path(get, path = "/api/events", tag = "events", operation_id = "events",
     params(EventsQuery, ("Last-Event-ID" = Option<String>, Header, description = "Replay every change after this sequence number")),
     responses(
-        (status = 200, description = "Server-Sent Events, each named: `connection_established`, `memory_stored`, `memory_updated`, `memory_deleted`, `heartbeat`, `resync`. Changes carry `id: <seq>`", content_type = "text/event-stream", body = String),
+        (status = 200, description = "Server-Sent Events, each named: `connection_established`, `memory_stored`, `memory_updated`, `memory_deleted`, `heartbeat`, `resync`. Changes carry `id: <seq>`", content_type = "text/event-stream", body = super::openapi::SseEvent),
         (status = 400, response = super::openapi::BadRequest),
         (status = 503, response = Unavailable),
     ))]
@@ -66,7 +66,7 @@ pub async fn stream(
 #[utoipa::path(get, path = "/api/events/stream", tag = "events", operation_id = "events_unnamed",
     params(EventsQuery, ("Last-Event-ID" = Option<String>, Header, description = "Replay every change after this sequence number")),
     responses(
-        (status = 200, description = "The same events without `event:` lines; each `data` carries its `type` first", content_type = "text/event-stream", body = String),
+        (status = 200, description = "The same events without `event:` lines; each `data` carries its `type` first", content_type = "text/event-stream", body = super::openapi::SseEvent),
         (status = 400, response = super::openapi::BadRequest),
         (status = 503, response = Unavailable),
     ))]

@@ -392,12 +392,12 @@ mod tests {
         ("Mcp-Session-Id" = Option<String>, Header, description = "The session, after `initialize`"),
         ("MCP-Protocol-Version" = Option<String>, Header, description = "The protocol version in use"),
     ),
-    request_body(content = Object, content_type = "application/json", description = "A JSON-RPC 2.0 message"),
+    request_body(content = super::openapi::JsonRpcMessage, content_type = "application/json", description = "A JSON-RPC 2.0 message"),
     responses(
         (status = 200, description = "The JSON-RPC answer, or a stream of messages ending with it",
             content(
                 (Object = "application/json"),
-                (String = "text/event-stream"),
+                (super::openapi::SseEvent = "text/event-stream"),
             )),
         (status = 202, description = "A notification or response was accepted"),
         (status = 400, response = super::openapi::BadRequest),
@@ -412,11 +412,11 @@ pub fn post() {}
 /// `GET /mcp`: the stream of a session's server-to-client messages.
 #[utoipa::path(get, path = "/mcp", tag = "mcp", operation_id = "mcp_get",
     params(
-        ("Mcp-Session-Id" = Option<String>, Header, description = "The session whose stream to open"),
+        ("Mcp-Session-Id" = String, Header, description = "The session whose stream to open"),
         ("Last-Event-ID" = Option<String>, Header, description = "Resume the stream after this event"),
     ),
     responses(
-        (status = 200, description = "The session's messages", content_type = "text/event-stream", body = String),
+        (status = 200, description = "The session's messages", content_type = "text/event-stream", body = super::openapi::SseEvent),
         (status = 400, response = super::openapi::BadRequest),
         (status = 404, description = "No such session", body = mnemo_api::error::ErrorBody),
         (status = 405, description = "The stateless service has no streams to open", body = mnemo_api::error::ErrorBody),
@@ -428,7 +428,7 @@ pub fn get() {}
 /// `DELETE /mcp`: ends a session.
 #[utoipa::path(delete, path = "/mcp", tag = "mcp", operation_id = "mcp_delete",
     params(
-        ("Mcp-Session-Id" = Option<String>, Header, description = "The session to end"),
+        ("Mcp-Session-Id" = String, Header, description = "The session to end"),
     ),
     responses(
         (status = 200, description = "The session ended"),

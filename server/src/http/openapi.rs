@@ -80,7 +80,7 @@ use crate::auth::Scope;
         docs::file,
     ),
     components(
-        schemas(ErrorBody),
+        schemas(ErrorBody, DuplicateBody, SseEvent, JsonRpcMessage),
         responses(
             BadRequest,
             Unauthorized,
@@ -106,6 +106,34 @@ use crate::auth::Scope;
     )
 )]
 struct Handlers;
+
+/// One Server-Sent Event, as a client reads it off a `text/event-stream` (the schema
+/// of each event of the streams, not of the stream's bytes).
+#[derive(ToSchema)]
+#[allow(dead_code, reason = "describes SSE frames in the document; never built")]
+pub struct SseEvent {
+    /// The event's name; absent on the unnamed stream.
+    event: Option<String>,
+    /// The payload: a JSON object's text.
+    data: String,
+    /// The sequence number of a change, for `Last-Event-ID`.
+    id: Option<String>,
+    retry: Option<u64>,
+}
+
+/// A JSON-RPC 2.0 message of MCP: a request (`method`, `id`), a notification
+/// (`method`) or a response (`id`, `result` or `error`).
+#[derive(ToSchema)]
+#[allow(dead_code, reason = "describes /mcp's request body in the document; never built")]
+pub struct JsonRpcMessage {
+    #[schema(pattern = r"^2\.0$")]
+    jsonrpc: String,
+    method: Option<String>,
+    #[schema(value_type = Option<Object>)]
+    params: Option<serde_json::Value>,
+    #[schema(value_type = Option<Object>)]
+    id: Option<serde_json::Value>,
+}
 
 /// The document as served: built once per router, from its route table.
 pub struct Served(Bytes);
@@ -513,20 +541,23 @@ mod tests {
         );
     }
 
-    /// The document is OpenAPI 3.1 and every shared response it refers to exists.
+    /// The document is OpenAPI 3.1 and every response and schema it refers to exists.
     #[tokio::test]
     async fn every_referenced_response_is_a_component() {
         let document = document(&table());
         let json = serde_json::to_value(&document).unwrap();
         assert!(json["openapi"].as_str().unwrap().starts_with("3.1"), "{json}");
-        let responses = json["components"]["responses"].as_object().unwrap();
         let text = json.to_string();
-        for (at, _) in text.match_indices("#/components/responses/") {
-            let name: String = text[at + 23..]
-                .chars()
-                .take_while(|c| c.is_ascii_alphanumeric())
-                .collect();
-            assert!(responses.contains_key(&name), "{name} is not a component");
+        for kind in ["responses", "schemas"] {
+            let components = json["components"][kind].as_object().unwrap();
+            let prefix = format!("#/components/{kind}/");
+            for (at, _) in text.match_indices(&prefix) {
+                let name: String = text[at + prefix.len()..]
+                    .chars()
+                    .take_while(|c| c.is_ascii_alphanumeric())
+                    .collect();
+                assert!(components.contains_key(&name), "{prefix}{name} is not a component");
+            }
         }
     }
 }
