@@ -6,8 +6,8 @@
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
-use utoipa::{IntoParams, ToSchema};
 use serde_json::{Map, Value};
+use utoipa::{IntoParams, ToSchema};
 
 /// Largest `page_size`, `n_results` and `limit` any endpoint accepts.
 pub const MAX_RESULTS: u32 = 100;
@@ -62,7 +62,9 @@ pub struct MutationResponse {
 }
 
 /// Whether a tag filter needs any or all of its tags.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema, ToSchema)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema, ToSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum TagMatch {
     #[default]
@@ -119,7 +121,9 @@ where
 }
 
 /// How `POST /api/search` matches.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema, ToSchema)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema, ToSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum SearchMode {
     /// Nearest vectors.

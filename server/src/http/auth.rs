@@ -440,7 +440,11 @@ mod tests {
             (Method::PATCH, "/api/memories/0000"),
             (Method::DELETE, "/api/search"),
         ] {
-            assert_eq!(status(&app, &method, path, None).await, 401, "{method} {path}");
+            assert_eq!(
+                status(&app, &method, path, None).await,
+                401,
+                "{method} {path}"
+            );
             for key in [&read, &write] {
                 assert_eq!(
                     status(&app, &method, path, Some(key)).await,

@@ -72,7 +72,8 @@ pub async fn file(Path(name): Path<String>) -> Response {
     let file = match utoipa_swagger_ui::serve(&name, Arc::clone(&CONFIG)) {
         Ok(Some(file)) => file,
         Ok(None) => {
-            return ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such file").into_response();
+            return ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such file")
+                .into_response();
         }
         Err(error) => {
             tracing::error!(%error, "the docs page could not be served");
@@ -92,8 +93,17 @@ pub async fn file(Path(name): Path<String>) -> Response {
     if file.gzpipped {
         headers.insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
     }
-    headers.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP));
-    headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
-    headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    headers.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(CSP),
+    );
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    headers.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
     response
 }

@@ -406,7 +406,10 @@ mod tests {
         (status = 413, response = super::openapi::PayloadTooLarge),
         (status = 415, description = "The body is not `application/json`", body = mnemo_api::error::ErrorBody),
     ))]
-#[allow(dead_code, reason = "carries the OpenAPI description of a route McpService serves")]
+#[allow(
+    dead_code,
+    reason = "carries the OpenAPI description of a route McpService serves"
+)]
 pub fn post() {}
 
 /// `GET /mcp`: the stream of a session's server-to-client messages.
@@ -422,7 +425,10 @@ pub fn post() {}
         (status = 405, description = "The stateless service has no streams to open", body = mnemo_api::error::ErrorBody),
         (status = 406, description = "`Accept` does not name `text/event-stream`", body = mnemo_api::error::ErrorBody),
     ))]
-#[allow(dead_code, reason = "carries the OpenAPI description of a route McpService serves")]
+#[allow(
+    dead_code,
+    reason = "carries the OpenAPI description of a route McpService serves"
+)]
 pub fn get() {}
 
 /// `DELETE /mcp`: ends a session.
@@ -437,5 +443,8 @@ pub fn get() {}
         (status = 400, response = super::openapi::BadRequest),
         (status = 404, description = "No such session", body = mnemo_api::error::ErrorBody),
     ))]
-#[allow(dead_code, reason = "carries the OpenAPI description of a route McpService serves")]
+#[allow(
+    dead_code,
+    reason = "carries the OpenAPI description of a route McpService serves"
+)]
 pub fn delete() {}

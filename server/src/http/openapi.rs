@@ -20,8 +20,8 @@ use axum::body::Bytes;
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use mnemo_api::error::{DuplicateBody, ErrorBody};
-use utoipa::openapi::path::{HttpMethod, Operation};
 use utoipa::openapi::link::LinkBuilder;
+use utoipa::openapi::path::{HttpMethod, Operation};
 use utoipa::openapi::response::ResponseBuilder;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{
@@ -110,7 +110,10 @@ struct Handlers;
 /// One Server-Sent Event, as a client reads it off a `text/event-stream` (the schema
 /// of each event of the streams, not of the stream's bytes).
 #[derive(ToSchema)]
-#[allow(dead_code, reason = "describes SSE frames in the document; never built")]
+#[allow(
+    dead_code,
+    reason = "describes SSE frames in the document; never built"
+)]
 pub struct SseEvent {
     /// The event's name; absent on the unnamed stream.
     event: Option<String>,
@@ -124,7 +127,10 @@ pub struct SseEvent {
 /// A JSON-RPC 2.0 message of MCP: a request (`method`, `id`), a notification
 /// (`method`) or a response (`id`, `result` or `error`).
 #[derive(ToSchema)]
-#[allow(dead_code, reason = "describes /mcp's request body in the document; never built")]
+#[allow(
+    dead_code,
+    reason = "describes /mcp's request body in the document; never built"
+)]
 pub struct JsonRpcMessage {
     #[schema(pattern = r"^2\.0$")]
     jsonrpc: String,
@@ -384,7 +390,11 @@ fn error_response(description: &str) -> ResponseBuilder {
 
 fn header_integer(description: &str) -> utoipa::openapi::header::Header {
     HeaderBuilder::new()
-        .schema(Some(ObjectBuilder::new().schema_type(Type::Integer).minimum(Some(0))))
+        .schema(Some(
+            ObjectBuilder::new()
+                .schema_type(Type::Integer)
+                .minimum(Some(0)),
+        ))
         .description(Some(description))
         .build()
 }
@@ -473,7 +483,11 @@ mod tests {
                 }
                 None => {
                     let methods = documented_methods(&document, route.path);
-                    assert!(!methods.is_empty(), "{} is served but not documented", route.path);
+                    assert!(
+                        !methods.is_empty(),
+                        "{} is served but not documented",
+                        route.path
+                    );
                     for method in methods {
                         served.insert((route.path.to_owned(), method.to_string()));
                     }
@@ -524,12 +538,20 @@ mod tests {
         );
         for method in ["get", "post", "delete"] {
             let operation = &json["paths"]["/mcp"][method];
-            assert_eq!(operation["security"][0], serde_json::json!({"bearer": ["read"]}));
+            assert_eq!(
+                operation["security"][0],
+                serde_json::json!({"bearer": ["read"]})
+            );
             assert!(operation["responses"]["401"].is_object(), "{method} /mcp");
         }
         let store = &json["paths"]["/api/memories"]["post"]["responses"];
-        for status in ["200", "400", "401", "403", "409", "413", "422", "429", "500", "503", "507"] {
-            assert!(store[status].is_object(), "POST /api/memories lacks {status}: {store}");
+        for status in [
+            "200", "400", "401", "403", "409", "413", "422", "429", "500", "503", "507",
+        ] {
+            assert!(
+                store[status].is_object(),
+                "POST /api/memories lacks {status}: {store}"
+            );
         }
         assert_eq!(
             json["paths"]["/api/events"]["get"]["responses"]["200"]["content"]
@@ -546,7 +568,10 @@ mod tests {
     async fn every_referenced_response_is_a_component() {
         let document = document(&table());
         let json = serde_json::to_value(&document).unwrap();
-        assert!(json["openapi"].as_str().unwrap().starts_with("3.1"), "{json}");
+        assert!(
+            json["openapi"].as_str().unwrap().starts_with("3.1"),
+            "{json}"
+        );
         let text = json.to_string();
         for kind in ["responses", "schemas"] {
             let components = json["components"][kind].as_object().unwrap();
@@ -556,7 +581,10 @@ mod tests {
                     .chars()
                     .take_while(|c| c.is_ascii_alphanumeric())
                     .collect();
-                assert!(components.contains_key(&name), "{prefix}{name} is not a component");
+                assert!(
+                    components.contains_key(&name),
+                    "{prefix}{name} is not a component"
+                );
             }
         }
     }
