@@ -7,12 +7,13 @@
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
+use utoipa::{IntoParams, ToSchema};
 
 /// Largest `page_size`, `n_results` and `limit` any endpoint accepts.
 pub const MAX_RESULTS: u32 = 100;
 
 /// A memory as the API shows it: float epoch timestamps plus RFC 3339 (UTC, `Z`) copies.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct Memory {
     pub content: String,
     pub content_hash: String,
@@ -35,8 +36,9 @@ pub fn iso8601(epoch_seconds: f64) -> String {
 }
 
 /// `POST /api/memories`.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
 pub struct StoreRequest {
+    #[schema(min_length = 1, pattern = r"\S")]
     pub content: String,
     #[serde(default)]
     pub tags: Vec<String>,
@@ -50,7 +52,7 @@ pub struct StoreRequest {
 }
 
 /// The answer to a store, update or delete: mcp-memory-service's envelope.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct MutationResponse {
     pub success: bool,
     pub message: String,
@@ -60,7 +62,9 @@ pub struct MutationResponse {
 }
 
 /// Whether a tag filter needs any or all of its tags.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema, ToSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum TagMatch {
     #[default]
@@ -69,7 +73,8 @@ pub enum TagMatch {
 }
 
 /// `GET /api/memories` query string.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ListQuery {
     pub page: Option<u32>,
     pub page_size: Option<u32>,
@@ -79,7 +84,7 @@ pub struct ListQuery {
     pub memory_type: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct ListResponse {
     pub memories: Vec<Memory>,
     pub total: u64,
@@ -90,7 +95,8 @@ pub struct ListResponse {
 
 /// `PUT /api/memories/{hash}`. Tags replace, metadata merges (a `null` value removes
 /// its key), `memory_type: null` clears the type.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+#[schema(min_properties = 1)]
 pub struct UpdateRequest {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tags: Option<Vec<String>>,
@@ -115,7 +121,9 @@ where
 }
 
 /// How `POST /api/search` matches.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema, ToSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum SearchMode {
     /// Nearest vectors.
@@ -138,7 +146,7 @@ impl SearchMode {
 }
 
 /// An instant in a request: float epoch seconds or an RFC 3339 string.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(untagged)]
 pub enum Instant {
     Epoch(f64),
@@ -150,10 +158,12 @@ fn default_n_results() -> u32 {
 }
 
 /// `POST /api/search`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct SearchRequest {
+    #[schema(min_length = 1, pattern = r"\S")]
     pub query: String,
     #[serde(default = "default_n_results")]
+    #[schema(minimum = 1, maximum = 100)]
     pub n_results: u32,
     /// On the `similarity_score` scale (0..1).
     #[serde(default)]
@@ -172,9 +182,11 @@ pub struct SearchRequest {
 }
 
 /// `GET /api/search/similar/{hash}?n_results=`: 1 to [`MAX_RESULTS`], 10 by default.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct SimilarQuery {
     #[serde(default)]
+    #[schema(minimum = 1, maximum = 100)]
     pub n_results: Option<u32>,
 }
 
@@ -183,7 +195,7 @@ pub struct SimilarQuery {
 /// week", "since march"), combined with the bounds. A phrase inside longer text is
 /// found ("what did I note yesterday" reads as yesterday), so a whole question can
 /// be passed.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct Period {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub after: Option<Instant>,
@@ -219,7 +231,7 @@ impl SearchRequest {
 }
 
 /// One hit of any search.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct SearchResult {
     pub memory: Memory,
     /// `1 - cosine_distance / 2`, mcp-memory-service's scale.
@@ -229,7 +241,7 @@ pub struct SearchResult {
 }
 
 /// The envelope every search endpoint answers with.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct SearchResponse {
     pub results: Vec<SearchResult>,
     pub total_found: usize,
@@ -239,21 +251,25 @@ pub struct SearchResponse {
 }
 
 /// `POST /api/search/by-tag`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct TagSearchRequest {
+    #[schema(min_items = 1)]
     pub tags: Vec<String>,
     #[serde(default)]
     pub match_all: bool,
     #[serde(default = "default_n_results")]
+    #[schema(minimum = 1, maximum = 100)]
     pub limit: u32,
 }
 
 /// `POST /api/search/by-time`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct TimeSearchRequest {
     /// "yesterday", "last week", "last 7 days", …
+    #[schema(min_length = 1, pattern = r"\S")]
     pub query: String,
     #[serde(default = "default_n_results")]
+    #[schema(minimum = 1, maximum = 100)]
     pub n_results: u32,
     /// Ranks the memories of the period by meaning; without it, newest first.
     #[serde(default)]
@@ -263,27 +279,27 @@ pub struct TimeSearchRequest {
     pub tz: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct TagCount {
     pub tag: String,
     pub count: u64,
 }
 
 /// `GET /api/tags`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct TagsResponse {
     pub tags: Vec<TagCount>,
 }
 
 /// An element of `GET /api/types`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct TypeCount {
     pub memory_type: String,
     pub count: u64,
 }
 
 /// One turn of a conversation in `POST /api/sessions`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct Turn {
     pub role: String,
     pub content: String,
@@ -291,9 +307,11 @@ pub struct Turn {
 
 /// `POST /api/sessions`: a conversation stored as one memory of type `session`, tagged
 /// `session:<id>`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct SessionRequest {
+    #[schema(min_length = 1, pattern = r"\S")]
     pub session_id: String,
+    #[schema(min_items = 1)]
     pub turns: Vec<Turn>,
     #[serde(default)]
     pub tags: Vec<String>,
@@ -303,20 +321,20 @@ pub struct SessionRequest {
 
 /// One memory of `POST /api/memories/import` (admin): a store request that keeps its
 /// original creation time.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct ImportedMemory {
     #[serde(flatten)]
     pub memory: StoreRequest,
     pub created_at: Instant,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct ImportRequest {
     pub memories: Vec<ImportedMemory>,
 }
 
 /// `POST /api/memories/batch`: up to [`MAX_BATCH`] store requests, embedded as one batch.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
 pub struct BatchStoreRequest {
     pub memories: Vec<StoreRequest>,
 }
@@ -326,7 +344,7 @@ pub const MAX_BATCH: usize = 100;
 
 /// Per-memory outcome of a batch store or an import, in request order; duplicates and
 /// invalid items fail only themselves.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct BatchResponse {
     pub results: Vec<MutationResponse>,
     pub stored: usize,
@@ -335,7 +353,7 @@ pub struct BatchResponse {
 /// `POST /api/memories/delete` (Mnemo extension): deletes the memories that match
 /// every given filter, newest first, at most `limit` per call. At least one filter
 /// is required, so an empty body cannot empty the store.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
 pub struct DeleteMatchingRequest {
     #[serde(default)]
     pub tags: Vec<String>,
@@ -350,10 +368,11 @@ pub struct DeleteMatchingRequest {
     pub dry_run: bool,
     /// At most this many per call (default and cap [`MAX_RESULTS`]).
     #[serde(default)]
+    #[schema(minimum = 1, maximum = 100)]
     pub limit: Option<u32>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct DeleteMatchingResponse {
     pub success: bool,
     /// The memories deleted (or, in a dry run, that would be), newest first.
@@ -366,17 +385,54 @@ pub struct DeleteMatchingResponse {
 }
 
 /// `POST /api/auth/proof` (public): a fresh random nonce, as hex (16 to 64 bytes).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct ProofRequest {
+    #[schema(pattern = "^([0-9a-fA-F]{2}){16,64}$")]
     pub nonce: String,
 }
 
 /// The answer: one proof per key the server holds (at most 32), each the hex of
 /// HMAC-SHA256(SHA-256(key), nonce ‖ the SPKI pin of the certificate the connection was
 /// served with; nothing over plain HTTP).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct ProofResponse {
     pub proofs: Vec<String>,
+}
+
+/// `POST /api/events/ticket`: a single-use credential for `?ticket=` on either event
+/// stream, with the scope of the key that asked. mcp-memory-service's body.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct TicketResponse {
+    pub ticket: String,
+    /// 60: the ticket must open a stream within this time.
+    pub expires_in_seconds: f64,
+    /// The query parameter that carries it: `ticket`.
+    pub param_name: String,
+}
+
+/// `GET /api/events/stats` (admin): the change feed's subscribers and their lag.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct FeedStats {
+    pub subscribers: usize,
+    /// Subscribers closed because they fell behind and stopped reading.
+    pub stalled_disconnects: u64,
+    /// The sequence number of the newest event.
+    pub head_seq: i64,
+    /// At most 1000.
+    pub clients: Vec<FeedClient>,
+}
+
+/// One subscriber of the change feed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct FeedClient {
+    pub id: u64,
+    /// The peer address, when known.
+    pub client: Option<String>,
+    pub connected_seconds: f64,
+    /// The last event delivered to it.
+    pub last_event_id: i64,
+    /// Events committed but not yet delivered to it.
+    pub lag: i64,
 }
 
 /// An import answers like a batch store.
@@ -386,7 +442,7 @@ pub type ImportResponse = BatchResponse;
 /// `timestamp`, `storage` and `statistics` objects, which its Claude Code hooks read for
 /// their banner. No database path: mcp-memory-service removed it as an information
 /// leak (GHSA-73hc-m4hx-79pj), and so does Mnemo.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct DetailedHealth {
     pub status: crate::health::HealthStatus,
     pub version: String,
@@ -413,7 +469,7 @@ pub struct DetailedHealth {
 }
 
 /// mcp-memory-service's `storage` object of the detailed health.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct StorageHealth {
     /// `sqlite-vec` (mcp-memory-service's name for SQLite) or `postgresql`.
     pub backend: String,
@@ -432,7 +488,7 @@ pub struct StorageHealth {
 }
 
 /// mcp-memory-service's `statistics` object of the detailed health.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct HealthStatistics {
     pub total_memories: u64,
     pub unique_tags: u64,

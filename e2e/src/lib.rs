@@ -19,6 +19,9 @@
 //!   from its pinned source archive ([`mcp_memory_service`]), against the real server.
 //! * `tests/claude_hooks.rs`: the Claude Code hooks' `memory-client.js` from that
 //!   archive, driven by node (`node/claude_hooks_client.cjs`) in HTTP and MCP modes.
+//! * `tests/openapi.rs`: schemathesis over every operation of `/api/openapi.json`
+//!   with a write key, and `/api/docs` in headless chromium with no network
+//!   (`node/api_docs.cjs`).
 //! * [`node`]: node modules (playwright-core, ajv) and Debian's chromium, for
 //!   `tests/browser.rs`: the seed guide's web app in a headless browser.
 //!

@@ -135,7 +135,6 @@ impl Routes {
     }
 
     /// Every route and the access it was registered with.
-    #[cfg(test)]
     pub fn table(&self) -> &[RouteAccess] {
         &self.table
     }
@@ -182,8 +181,9 @@ struct Guard {
 impl Guard {
     /// The access a request needs, and whether its route takes a credential in the
     /// URL. `Router::layer` runs the middleware after routing, so the matched route's
-    /// pattern is known; unknown paths (the fallback) need any valid key, so the 404
-    /// tells no stranger which paths exist.
+    /// pattern is known; unknown paths (the fallback) and methods a path does not
+    /// take need any valid key, so the 404 or 405 tells no stranger which paths
+    /// exist. A matched path missing from the table needs the admin scope.
     fn access(&self, method: &Method, matched: Option<&MatchedPath>) -> (Access, bool) {
         let Some(matched) = matched else {
             return (READ, false);
@@ -194,10 +194,20 @@ impl Guard {
         } else {
             method
         };
-        self.table
+        let mut on_path = self
+            .table
             .iter()
-            .find(|r| r.path == matched.as_str() && r.method.as_ref().is_none_or(|m| m == method))
-            .map_or((ADMIN, false), |r| (r.access, r.url_credentials))
+            .filter(|r| r.path == matched.as_str())
+            .peekable();
+        if on_path.peek().is_none() {
+            return (ADMIN, false);
+        }
+        // A method the path does not take can only reach `method_not_allowed`: every
+        // handler on a path of the table came through `Routes`, under its method. So
+        // any valid key may learn that it is a 405, as any may learn a 404.
+        on_path
+            .find(|r| r.method.as_ref().is_none_or(|m| m == method))
+            .map_or((READ, false), |r| (r.access, r.url_credentials))
     }
 }
 
@@ -418,6 +428,33 @@ mod tests {
         response.status().as_u16()
     }
 
+    /// A method a routed path does not take is a 405 for any valid key (what
+    /// schemathesis expects of an undocumented method), and a 401 without one.
+    #[tokio::test]
+    async fn an_unserved_method_is_405_for_any_key() {
+        let (dir, state, [read, write, _admin]) = fixture();
+        let config = Config::for_data_dir(dir.path());
+        let app = super::super::router(state, &config, Default::default());
+        for (method, path) in [
+            (Method::TRACE, "/api/memories"),
+            (Method::PATCH, "/api/memories/0000"),
+            (Method::DELETE, "/api/search"),
+        ] {
+            assert_eq!(
+                status(&app, &method, path, None).await,
+                401,
+                "{method} {path}"
+            );
+            for key in [&read, &write] {
+                assert_eq!(
+                    status(&app, &method, path, Some(key)).await,
+                    405,
+                    "{method} {path}"
+                );
+            }
+        }
+    }
+
     /// Walks the router's own route table: every route was registered with an access,
     /// and each is enforced: no key is 401, a key one scope short is 403, a key of the
     /// declared scope gets past the check.
@@ -445,7 +482,10 @@ mod tests {
             assert!(table.iter().any(|r| r.path == path), "{path} is routed");
         }
         for route in table {
-            let path = route.path.replace("{hash}", "0000");
+            let path = route
+                .path
+                .replace("{hash}", "0000")
+                .replace("{file}", "0000");
             let methods = match &route.method {
                 Some(m) => vec![m.clone()],
                 None => vec![Method::GET, Method::POST, Method::DELETE],

@@ -9,8 +9,7 @@ use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use mnemo_api::error::ErrorBody;
-use mnemo_api::rest::MutationResponse;
+use mnemo_api::error::{DuplicateBody, ErrorBody};
 use serde::de::DeserializeOwned;
 
 use crate::operations::OpError;
@@ -103,18 +102,7 @@ impl IntoResponse for ApiError {
         let mut response = match self.duplicate_of {
             // mcp-memory-service's clients read `success` and `content_hash` on a duplicate.
             Some(hash) => {
-                let mut body = serde_json::to_value(MutationResponse {
-                    success: false,
-                    message: self.message.clone(),
-                    content_hash: hash,
-                    memory: None,
-                })
-                .unwrap_or_default();
-                if let Some(map) = body.as_object_mut() {
-                    map.insert("error".into(), self.code.into());
-                    map.insert("detail".into(), self.message.into());
-                }
-                (self.status, Json(body)).into_response()
+                (self.status, Json(DuplicateBody::new(self.message, hash))).into_response()
             }
             None => (self.status, Json(ErrorBody::new(self.code, self.message))).into_response(),
         };

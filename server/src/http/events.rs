@@ -13,10 +13,12 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::sse::{Event, Sse};
 use axum::response::{IntoResponse, Response};
 use futures::{Stream, StreamExt};
+use mnemo_api::rest::{FeedClient, FeedStats, TicketResponse};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::error::{ApiError, ApiQuery};
+use super::openapi::Unavailable;
 use super::state::AppState;
 use super::ticket::TICKET_TTL;
 use crate::auth::Scope;
@@ -32,13 +34,22 @@ fn now() -> String {
 /// Most subscribers listed by the stats endpoint.
 const MAX_LISTED: usize = 1000;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct EventsQuery {
+    /// Replay every change after this sequence number (as `Last-Event-ID`).
     last_event_id: Option<String>,
 }
 
 /// `GET /api/events`. A reconnecting client sends `Last-Event-ID` (browsers do this
 /// themselves) or `?last_event_id=`, and is replayed everything after it.
+#[utoipa::path(get, path = "/api/events", tag = "events", operation_id = "events",
+    params(EventsQuery, ("Last-Event-ID" = Option<String>, Header, description = "Replay every change after this sequence number")),
+    responses(
+        (status = 200, description = "Server-Sent Events, each named: `connection_established`, `memory_stored`, `memory_updated`, `memory_deleted`, `heartbeat`, `resync`. Changes carry `id: <seq>`", content_type = "text/event-stream", body = super::openapi::SseEvent),
+        (status = 400, response = super::openapi::BadRequest),
+        (status = 503, response = Unavailable),
+    ))]
 pub async fn stream(
     State(state): State<Arc<AppState>>,
     connect: Option<Extension<ConnectInfo<SocketAddr>>>,
@@ -52,6 +63,13 @@ pub async fn stream(
 /// `event:` line and every `data` names its type, so a browser's
 /// `EventSource.onmessage` sees them all (it only fires for unnamed events). The seed
 /// deployment guide's web app listens this way.
+#[utoipa::path(get, path = "/api/events/stream", tag = "events", operation_id = "events_unnamed",
+    params(EventsQuery, ("Last-Event-ID" = Option<String>, Header, description = "Replay every change after this sequence number")),
+    responses(
+        (status = 200, description = "The same events without `event:` lines; each `data` carries its `type` first", content_type = "text/event-stream", body = super::openapi::SseEvent),
+        (status = 400, response = super::openapi::BadRequest),
+        (status = 503, response = Unavailable),
+    ))]
 pub async fn stream_unnamed(
     State(state): State<Arc<AppState>>,
     connect: Option<Extension<ConnectInfo<SocketAddr>>>,
@@ -64,10 +82,14 @@ pub async fn stream_unnamed(
 /// `POST /api/events/ticket`: a single-use ticket for `?ticket=` on either stream,
 /// with the scope of the key that asked, valid for 60 s. mcp-memory-service's body.
 /// A ticket cannot buy another: this route takes no credential in its URL.
+#[utoipa::path(post, path = "/api/events/ticket", tag = "events", operation_id = "events_ticket",
+    responses(
+        (status = 200, description = "A ticket for `?ticket=`", body = TicketResponse),
+    ))]
 pub async fn ticket(
     State(state): State<Arc<AppState>>,
     Extension(scope): Extension<Scope>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<TicketResponse>, ApiError> {
     let ticket = state.tickets.issue(scope).map_err(|e| {
         ApiError::new(
             StatusCode::TOO_MANY_REQUESTS,
@@ -75,11 +97,11 @@ pub async fn ticket(
             e.to_string(),
         )
     })?;
-    Ok(Json(json!({
-        "ticket": ticket,
-        "expires_in_seconds": TICKET_TTL.as_secs_f64(),
-        "param_name": "ticket",
-    })))
+    Ok(Json(TicketResponse {
+        ticket,
+        expires_in_seconds: TICKET_TTL.as_secs_f64(),
+        param_name: "ticket".into(),
+    }))
 }
 
 /// How the stream names its events.
@@ -216,33 +238,38 @@ fn typed(kind: &str, payload: &str) -> String {
 }
 
 /// `GET /api/events/stats` (admin): subscribers, and per subscriber its lag.
-pub async fn stats(State(state): State<Arc<AppState>>) -> Result<Json<Value>, ApiError> {
+#[utoipa::path(get, path = "/api/events/stats", tag = "events", operation_id = "events_stats",
+    responses(
+        (status = 200, description = "Subscribers and their lag", body = FeedStats),
+        (status = 503, response = Unavailable),
+    ))]
+pub async fn stats(State(state): State<Arc<AppState>>) -> Result<Json<FeedStats>, ApiError> {
     let feed = state.feed()?;
     let head = feed
         .head()
         .await
         .map_err(|e| ApiError::from(crate::service::ServiceError::from(e)))?;
     let subscribers = feed.subscribers();
-    let clients: Vec<Value> = subscribers
+    let clients = subscribers
         .iter()
         .take(MAX_LISTED)
         .map(|s| {
             let delivered = s.delivered.load(std::sync::atomic::Ordering::Relaxed);
-            json!({
-                "id": s.id,
-                "client": s.peer.map(|p| p.to_string()),
-                "connected_seconds": s.connected.elapsed().as_secs_f64(),
-                "last_event_id": delivered,
-                "lag": (head - delivered).max(0),
-            })
+            FeedClient {
+                id: s.id,
+                client: s.peer.map(|p| p.to_string()),
+                connected_seconds: s.connected.elapsed().as_secs_f64(),
+                last_event_id: delivered,
+                lag: (head - delivered).max(0),
+            }
         })
         .collect();
-    Ok(Json(json!({
-        "subscribers": subscribers.len(),
-        "stalled_disconnects": *feed.stalled_disconnects().borrow(),
-        "head_seq": head,
-        "clients": clients,
-    })))
+    Ok(Json(FeedStats {
+        subscribers: subscribers.len(),
+        stalled_disconnects: *feed.stalled_disconnects().borrow(),
+        head_seq: head,
+        clients,
+    }))
 }
 
 #[cfg(test)]

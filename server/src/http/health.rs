@@ -9,10 +9,16 @@ use mnemo_api::health::{Health, HealthStatus};
 use mnemo_api::rest::DetailedHealth;
 
 use super::error::ApiError;
+use super::openapi::Unavailable;
 use super::state::AppState;
 use crate::operations::health;
 
 /// `GET /api/health`: no key needed, and nothing about the data in the answer.
+#[utoipa::path(get, path = "/api/health", tag = "health", operation_id = "health",
+    responses(
+        (status = 200, description = "Ready for traffic", body = Health),
+        (status = 503, description = "Still loading the model or the database", body = Health),
+    ))]
 pub async fn health(State(state): State<Arc<AppState>>) -> (StatusCode, Json<Health>) {
     let (code, status) = match state.service.get() {
         Some(_) => (StatusCode::OK, HealthStatus::Healthy),
@@ -25,7 +31,23 @@ pub async fn health(State(state): State<Arc<AppState>>) -> (StatusCode, Json<Hea
     (code, Json(body))
 }
 
+/// `GET /health`: the same, where mcp-memory-service's Docker health check and seed
+/// guide look.
+#[utoipa::path(get, path = "/health", tag = "health", operation_id = "health_alias",
+    responses(
+        (status = 200, description = "Ready for traffic", body = Health),
+        (status = 503, description = "Still loading the model or the database", body = Health),
+    ))]
+pub async fn health_alias(state: State<Arc<AppState>>) -> (StatusCode, Json<Health>) {
+    health(state).await
+}
+
 /// `GET /api/health/detailed`: model, counts and database size.
+#[utoipa::path(get, path = "/api/health/detailed", tag = "health", operation_id = "health_detailed",
+    responses(
+        (status = 200, description = "The model, the counts and the database size", body = DetailedHealth),
+        (status = 503, response = Unavailable),
+    ))]
 pub async fn detailed(
     State(state): State<Arc<AppState>>,
 ) -> Result<Json<DetailedHealth>, ApiError> {

@@ -382,3 +382,73 @@ mod tests {
         assert_eq!(shape("not json"), Shape::default());
     }
 }
+
+// The OpenAPI description of `/mcp` (`http/openapi.rs`). `McpService` serves the
+// route; these functions exist only to carry their `#[utoipa::path]`.
+
+/// `POST /mcp`: one JSON-RPC message (request, notification or response) of the
+/// Model Context Protocol. An `initialize` (or a `2026-07-28` request) from a client
+/// that accepts `text/event-stream` is answered as streamable HTTP, with a session
+/// in `Mcp-Session-Id`; anything else is answered in JSON. Tools that write need
+/// the write scope; a key that may only read is listed only the reading tools.
+#[utoipa::path(post, path = "/mcp", tag = "mcp", operation_id = "mcp_post",
+    params(
+        ("Mcp-Session-Id" = Option<String>, Header, description = "The session, after `initialize`"),
+        ("MCP-Protocol-Version" = Option<String>, Header, description = "The protocol version in use"),
+    ),
+    request_body(content = super::openapi::JsonRpcMessage, content_type = "application/json", description = "A JSON-RPC 2.0 message"),
+    responses(
+        (status = 200, description = "The JSON-RPC answer, or a stream of messages ending with it",
+            content(
+                (Object = "application/json"),
+                (super::openapi::SseEvent = "text/event-stream"),
+            )),
+        (status = 202, description = "A notification or response was accepted"),
+        (status = 400, response = super::openapi::BadRequest),
+        (status = 404, description = "No such session (it ended, or the server restarted)", body = mnemo_api::error::ErrorBody),
+        (status = 406, description = "`Accept` names neither `application/json` nor `text/event-stream`", body = mnemo_api::error::ErrorBody),
+        (status = 413, response = super::openapi::PayloadTooLarge),
+        (status = 415, description = "The body is not `application/json`", body = mnemo_api::error::ErrorBody),
+    ))]
+#[allow(
+    dead_code,
+    reason = "carries the OpenAPI description of a route McpService serves"
+)]
+pub fn post() {}
+
+/// `GET /mcp`: the stream of a session's server-to-client messages.
+#[utoipa::path(get, path = "/mcp", tag = "mcp", operation_id = "mcp_get",
+    params(
+        ("Mcp-Session-Id" = String, Header, description = "The session whose stream to open"),
+        ("Last-Event-ID" = Option<String>, Header, description = "Resume the stream after this event"),
+    ),
+    responses(
+        (status = 200, description = "The session's messages", content_type = "text/event-stream", body = super::openapi::SseEvent),
+        (status = 400, response = super::openapi::BadRequest),
+        (status = 404, description = "No such session", body = mnemo_api::error::ErrorBody),
+        (status = 405, description = "The stateless service has no streams to open", body = mnemo_api::error::ErrorBody),
+        (status = 406, description = "`Accept` does not name `text/event-stream`", body = mnemo_api::error::ErrorBody),
+    ))]
+#[allow(
+    dead_code,
+    reason = "carries the OpenAPI description of a route McpService serves"
+)]
+pub fn get() {}
+
+/// `DELETE /mcp`: ends a session.
+#[utoipa::path(delete, path = "/mcp", tag = "mcp", operation_id = "mcp_delete",
+    params(
+        ("Mcp-Session-Id" = String, Header, description = "The session to end"),
+    ),
+    responses(
+        (status = 200, description = "The session ended"),
+        (status = 202, description = "The session ended"),
+        (status = 204, description = "The session ended"),
+        (status = 400, response = super::openapi::BadRequest),
+        (status = 404, description = "No such session", body = mnemo_api::error::ErrorBody),
+    ))]
+#[allow(
+    dead_code,
+    reason = "carries the OpenAPI description of a route McpService serves"
+)]
+pub fn delete() {}

@@ -7,11 +7,13 @@
 mod auth;
 mod catalog;
 pub(crate) mod connections;
+mod docs;
 pub mod error;
 mod events;
 mod health;
 mod mcp;
 mod memories;
+mod openapi;
 mod parse_errors;
 mod proof;
 mod search;
@@ -45,7 +47,7 @@ fn routes(state: &Arc<AppState>, config: &Config, shutdown: CancellationToken) -
     Routes::new()
         .route(M::GET, "/api/health", PUBLIC, health::health)
         // Where mcp-memory-service's Docker health check and seed guide look.
-        .route(M::GET, "/health", PUBLIC, health::health)
+        .route(M::GET, "/health", PUBLIC, health::health_alias)
         .route(M::GET, "/api/health/detailed", READ, health::detailed)
         .route(M::POST, "/api/auth/proof", PUBLIC, proof::prove)
         .route(M::POST, "/api/memories", WRITE, memories::create)
@@ -79,6 +81,11 @@ fn routes(state: &Arc<AppState>, config: &Config, shutdown: CancellationToken) -
         .route(M::GET, "/api/events/stats", ADMIN, events::stats)
         .route(M::GET, "/api/tags", READ, catalog::tags)
         .route(M::GET, "/api/types", READ, catalog::types)
+        // The API's description and the page that shows it (`openapi.rs`, `docs.rs`).
+        .route(M::GET, "/api/openapi.json", PUBLIC, openapi::json)
+        .route(M::GET, "/api/docs", PUBLIC, docs::redirect)
+        .route(M::GET, "/api/docs/", PUBLIC, docs::index)
+        .route(M::GET, "/api/docs/{file}", PUBLIC, docs::file)
         // Every MCP request needs a key; whether it may write is decided per tool.
         .service(
             "/mcp",
@@ -91,8 +98,12 @@ fn routes(state: &Arc<AppState>, config: &Config, shutdown: CancellationToken) -
 /// catcher, body limit, CORS, tracing, and outermost the JSON body for any error a
 /// layer or an extractor answered in plain text.
 pub fn router(state: Arc<AppState>, config: &Config, shutdown: CancellationToken) -> Router {
-    routes(&state, config, shutdown)
+    let routes = routes(&state, config, shutdown);
+    // Described from the finished table, so it lists exactly the routes served.
+    let document = Arc::new(openapi::Served::new(routes.table()));
+    routes
         .into_router(&state, not_found, method_not_allowed)
+        .layer(axum::Extension(document))
         .layer(catch_panics())
         .layer(DefaultBodyLimit::max(config.max_body_bytes))
         .layer(cors(&config.cors_origins))

@@ -18,6 +18,13 @@ use super::state::AppState;
 
 /// `POST /api/auth/proof {nonce}`: `{proofs}`, bound to the pin this server serves (the
 /// key pair is the same on every connection, whichever certificate it was issued in).
+#[utoipa::path(post, path = "/api/auth/proof", tag = "auth", operation_id = "prove_key",
+    request_body = ProofRequest,
+    responses(
+        (status = 200, description = "One proof per key the server holds", body = ProofResponse),
+        (status = 400, response = super::openapi::BadRequest),
+        (status = 429, response = super::openapi::RateLimited),
+    ))]
 pub async fn prove(
     State(state): State<Arc<AppState>>,
     extensions: Extensions,

@@ -10,10 +10,17 @@ use mnemo_api::rest::{
 };
 
 use super::error::{ApiError, ApiJson, ApiQuery};
+use super::openapi::{NotFound, Unavailable};
 use super::state::AppState;
 use crate::operations::search;
 
 /// `POST /api/search`: `mode` picks semantic (default), hybrid or exact.
+#[utoipa::path(post, path = "/api/search", tag = "search", operation_id = "search",
+    request_body = SearchRequest,
+    responses(
+        (status = 200, description = "The best matches first", body = SearchResponse),
+        (status = 503, response = Unavailable),
+    ))]
 pub async fn search(
     State(state): State<Arc<AppState>>,
     ApiJson(request): ApiJson<SearchRequest>,
@@ -22,6 +29,12 @@ pub async fn search(
 }
 
 /// `POST /api/search/by-tag`: newest first.
+#[utoipa::path(post, path = "/api/search/by-tag", tag = "search", operation_id = "search_by_tag",
+    request_body = TagSearchRequest,
+    responses(
+        (status = 200, description = "Newest first", body = SearchResponse),
+        (status = 503, response = Unavailable),
+    ))]
 pub async fn by_tag(
     State(state): State<Arc<AppState>>,
     ApiJson(request): ApiJson<TagSearchRequest>,
@@ -30,6 +43,12 @@ pub async fn by_tag(
 }
 
 /// `POST /api/search/by-time`: a period in words, optionally ranked by meaning.
+#[utoipa::path(post, path = "/api/search/by-time", tag = "search", operation_id = "search_by_time",
+    request_body = TimeSearchRequest,
+    responses(
+        (status = 200, description = "Newest first, or by meaning with `semantic_query`", body = SearchResponse),
+        (status = 503, response = Unavailable),
+    ))]
 pub async fn by_time(
     State(state): State<Arc<AppState>>,
     ApiJson(request): ApiJson<TimeSearchRequest>,
@@ -38,6 +57,14 @@ pub async fn by_time(
 }
 
 /// `GET /api/search/similar/{hash}`: neighbours of a stored memory, nothing embedded.
+#[utoipa::path(get, path = "/api/search/similar/{hash}", tag = "search", operation_id = "similar_memories",
+    params(("hash" = String, Path, description = "The memory's content hash (SHA-256, hex)"), SimilarQuery),
+    responses(
+        (status = 200, description = "The nearest other memories", body = SearchResponse),
+        (status = 400, response = super::openapi::BadRequest),
+        (status = 404, response = NotFound),
+        (status = 503, response = Unavailable),
+    ))]
 pub async fn similar(
     State(state): State<Arc<AppState>>,
     Path(content_hash): Path<String>,
