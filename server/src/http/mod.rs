@@ -6,16 +6,19 @@
 
 mod auth;
 mod catalog;
+pub mod dashboard;
 pub(crate) mod connections;
 pub mod error;
 mod events;
 mod health;
+mod keys;
 mod mcp;
 mod memories;
 mod parse_errors;
 mod proof;
 mod search;
 mod state;
+mod stats;
 #[cfg(test)]
 mod tests;
 mod ticket;
@@ -43,6 +46,9 @@ pub use state::AppState;
 fn routes(state: &Arc<AppState>, config: &Config, shutdown: CancellationToken) -> Routes {
     use Method as M;
     Routes::new()
+        // The dashboard's shell and files: public, and holding no data.
+        .route(M::GET, "/", PUBLIC, dashboard::shell)
+        .route(M::GET, "/static/{file}", PUBLIC, dashboard::file)
         .route(M::GET, "/api/health", PUBLIC, health::health)
         // Where mcp-memory-service's Docker health check and seed guide look.
         .route(M::GET, "/health", PUBLIC, health::health)
@@ -79,6 +85,11 @@ fn routes(state: &Arc<AppState>, config: &Config, shutdown: CancellationToken) -
         .route(M::GET, "/api/events/stats", ADMIN, events::stats)
         .route(M::GET, "/api/tags", READ, catalog::tags)
         .route(M::GET, "/api/types", READ, catalog::types)
+        .route(M::GET, "/api/stats/daily", READ, stats::daily)
+        // The managed keys, shared with `mnemo-server keys`.
+        .route(M::GET, "/api/keys", ADMIN, keys::list)
+        .route(M::POST, "/api/keys", ADMIN, keys::create)
+        .route(M::DELETE, "/api/keys/{name}", ADMIN, keys::revoke)
         // Every MCP request needs a key; whether it may write is decided per tool.
         .service(
             "/mcp",

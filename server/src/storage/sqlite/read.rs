@@ -331,6 +331,24 @@ pub(super) fn type_counts(
     )
 }
 
+/// Memories created per day since `since`, the days shifted by `offset` seconds.
+pub(super) fn daily_counts(
+    conn: &Connection,
+    since: f64,
+    offset: i32,
+) -> Result<Vec<(i64, u64)>, StorageError> {
+    let rows = conn
+        .prepare_cached(
+            "SELECT CAST(floor((created_at + ?2) / 86400.0) AS INTEGER) AS day, count(*) \
+             FROM memories WHERE created_at >= ?1 GROUP BY day ORDER BY day",
+        )?
+        .query_map(rusqlite::params![since, offset], |row| {
+            Ok((row.get(0)?, row.get::<_, i64>(1)? as u64))
+        })?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    Ok(rows)
+}
+
 fn counts(conn: &Connection, sql: &str, limit: u32) -> Result<Vec<(String, u64)>, StorageError> {
     let rows = conn
         .prepare_cached(sql)?
