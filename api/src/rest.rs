@@ -523,3 +523,11 @@ pub struct CreatedKey {
     pub info: KeyInfo,
     pub key: String,
 }
+
+/// `GET /api/auth/scope`: what the presented key may do, so a client can show only
+/// the controls that will work.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct KeyScope {
+    /// `read`, `write` or `admin`.
+    pub scope: String,
+}

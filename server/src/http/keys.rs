@@ -1,19 +1,27 @@
-//! `GET /api/keys`, `POST /api/keys`, `DELETE /api/keys/{name}` (admin): the managed
+//! `GET /api/auth/scope`: what the caller's own key may do. `GET /api/keys`,
+//! `POST /api/keys`, `DELETE /api/keys/{name}` (admin): the managed
 //! keys, through the same [`ManagedKeys`](crate::auth::ManagedKeys) as the
 //! `mnemo-server keys` commands, so both see and change one set. Hashes never leave
 //! the server; a new key is shown once, in the answer that created it.
 
 use std::sync::Arc;
 
-use axum::Json;
+use axum::{Extension, Json};
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use mnemo_api::rest::{CreateKey, CreatedKey, KeyInfo, KeyList};
+use mnemo_api::rest::{CreateKey, CreatedKey, KeyInfo, KeyList, KeyScope};
 
 use super::error::{ApiError, ApiJson};
 use super::state::AppState;
 use crate::auth::{KeyEntry, KeyError, Scope};
 use crate::service::ServiceError;
+
+/// `GET /api/auth/scope`: the scope the access check granted this request.
+pub async fn scope(Extension(scope): Extension<Scope>) -> Json<KeyScope> {
+    Json(KeyScope {
+        scope: scope.as_str().to_owned(),
+    })
+}
 
 /// `GET /api/keys`: every managed key, oldest first (the master key is not one).
 pub async fn list(State(state): State<Arc<AppState>>) -> Result<Json<KeyList>, ApiError> {

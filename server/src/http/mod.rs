@@ -54,6 +54,7 @@ fn routes(state: &Arc<AppState>, config: &Config, shutdown: CancellationToken) -
         .route(M::GET, "/health", PUBLIC, health::health)
         .route(M::GET, "/api/health/detailed", READ, health::detailed)
         .route(M::POST, "/api/auth/proof", PUBLIC, proof::prove)
+        .route(M::GET, "/api/auth/scope", READ, keys::scope)
         .route(M::POST, "/api/memories", WRITE, memories::create)
         .route(M::GET, "/api/memories", READ, memories::list)
         .route(
