@@ -446,32 +446,6 @@ pub fn size_mb(bytes: u64) -> f64 {
     (bytes as f64 / (1024.0 * 1024.0) * 100.0).round() / 100.0
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// `*_iso` strings are UTC with microseconds and `Z`.
-    #[test]
-    fn iso_format() {
-        assert_eq!(iso8601(0.0), "1970-01-01T00:00:00.000000Z");
-        assert_eq!(iso8601(1_700_000_000.25), "2023-11-14T22:13:20.250000Z");
-    }
-
-    /// An update tells an absent memory_type from an explicit null.
-    #[test]
-    fn update_distinguishes_null_from_absent() {
-        let absent: UpdateRequest = serde_json::from_str("{}").unwrap();
-        assert_eq!(absent.memory_type, None);
-        let null: UpdateRequest = serde_json::from_str(r#"{"memory_type":null}"#).unwrap();
-        assert_eq!(null.memory_type, Some(None));
-        // A client (the bridge) must not turn "keep the type" into "clear it".
-        assert_eq!(serde_json::to_string(&absent).unwrap(), "{}");
-        assert_eq!(
-            serde_json::to_string(&null).unwrap(),
-            r#"{"memory_type":null}"#
-        );
-    }
-}
 
 /// One day of `GET /api/stats/daily`: the date in the asked time zone and how many
 /// memories stored then still exist.
@@ -530,4 +504,31 @@ pub struct CreatedKey {
 pub struct KeyScope {
     /// `read`, `write` or `admin`.
     pub scope: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `*_iso` strings are UTC with microseconds and `Z`.
+    #[test]
+    fn iso_format() {
+        assert_eq!(iso8601(0.0), "1970-01-01T00:00:00.000000Z");
+        assert_eq!(iso8601(1_700_000_000.25), "2023-11-14T22:13:20.250000Z");
+    }
+
+    /// An update tells an absent memory_type from an explicit null.
+    #[test]
+    fn update_distinguishes_null_from_absent() {
+        let absent: UpdateRequest = serde_json::from_str("{}").unwrap();
+        assert_eq!(absent.memory_type, None);
+        let null: UpdateRequest = serde_json::from_str(r#"{"memory_type":null}"#).unwrap();
+        assert_eq!(null.memory_type, Some(None));
+        // A client (the bridge) must not turn "keep the type" into "clear it".
+        assert_eq!(serde_json::to_string(&absent).unwrap(), "{}");
+        assert_eq!(
+            serde_json::to_string(&null).unwrap(),
+            r#"{"memory_type":null}"#
+        );
+    }
 }

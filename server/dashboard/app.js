@@ -322,6 +322,7 @@ async function liveStored(hash) {
   const anchorTop = first ? first.getBoundingClientRect().top : 0;
   if (first && first.classList.contains("muted")) first.remove();
   const item = memoryItem(memory, undefined, true);
+  item.dataset.at = Date.now();
   list.prepend(item);
   if (before > 0 && first && first.isConnected) {
     const shift = first.getBoundingClientRect().top - anchorTop;
@@ -612,7 +613,8 @@ async function openFeed() {
     source.addEventListener("connection_established", (e) => {
       const data = JSON.parse(e.data);
       const resumed = state.lastEventId !== null;
-      if (state.lastEventId === null) state.lastEventId = data.head_seq;
+      if (resumed) $("feed").dataset.resumedAt = state.lastEventId;
+      else state.lastEventId = data.head_seq;
       state.retry = 500;
       feedState("on", resumed ? "live (resumed)" : "live");
     });
@@ -668,7 +670,7 @@ function onChange(kind, event) {
 }
 
 function feedItem(kind, text, hash, seq) {
-  const li = h("li", { "data-kind": kind, "data-seq": seq ?? null, "data-hash": hash },
+  const li = h("li", { "data-kind": kind, "data-seq": seq ?? null, "data-hash": hash, "data-at": Date.now() },
     h("span", { class: `kind ${kind}`, text: kind }),
     hash && kind !== "deleted" ? h("a", { href: `#/memory/${encodeURIComponent(hash)}`, text }) : h("span", { text }),
     h("div", { class: "meta" }, h("time", { text: new Date().toLocaleTimeString() }), seq ? `#${seq}` : null));

@@ -339,8 +339,11 @@ pub(super) fn daily_counts(
 ) -> Result<Vec<(i64, u64)>, StorageError> {
     let rows = conn
         .prepare_cached(
-            "SELECT CAST(floor((created_at + ?2) / 86400.0) AS INTEGER) AS day, count(*) \
-             FROM memories WHERE created_at >= ?1 GROUP BY day ORDER BY day",
+            // SQLite may be built without floor(): a cast truncates toward zero, so
+            // a negative fraction steps down one.
+            "SELECT CAST(d AS INTEGER) - (d < CAST(d AS INTEGER)) AS day, count(*) \
+             FROM (SELECT (created_at + ?2) / 86400.0 AS d FROM memories WHERE created_at >= ?1) \
+             GROUP BY day ORDER BY day",
         )?
         .query_map(rusqlite::params![since, offset], |row| {
             Ok((row.get(0)?, row.get::<_, i64>(1)? as u64))
