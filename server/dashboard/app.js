@@ -503,8 +503,10 @@ function dailyChart(days) {
     bar.append(s("title", {}, `${d.date}: ${d.count}`));
     svg.append(bar);
   });
-  for (const i of [0, Math.floor(days.length / 2), days.length - 1]) {
-    if (days[i]) svg.append(s("text", { x: left + i * bw + bw / 2, y: H - 6, "text-anchor": "middle" }, days[i].date));
+  const labels = [[0, "start"], [Math.floor(days.length / 2), "middle"], [days.length - 1, "end"]];
+  for (const [i, anchor] of labels) {
+    const x = anchor === "start" ? left + i * bw : anchor === "end" ? left + (i + 1) * bw : left + i * bw + bw / 2;
+    if (days[i]) svg.append(s("text", { x, y: H - 6, "text-anchor": anchor }, days[i].date));
   }
   return svg;
 }
@@ -662,7 +664,8 @@ function onChange(kind, event) {
   const seq = Number(event.lastEventId);
   state.lastEventId = seq;
   const short = kind.replace("memory_", "");
-  const text = data.content_preview || data.content_hash.slice(0, 12);
+  const changed = kind === "memory_updated" && data.tags ? `tags: ${data.tags.join(", ")}` : null;
+  const text = data.content_preview || changed || data.content_hash.slice(0, 12);
   feedItem(short, text, data.content_hash, seq);
   const hash = data.content_hash;
   const follow = { memory_stored: liveStored, memory_updated: liveUpdated, memory_deleted: liveDeleted }[kind];
