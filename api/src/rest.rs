@@ -446,7 +446,6 @@ pub fn size_mb(bytes: u64) -> f64 {
     (bytes as f64 / (1024.0 * 1024.0) * 100.0).round() / 100.0
 }
 
-
 /// One day of `GET /api/stats/daily`: the date in the asked time zone and how many
 /// memories stored then still exist.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -73,7 +73,10 @@ impl Browser {
             .recv_timeout(STEP_WITHIN)
             .expect("the browser answered in time");
         let reply: Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line}"));
-        assert!(reply.get("error").is_none(), "the browser failed: {reply:#}");
+        assert!(
+            reply.get("error").is_none(),
+            "the browser failed: {reply:#}"
+        );
         Reply(reply)
     }
 
@@ -247,7 +250,8 @@ fn the_dashboard_finds_changes_and_watches_the_memory() {
     assert_eq!(reply.result(5), &json!(true), "kept for the tab only");
 
     // Add a memory through the form; the page shows it.
-    let content = "The water heater in the basement was serviced by Ortega Plumbing; next check in March.";
+    let content =
+        "The water heater in the basement was serviced by Ortega Plumbing; next check in March.";
     let reply = browser.run(
         "admin",
         json!([

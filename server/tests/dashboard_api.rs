@@ -145,7 +145,10 @@ async fn an_admin_manages_keys() {
         let cli = ManagedKeys::File(KeyFile::new(server.dir.path()));
         let listed = cli.list().await.unwrap();
         assert_eq!(listed.len(), 1);
-        assert_eq!((listed[0].name.as_str(), listed[0].scope), ("laptop", Scope::Write));
+        assert_eq!(
+            (listed[0].name.as_str(), listed[0].scope),
+            ("laptop", Scope::Write)
+        );
     }
 
     let (status, body) = server.send(Method::DELETE, "/api/keys/laptop", None).await;
@@ -162,17 +165,23 @@ async fn an_admin_manages_keys() {
 #[tokio::test]
 async fn key_routes_refuse_clearly() {
     let server = TestServer::spawn().await;
-    let (status, body) = server
-        .send(Method::DELETE, "/api/keys/nobody", None)
-        .await;
+    let (status, body) = server.send(Method::DELETE, "/api/keys/nobody", None).await;
     assert_eq!(status, 404, "{body}");
     assert_eq!(body["error"], "unknown_key");
     assert!(body["message"].as_str().unwrap().contains("nobody"));
 
     add_key(&server, "phone", "read").await;
     for (request, code, error) in [
-        (json!({"name": "phone", "scope": "read"}), 409, "duplicate_key"),
-        (json!({"name": "tablet", "scope": "root"}), 400, "bad_request"),
+        (
+            json!({"name": "phone", "scope": "read"}),
+            409,
+            "duplicate_key",
+        ),
+        (
+            json!({"name": "tablet", "scope": "root"}),
+            400,
+            "bad_request",
+        ),
         (json!({"name": "  ", "scope": "read"}), 400, "bad_request"),
         (json!({"name": "tablet"}), 422, ""),
     ] {

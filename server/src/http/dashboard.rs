@@ -90,7 +90,10 @@ mod tests {
     #[test]
     fn assets_fit_the_budget_and_script_is_external() {
         let total = total_bytes();
-        assert!(total <= 200 * 1024, "the dashboard's assets are {total} bytes");
+        assert!(
+            total <= 200 * 1024,
+            "the dashboard's assets are {total} bytes"
+        );
         assert!(SHELL.contains(r#"<script src="/static/app.js""#));
         assert_eq!(SHELL.matches("<script").count(), 1, "one external script");
         let lower = SHELL.to_ascii_lowercase();

@@ -6,9 +6,9 @@
 
 use std::sync::Arc;
 
-use axum::{Extension, Json};
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
+use axum::{Extension, Json};
 use mnemo_api::rest::{CreateKey, CreatedKey, KeyInfo, KeyList, KeyScope};
 
 use super::error::{ApiError, ApiJson};
@@ -25,7 +25,13 @@ pub async fn scope(Extension(scope): Extension<Scope>) -> Json<KeyScope> {
 
 /// `GET /api/keys`: every managed key, oldest first (the master key is not one).
 pub async fn list(State(state): State<Arc<AppState>>) -> Result<Json<KeyList>, ApiError> {
-    let keys = state.auth.keys().managed_keys().list().await.map_err(error)?;
+    let keys = state
+        .auth
+        .keys()
+        .managed_keys()
+        .list()
+        .await
+        .map_err(error)?;
     Ok(Json(KeyList {
         keys: keys.iter().map(info).collect(),
     }))

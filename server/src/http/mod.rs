@@ -6,8 +6,8 @@
 
 mod auth;
 mod catalog;
-pub mod dashboard;
 pub(crate) mod connections;
+pub mod dashboard;
 pub mod error;
 mod events;
 mod health;

@@ -357,9 +357,11 @@ impl Storage for PostgresStore {
     }
 
     fn daily_counts(&self, since: f64, offset: i32) -> StorageFuture<'_, Vec<(i64, u64)>> {
-        Box::pin(self.bounded(async move {
-            read::daily_counts(&self.client().await?, since, offset).await
-        }))
+        Box::pin(
+            self.bounded(
+                async move { read::daily_counts(&self.client().await?, since, offset).await },
+            ),
+        )
     }
 
     fn search<'a>(
