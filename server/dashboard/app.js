@@ -13,6 +13,7 @@ const state = {
   scope: "read",
   view: "memories",
   page: 1,
+  total: 0,
   // What the memories view shows: a list (page, facets) or search results.
   listing: "list",
   tagFilter: [],
@@ -234,12 +235,17 @@ async function loadMemories() {
   }));
   renderResults($("results"), data.memories.map((memory) => ({ memory })));
   const pages = Math.max(1, Math.ceil(data.total / PAGE_SIZE));
-  $("list-summary").textContent = `${data.total} memor${data.total === 1 ? "y" : "ies"}, newest first`;
+  state.total = data.total;
+  summarise();
   $("page-info").textContent = `Page ${state.page} of ${pages}`;
   $("prev").disabled = state.page <= 1;
   $("next").disabled = !data.has_more;
   $("prev").parentElement.hidden = false;
   await loadFacets();
+}
+
+function summarise() {
+  $("list-summary").textContent = `${state.total} memor${state.total === 1 ? "y" : "ies"}, newest first`;
 }
 
 async function runSearch(q, f) {
@@ -329,6 +335,9 @@ async function liveStored(hash) {
     if (shift > 0 && window.scrollY === before) window.scrollTo(0, before + shift);
   }
   state.newCount++;
+  state.total++;
+  summarise();
+  loadFacets().catch(() => {});
   const marker = $("new-marker");
   marker.textContent = `${state.newCount} new ↑`;
   marker.hidden = false;
