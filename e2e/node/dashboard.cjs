@@ -14,6 +14,7 @@
 //   {"select": selector, "value"}  choose an option
 //   {"check": selector}            tick a checkbox
 //   {"click": selector}            click (after waiting for it to be visible)
+//   {"press": key}                 press a key where the focus is (e.g. "Enter")
 //   {"wait": js}                   poll until the expression is truthy; its value
 //   {"eval": js}                   the expression's value
 //   {"shot": path}                 a full-page screenshot
@@ -98,6 +99,9 @@ async function main() {
           results.push(null);
         } else if (a.click) {
           await p.click(a.click, { timeout: WITHIN_MS });
+          results.push(null);
+        } else if (a.press) {
+          await p.keyboard.press(a.press);
           results.push(null);
         } else if (a.wait) {
           const handle = await p.waitForFunction(expression(a.wait), null, { timeout: WITHIN_MS, polling: 20 });

@@ -239,6 +239,7 @@ fn the_dashboard_finds_changes_and_watches_the_memory() {
             {"wait": "document.getElementById('feed').dataset.state === 'on'"},
             {"eval": "[...document.querySelectorAll('#nav a')].filter(a => !a.hidden).map(a => a.dataset.view)"},
             {"eval": "sessionStorage.getItem('mnemo.key') !== null && localStorage.getItem('mnemo.key') === null"},
+            {"eval": "[...document.querySelectorAll('input, select, textarea')].filter(e => !e.labels?.length && !e.getAttribute('aria-label')).map(e => e.id)"},
             shot("list"),
         ]),
     );
@@ -248,6 +249,7 @@ fn the_dashboard_finds_changes_and_watches_the_memory() {
         &json!(["memories", "add", "delete", "charts", "server", "keys"])
     );
     assert_eq!(reply.result(5), &json!(true), "kept for the tab only");
+    assert_eq!(reply.result(6), &json!([]), "every control has a label");
 
     // Add a memory through the form; the page shows it.
     let content =
@@ -462,14 +464,18 @@ fn the_dashboard_finds_changes_and_watches_the_memory() {
     let (status, _) = rest.call("GET", "/api/health/detailed", &read_key, None);
     assert_eq!(status, 200);
 
-    // A read key sees everything but the write controls.
+    // A read key, signed in with the keyboard alone, sees everything but the write
+    // controls, and is remembered as asked.
     let reply = browser.run(
         "reader",
         json!([
             {"goto": format!("{url}/")},
+            {"wait": "document.activeElement.id === 'signin-key'"},
             {"fill": "#signin-key", "value": read_key},
-            {"check": "#signin-remember"},
-            {"click": "#signin-form button[type=submit]"},
+            {"press": "Tab"},
+            {"press": "Space"},
+            {"press": "Tab"},
+            {"press": "Enter"},
             {"wait": "document.querySelectorAll('#results li[data-hash]').length"},
             {"eval": "[...document.querySelectorAll('#nav a')].filter(a => !a.hidden).map(a => a.dataset.view)"},
             {"goto": format!("{url}/#/memory/{hash}")},
@@ -482,10 +488,14 @@ fn the_dashboard_finds_changes_and_watches_the_memory() {
             shot("phone-read-key"),
         ]),
     );
-    assert_eq!(reply.result(5), &json!(["memories", "charts", "server"]));
-    assert_eq!(reply.result(7), &json!(content));
-    assert_eq!(reply.result(8), &json!([true, "read key", true]));
-    assert_eq!(reply.result(12), &json!(true), "no sideways scrolling");
+    assert_eq!(reply.result(8), &json!(["memories", "charts", "server"]));
+    assert_eq!(reply.result(10), &json!(content));
+    assert_eq!(
+        reply.result(11),
+        &json!([true, "read key", true]),
+        "remembered: ticked with the keyboard"
+    );
+    assert_eq!(reply.result(15), &json!(true), "no sideways scrolling");
 
     // The admin revokes it; it stops working at once.
     let reply = browser.run(
