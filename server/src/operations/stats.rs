@@ -33,7 +33,7 @@ pub async fn daily(
     let first = today
         .checked_sub((i64::from(days) - 1).days())
         .map_err(|e| OpError::bad_request(e.to_string()))?;
-    let first_day = i64::from(epoch.until(first).map_err(internal)?.get_days());
+    let first_day = i64::from(epoch.until(first).map_err(out_of_range)?.get_days());
     let since = first_day as f64 * 86_400.0 - f64::from(offset);
     let counted = service.daily_counts(since, offset).await?;
     let mut out = Vec::with_capacity(days as usize);
@@ -56,7 +56,8 @@ pub async fn daily(
     })
 }
 
-fn internal(error: jiff::Error) -> OpError {
+/// A date arithmetic failure: only a window reaching outside the years jiff knows.
+fn out_of_range(error: jiff::Error) -> OpError {
     OpError::bad_request(format!("cannot compute the days: {error}"))
 }
 
