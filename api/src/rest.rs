@@ -502,6 +502,65 @@ pub fn size_mb(bytes: u64) -> f64 {
     (bytes as f64 / (1024.0 * 1024.0) * 100.0).round() / 100.0
 }
 
+/// One day of `GET /api/stats/daily`: the date in the asked time zone and how many
+/// memories stored then still exist.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DailyCount {
+    /// `YYYY-MM-DD`.
+    pub date: String,
+    pub count: u64,
+}
+
+/// `GET /api/stats/daily?days=N&tz=…`: one entry per day, oldest first, the last
+/// being today; days without memories count 0.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DailyStats {
+    pub days: Vec<DailyCount>,
+    /// The time zone the days were cut in (`UTC` unless `tz` named another).
+    pub tz: String,
+}
+
+/// A managed API key as `GET /api/keys` lists it: never its secret or its hash.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct KeyInfo {
+    pub id: String,
+    pub name: String,
+    /// `read`, `write` or `admin`.
+    pub scope: String,
+    /// ISO 8601.
+    pub created_at: String,
+}
+
+/// `GET /api/keys`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct KeyList {
+    pub keys: Vec<KeyInfo>,
+}
+
+/// `POST /api/keys`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CreateKey {
+    pub name: String,
+    /// `read`, `write` or `admin`.
+    pub scope: String,
+}
+
+/// The answer to `POST /api/keys`: the only time the key itself is ever shown.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CreatedKey {
+    #[serde(flatten)]
+    pub info: KeyInfo,
+    pub key: String,
+}
+
+/// `GET /api/auth/scope`: what the presented key may do, so a client can show only
+/// the controls that will work.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct KeyScope {
+    /// `read`, `write` or `admin`.
+    pub scope: String,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -359,6 +359,15 @@ impl MemoryService {
         Ok(self.storage.type_counts(limit).await?)
     }
 
+    /// Memories created per day since `since`, days shifted by `offset` seconds.
+    pub async fn daily_counts(
+        &self,
+        since: f64,
+        offset: i32,
+    ) -> Result<Vec<(i64, u64)>, ServiceError> {
+        Ok(self.storage.daily_counts(since, offset).await?)
+    }
+
     pub async fn count(&self) -> Result<u64, ServiceError> {
         Ok(self.storage.count().await?)
     }

@@ -7,10 +7,12 @@
 mod auth;
 mod catalog;
 pub(crate) mod connections;
+pub mod dashboard;
 mod docs;
 pub mod error;
 mod events;
 mod health;
+mod keys;
 mod mcp;
 mod memories;
 mod openapi;
@@ -18,6 +20,7 @@ mod parse_errors;
 mod proof;
 mod search;
 mod state;
+mod stats;
 #[cfg(test)]
 mod tests;
 mod ticket;
@@ -45,11 +48,15 @@ pub use state::AppState;
 fn routes(state: &Arc<AppState>, config: &Config, shutdown: CancellationToken) -> Routes {
     use Method as M;
     Routes::new()
+        // The dashboard's shell and files: public, and holding no data.
+        .route(M::GET, "/", PUBLIC, dashboard::shell)
+        .route(M::GET, "/static/{file}", PUBLIC, dashboard::file)
         .route(M::GET, "/api/health", PUBLIC, health::health)
         // Where mcp-memory-service's Docker health check and seed guide look.
         .route(M::GET, "/health", PUBLIC, health::health_alias)
         .route(M::GET, "/api/health/detailed", READ, health::detailed)
         .route(M::POST, "/api/auth/proof", PUBLIC, proof::prove)
+        .route(M::GET, "/api/auth/scope", READ, keys::scope)
         .route(M::POST, "/api/memories", WRITE, memories::create)
         .route(M::GET, "/api/memories", READ, memories::list)
         .route(
@@ -86,6 +93,11 @@ fn routes(state: &Arc<AppState>, config: &Config, shutdown: CancellationToken) -
         .route(M::GET, "/api/docs", PUBLIC, docs::redirect)
         .route(M::GET, "/api/docs/", PUBLIC, docs::index)
         .route(M::GET, "/api/docs/{file}", PUBLIC, docs::file)
+        .route(M::GET, "/api/stats/daily", READ, stats::daily)
+        // The managed keys, shared with `mnemo-server keys`.
+        .route(M::GET, "/api/keys", ADMIN, keys::list)
+        .route(M::POST, "/api/keys", ADMIN, keys::create)
+        .route(M::DELETE, "/api/keys/{name}", ADMIN, keys::revoke)
         // Every MCP request needs a key; whether it may write is decided per tool.
         .service(
             "/mcp",

@@ -13,11 +13,13 @@
 //! * [`search`]: semantic, hybrid and exact search, by tag, by time.
 //! * [`catalog`]: the tags and types in use.
 //! * [`health`]: the detailed health report.
+//! * [`stats`]: memories stored per day, for charts.
 
 pub mod catalog;
 pub mod health;
 pub mod memories;
 pub mod search;
+pub mod stats;
 
 use thiserror::Error;
 

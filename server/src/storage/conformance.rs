@@ -59,6 +59,7 @@ macro_rules! storage_conformance {
             substring_search_ignores_case_newest_first,
             list_pages_and_filters,
             counts_tags_and_types,
+            counts_memories_per_day,
             update_replaces_tags_and_merges_metadata,
             metadata_merged_past_its_limit_is_refused,
             event_payloads_are_bounded,
@@ -818,6 +819,41 @@ pub(crate) async fn counts_tags_and_types<H: Harness>() {
         counted(&[("note", 2), ("todo", 1)])
     );
     assert_eq!(store.type_counts(1).await.unwrap(), counted(&[("note", 2)]));
+}
+
+/// Memories per day: only those created since the start, grouped by the day their
+/// time falls on once shifted by the offset, oldest first, days without any absent.
+pub(crate) async fn counts_memories_per_day<H: Harness>() {
+    let store = fresh::<H>().await;
+    let day = 86_400.0;
+    // Day 100 at 23:30 UTC is day 101 at UTC+1; 200 s after it is one second too early.
+    for (i, at) in [
+        50.0 * day,
+        100.0 * day + 10.0,
+        100.0 * day + 23.5 * 3600.0,
+        102.0 * day + 5.0,
+        102.0 * day + 6.0,
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let mut r = record(&format!("d{i}"), &[], [1.0; DIM]);
+        r.created_at = Some(at);
+        store.insert(r).await.unwrap();
+    }
+    let since = 100.0 * day;
+    assert_eq!(
+        store.daily_counts(since, 0).await.unwrap(),
+        [(100, 2), (102, 2)]
+    );
+    assert_eq!(
+        store.daily_counts(since, 3600).await.unwrap(),
+        [(100, 1), (101, 1), (102, 2)]
+    );
+    assert_eq!(
+        store.daily_counts(103.0 * day, 0).await.unwrap(),
+        Vec::<(i64, u64)>::new()
+    );
 }
 
 /// An update replaces the tags, merges metadata (null removes a key), sets or clears

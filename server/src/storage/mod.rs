@@ -99,6 +99,12 @@ pub trait Storage: Send + Sync + 'static {
     /// Up to `limit` memory types with their counts, most used first.
     fn type_counts(&self, limit: u32) -> StorageFuture<'_, Vec<(String, u64)>>;
 
+    /// How many memories were created on each day since `since` (epoch seconds), a
+    /// day being `floor((created_at + offset) / 86400)` for a UTC offset in seconds:
+    /// `(day, count)` for the days that have any, oldest first. At most one row per
+    /// day from `since` to now, so the caller bounds it by choosing `since`.
+    fn daily_counts(&self, since: f64, offset: i32) -> StorageFuture<'_, Vec<(i64, u64)>>;
+
     /// The `k` memories matching `filter` whose vectors are closest to `vector`, best
     /// first: exact, and filtered before ranking.
     fn search<'a>(

@@ -356,6 +356,14 @@ impl Storage for PostgresStore {
         Box::pin(self.bounded(async move { read::type_counts(&self.client().await?, limit).await }))
     }
 
+    fn daily_counts(&self, since: f64, offset: i32) -> StorageFuture<'_, Vec<(i64, u64)>> {
+        Box::pin(
+            self.bounded(
+                async move { read::daily_counts(&self.client().await?, since, offset).await },
+            ),
+        )
+    }
+
     fn search<'a>(
         &'a self,
         vector: &'a [f32],

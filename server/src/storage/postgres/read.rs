@@ -332,6 +332,24 @@ pub(super) async fn type_counts(
     .await
 }
 
+/// Memories created per day since `since`, the days shifted by `offset` seconds.
+pub(super) async fn daily_counts(
+    client: &impl GenericClient,
+    since: f64,
+    offset: i32,
+) -> Result<Vec<(i64, u64)>, StorageError> {
+    query(
+        client,
+        "SELECT floor((created_at + $2) / 86400.0)::bigint AS day, count(*) \
+         FROM memories WHERE created_at >= $1 GROUP BY day ORDER BY day",
+        &[&since, &f64::from(offset)],
+    )
+    .await?
+    .iter()
+    .map(|row| Ok((row.try_get(0)?, row.try_get::<_, i64>(1)? as u64)))
+    .collect()
+}
+
 async fn counts(
     client: &impl GenericClient,
     sql: &str,

@@ -406,6 +406,11 @@ impl SqliteStore {
         read::type_counts(&*self.reader()?, limit)
     }
 
+    /// Memories created per day since `since`, the days shifted by `offset` seconds.
+    pub fn daily_counts(&self, since: f64, offset: i32) -> Result<Vec<(i64, u64)>, StorageError> {
+        read::daily_counts(&*self.reader()?, since, offset)
+    }
+
     /// Bytes on disk: the database file plus its write-ahead log.
     pub fn size_on_disk(&self) -> u64 {
         let mut wal = self.shared.path.clone().into_os_string();
@@ -565,6 +570,10 @@ impl Storage for SqliteStore {
 
     fn type_counts(&self, limit: u32) -> StorageFuture<'_, Vec<(String, u64)>> {
         self.blocking(move |store| store.type_counts(limit))
+    }
+
+    fn daily_counts(&self, since: f64, offset: i32) -> StorageFuture<'_, Vec<(i64, u64)>> {
+        self.blocking(move |store| store.daily_counts(since, offset))
     }
 
     fn search<'a>(

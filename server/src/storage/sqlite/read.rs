@@ -331,6 +331,27 @@ pub(super) fn type_counts(
     )
 }
 
+/// Memories created per day since `since`, the days shifted by `offset` seconds.
+pub(super) fn daily_counts(
+    conn: &Connection,
+    since: f64,
+    offset: i32,
+) -> Result<Vec<(i64, u64)>, StorageError> {
+    let rows = conn
+        .prepare_cached(
+            // SQLite may be built without floor(): a cast truncates toward zero, so
+            // a negative fraction steps down one.
+            "SELECT CAST(d AS INTEGER) - (d < CAST(d AS INTEGER)) AS day, count(*) \
+             FROM (SELECT (created_at + ?2) / 86400.0 AS d FROM memories WHERE created_at >= ?1) \
+             GROUP BY day ORDER BY day",
+        )?
+        .query_map(rusqlite::params![since, offset], |row| {
+            Ok((row.get(0)?, row.get::<_, i64>(1)? as u64))
+        })?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    Ok(rows)
+}
+
 fn counts(conn: &Connection, sql: &str, limit: u32) -> Result<Vec<(String, u64)>, StorageError> {
     let rows = conn
         .prepare_cached(sql)?
