@@ -787,3 +787,90 @@ async fn cors_preflight_echoes_the_requested_headers() {
             .is_none()
     );
 }
+
+/// `GET /metrics` needs a key of any scope (401 with the error body without one) unless
+/// `MNEMO_METRICS_PUBLIC` opens it; it answers the text exposition format.
+#[tokio::test]
+async fn metrics_need_a_key_unless_public() {
+    let closed = app(true, |_| {});
+    let (status, _, json) = send(&closed, Method::GET, "/metrics", None, None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(error_code(&json), "unauthorized");
+    let (_, reader) = KeyFile::new(closed.dir.path())
+        .add("prometheus", crate::auth::Scope::Read)
+        .unwrap();
+    let (status, headers, body) = scrape(&closed, Some(&reader)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        headers[header::CONTENT_TYPE],
+        "text/plain; version=0.0.4; charset=utf-8"
+    );
+    assert!(
+        body.contains("# TYPE mnemo_http_requests_total counter"),
+        "{body}"
+    );
+
+    let open = app(true, |c| c.metrics_public = true);
+    let (status, _, body) = scrape(&open, None).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(body.contains("process_resident_memory_bytes"), "{body}");
+}
+
+/// Requests are labelled with the route's template, never the path: a memory's hash or
+/// an unknown path cannot become a label value.
+#[tokio::test]
+async fn request_metrics_label_the_route_template() {
+    let app = app(true, |_| {});
+    let (_, _, stored) = send(
+        &app,
+        Method::POST,
+        "/api/memories",
+        Some(KEY),
+        Some(r#"{"content": "labelled by template"}"#),
+    )
+    .await;
+    let hash = stored["content_hash"].as_str().unwrap().to_owned();
+    let (status, _, _) = send(
+        &app,
+        Method::GET,
+        &format!("/api/memories/{hash}"),
+        Some(KEY),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let stray = "/api/no-such-route-7f3a9c";
+    let (status, _, _) = send(&app, Method::GET, stray, Some(KEY), None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (_, _, body) = scrape(&app, Some(KEY)).await;
+    assert!(
+        body.contains(r#"method="GET",route="/api/memories/{hash}",status="200""#),
+        "{body}"
+    );
+    assert!(
+        body.contains(r#"method="GET",route="unmatched",status="404""#),
+        "{body}"
+    );
+    assert!(!body.contains(&hash), "a hash became a label: {body}");
+    assert!(!body.contains(stray), "a path became a label: {body}");
+}
+
+/// `GET /metrics` with `key`: status, headers and the exposition text.
+async fn scrape(app: &App, key: Option<&str>) -> (StatusCode, axum::http::HeaderMap, String) {
+    let mut request = Request::builder().uri("/metrics");
+    if let Some(key) = key {
+        request = request.header(header::AUTHORIZATION, format!("Bearer {key}"));
+    }
+    let response = app
+        .router
+        .clone()
+        .oneshot(request.body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    let status = response.status();
+    let headers = response.headers().clone();
+    let bytes = axum::body::to_bytes(response.into_body(), 16 << 20)
+        .await
+        .unwrap();
+    (status, headers, String::from_utf8(bytes.to_vec()).unwrap())
+}
