@@ -874,3 +874,84 @@ async fn scrape(app: &App, key: Option<&str>) -> (StatusCode, axum::http::Header
         .unwrap();
     (status, headers, String::from_utf8(bytes.to_vec()).unwrap())
 }
+
+/// Every way a credential is refused is counted under its reason, and 429s apart;
+/// while the model loads, `/metrics` still answers.
+#[tokio::test]
+async fn auth_refusals_are_counted_by_reason() {
+    let limited = app(true, |c| c.auth_failures_per_minute = 2);
+    let (_, reader) = KeyFile::new(limited.dir.path())
+        .add("reader", crate::auth::Scope::Read)
+        .unwrap();
+    let body = Some(r#"{"content": "not for a reader"}"#);
+    let refusals: [(&str, Option<&str>, Method, Option<&str>, StatusCode); 6] = [
+        (
+            "/api/tags",
+            None,
+            Method::GET,
+            None,
+            StatusCode::UNAUTHORIZED,
+        ),
+        (
+            "/api/tags",
+            Some("wrong"),
+            Method::GET,
+            None,
+            StatusCode::UNAUTHORIZED,
+        ),
+        (
+            "/api/memories",
+            Some(&reader),
+            Method::POST,
+            body,
+            StatusCode::FORBIDDEN,
+        ),
+        (
+            "/api/tags?api_key=x",
+            Some(KEY),
+            Method::GET,
+            None,
+            StatusCode::UNAUTHORIZED,
+        ),
+        (
+            "/api/events?ticket=bogus",
+            None,
+            Method::GET,
+            None,
+            StatusCode::UNAUTHORIZED,
+        ),
+        // The third failed key of this address within the minute: over the quota of 2.
+        (
+            "/api/tags",
+            Some("wrong"),
+            Method::GET,
+            None,
+            StatusCode::TOO_MANY_REQUESTS,
+        ),
+    ];
+    for (path, key, method, body, expected) in refusals {
+        let (status, _, json) = send(&limited, method, path, key, body).await;
+        assert_eq!(status, expected, "{path}: {json}");
+    }
+    let (_, _, text) = scrape(&limited, Some(KEY)).await;
+    let value = |series: &str| -> f64 {
+        text.lines()
+            .find_map(|line| line.strip_prefix(series)?.trim().parse().ok())
+            .unwrap_or(0.0)
+    };
+    for reason in [
+        "missing",
+        "invalid",
+        "insufficient_scope",
+        "key_in_url",
+        "ticket",
+    ] {
+        let series = format!(r#"mnemo_auth_failures_total{{reason="{reason}"}}"#);
+        assert!(value(&series) >= 1.0, "{series}: {text}");
+    }
+    assert!(value("mnemo_auth_rate_limited_total") >= 1.0, "{text}");
+
+    let loading = app(false, |_| {});
+    let (status, _, text) = scrape(&loading, Some(KEY)).await;
+    assert_eq!(status, StatusCode::OK, "{text}");
+}
