@@ -884,7 +884,7 @@ async fn auth_refusals_are_counted_by_reason() {
         .add("reader", crate::auth::Scope::Read)
         .unwrap();
     let body = Some(r#"{"content": "not for a reader"}"#);
-    let refusals: [(&str, Option<&str>, Method, Option<&str>, StatusCode); 6] = [
+    let refusals = [
         (
             "/api/tags",
             None,
