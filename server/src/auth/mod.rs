@@ -152,6 +152,7 @@ impl Auth {
         decided
     }
 
+    /// The decision of [`Auth::check`], which counts its refusals.
     async fn decide(
         &self,
         presented: Credential<'_>,
