@@ -4,17 +4,17 @@
 PYTHON ?= python3
 CARGO  ?= cargo
 
-.PHONY: run test provision lint bench-embed test-python test-node
+.PHONY: run test provision lint bench-embed test-python test-node test-promtool
 
 ## Provision everything, then start a server on 127.0.0.1:8000.
 run: provision
 	$(CARGO) run --release --locked -p mnemo-server
 
 ## Provision everything, then run the whole test suite; the REST and change-feed
-## suites run a second time on PostgreSQL (`MNEMO_TEST_BACKEND`, server/src/testing/server.rs).
-test: provision test-python test-node
+## suites and the metrics scrape run a second time on PostgreSQL (`MNEMO_TEST_BACKEND`, server/src/testing/server.rs).
+test: provision test-python test-node test-promtool
 	$(CARGO) test --workspace --all-targets --locked
-	MNEMO_TEST_BACKEND=postgres $(CARGO) test --locked -p mnemo-server --test rest_api --test events
+	MNEMO_TEST_BACKEND=postgres $(CARGO) test --locked -p mnemo-server --test rest_api --test events --test metrics
 
 ## Fetch, verify and cache the model and ONNX Runtime (scripts/provision.py).
 provision:
@@ -57,3 +57,17 @@ test-node:
 		{ cmp -s e2e/node/package-lock.json "$(NODE_TOOLS)/package-lock.json" && test -d "$(NODE_TOOLS)/node_modules/playwright-core"; } || \
 		{ cp e2e/node/package.json e2e/node/package-lock.json "$(NODE_TOOLS)/" && \
 		  cd "$(NODE_TOOLS)" && npm ci --no-audit --no-fund --ignore-scripts --loglevel=error; }
+
+## promtool, from Debian's prometheus package, checks a real scrape of /metrics
+## (server/tests/metrics.rs). Only the package's files are unpacked into the cache
+## (`apt-get download`, verified by apt like any install, then `dpkg-deb -x`): an
+## installed package would also start a Prometheus server. apt's package lists need
+## root to refresh, which is needed only when they do not know the package yet.
+PROMETHEUS_DEB = $${MNEMO_CACHE_DIR:-$$HOME/.cache/mnemo}/tools/prometheus
+test-promtool:
+	@test -x "$(PROMETHEUS_DEB)/usr/bin/promtool" || { \
+		mkdir -p "$(PROMETHEUS_DEB)" && cd "$(PROMETHEUS_DEB)" && \
+		{ apt-get download -qq prometheus 2>/dev/null || \
+		  { test "$$(id -u)" = 0 || { echo "make test-promtool: apt does not know the prometheus package yet and only root can refresh its lists: run 'sudo apt-get update', then make test again" >&2; exit 1; }; \
+		    apt-get update -qq && apt-get download -qq prometheus 2>/dev/null; }; } && \
+		dpkg-deb -x prometheus_*.deb . && rm -f prometheus_*.deb && ./usr/bin/promtool --version >/dev/null; }

@@ -128,6 +128,11 @@ pub struct Config {
     #[arg(long, env = "MNEMO_AUTH_FAILURES_PER_MINUTE", default_value_t = 30)]
     pub auth_failures_per_minute: u32,
 
+    /// Let anyone scrape GET /metrics without a key, for a Prometheus on a trusted
+    /// network [default: a key of any scope is needed].
+    #[arg(long, env = "MNEMO_METRICS_PUBLIC", default_value_t = false, action = clap::ArgAction::Set, value_parser = BoolishValueParser::new())]
+    pub metrics_public: bool,
+
     /// Serve HTTPS on the same port.
     #[arg(long = "https", env = "MCP_HTTPS_ENABLED", default_value_t = false, action = clap::ArgAction::Set, value_parser = BoolishValueParser::new())]
     pub https_enabled: bool,

@@ -29,6 +29,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::storage::payload::MAX_EVENT_BYTES;
 use crate::storage::{EventRow, Storage, StorageError};
+use crate::telemetry;
 
 /// What one subscriber catching up holds at most: a page of events read from the
 /// table, kept until it is sent. Payloads are bounded ([`MAX_EVENT_BYTES`]), so this
@@ -175,6 +176,7 @@ impl ChangeFeed {
                         tracing::warn!(%peer, id = subscriber.id, "disconnecting a subscriber that stopped reading");
                         close(peer);
                         feed.stalled.send_modify(|n| *n += 1);
+                        metrics::counter!(telemetry::SSE_STALLED).increment(1);
                     }
                 }
             }
@@ -200,6 +202,24 @@ impl ChangeFeed {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .len()
+    }
+
+    /// Sets the feed's gauges for a scrape of `/metrics`: subscribers, and how far
+    /// behind the head they are (the most, and how many are behind at all).
+    pub async fn observe(&self) {
+        let subscribers = self.subscribers();
+        metrics::gauge!(telemetry::SSE_SUBSCRIBERS).set(subscribers.len() as f64);
+        let Ok(head) = self.head().await else {
+            return;
+        };
+        let lags = subscribers
+            .iter()
+            .map(|s| (head - s.delivered.load(Ordering::Relaxed)).max(0));
+        let (lagging, max_lag) = lags.fold((0u64, 0i64), |(n, max), lag| {
+            (n + u64::from(lag > 0), max.max(lag))
+        });
+        metrics::gauge!(telemetry::SSE_LAGGING).set(lagging as f64);
+        metrics::gauge!(telemetry::SSE_MAX_LAG).set(max_lag as f64);
     }
 
     /// The newest sequence number.
@@ -280,7 +300,10 @@ impl ChangeFeed {
                     }
                     // A gap: the table has what came between.
                     Ok(event) => known = event.seq,
-                    Err(RecvError::Lagged(_)) => known = feed.head().await?,
+                    Err(RecvError::Lagged(_)) => {
+                        metrics::counter!(telemetry::SSE_RING_OVERRUNS).increment(1);
+                        known = feed.head().await?;
+                    }
                     Err(RecvError::Closed) => break,
                 }
             }

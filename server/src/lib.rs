@@ -37,6 +37,9 @@
 //! * [`memory`]: the domain types every layer shares (a memory, a search filter, the
 //!   embedding model's spec) and their rules: content identity, tag normalisation,
 //!   metadata merging.
+//! * [`telemetry`]: the Prometheus recorder and the catalog of every metric (name,
+//!   labels, help); every layer records through the `metrics` facade, `GET /metrics`
+//!   renders.
 //! * `testing` (feature `test-util`): the fixtures every test shares: the real model,
 //!   in-process test servers, the server binary as a child process.
 
@@ -55,6 +58,7 @@ pub mod operations;
 pub mod service;
 pub mod startup;
 pub mod storage;
+pub mod telemetry;
 #[cfg(feature = "test-util")]
 pub mod testing;
 pub mod timeexpr;

@@ -206,6 +206,7 @@ async fn run(
     state: Arc<AppState>,
     shutdown: CancellationToken,
 ) -> Result<(), ServeError> {
+    tokio::spawn(crate::telemetry::upkeep(shutdown.clone()));
     let app = http::router(Arc::clone(&state), config, shutdown.clone());
     let connections = Arc::clone(&state.connections);
     let tls = state.tls.clone();

@@ -85,8 +85,8 @@ struct Args {
     /// Writes whose delivery the fan-out scenario times.
     #[arg(long, default_value_t = 50)]
     sse_writes: usize,
-    /// Scenarios to leave out: any of cold, store, bulk, mixed, sse (search and RSS
-    /// always run).
+    /// Scenarios to leave out: any of bound (the in-process embedding bound), cold,
+    /// store, bulk, mixed, sse (search and RSS always run).
     #[arg(long, value_delimiter = ',')]
     skip: Vec<String>,
     /// Also time searches that each open a new connection (TCP, and TLS for https).
@@ -589,7 +589,11 @@ fn truth(
     seeded: Vec<String>,
 ) -> anyhow::Result<(Vec<Row>, Truth)> {
     let embedder = load_embedder()?;
-    let bound = embed_bound(&embedder, corpus, if args.quick { 3 } else { 30 })?;
+    let bound = if args.skips("bound") {
+        Vec::new()
+    } else {
+        embed_bound(&embedder, corpus, if args.quick { 3 } else { 30 })?
+    };
     let query_texts: Vec<String> = (0..args.recall_queries.min(corpus.query_count()))
         .map(|i| corpus.query(i).to_owned())
         .collect();

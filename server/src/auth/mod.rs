@@ -145,6 +145,20 @@ impl Auth {
         client: IpAddr,
         required: Scope,
     ) -> Result<Scope, AuthError> {
+        let decided = self.decide(presented, client, required).await;
+        if let Err(refused) = &decided {
+            count_refusal(refused);
+        }
+        decided
+    }
+
+    /// The decision of [`Auth::check`], which counts its refusals.
+    async fn decide(
+        &self,
+        presented: Credential<'_>,
+        client: IpAddr,
+        required: Scope,
+    ) -> Result<Scope, AuthError> {
         let granted = match presented {
             // A wrong or unreadable credential is refused even when anonymous access is
             // on: only a request that presents nothing may be anonymous.
@@ -220,9 +234,11 @@ impl Auth {
         pin: Option<&Fingerprint>,
         client: IpAddr,
     ) -> Result<Vec<String>, AuthError> {
-        self.failures
-            .record(client)
-            .map_err(|retry_after| AuthError::RateLimited { retry_after })?;
+        self.failures.record(client).map_err(|retry_after| {
+            let limited = AuthError::RateLimited { retry_after };
+            count_refusal(&limited);
+            limited
+        })?;
         let nonce = hex::decode(nonce.trim()).map_err(|_| AuthError::BadNonce)?;
         if !(NONCE_MIN..=NONCE_MAX).contains(&nonce.len()) {
             return Err(AuthError::BadNonce);
@@ -234,6 +250,22 @@ impl Auth {
             .map(|digest| proof::compute(digest, &nonce, pin))
             .collect())
     }
+}
+
+/// Counts a refused request in the metrics: rate limiting apart from the other
+/// failures, which are labelled with why.
+fn count_refusal(refused: &AuthError) {
+    let reason = match refused {
+        AuthError::RateLimited { .. } => {
+            metrics::counter!(crate::telemetry::AUTH_RATE_LIMITED).increment(1);
+            return;
+        }
+        AuthError::Missing => "missing",
+        AuthError::Invalid => "invalid",
+        AuthError::Insufficient { .. } => "insufficient_scope",
+        AuthError::BadNonce => "bad_nonce",
+    };
+    metrics::counter!(crate::telemetry::AUTH_FAILURES, "reason" => reason).increment(1);
 }
 
 #[cfg(test)]

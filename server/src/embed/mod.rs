@@ -21,6 +21,8 @@ use std::sync::Arc;
 
 use tokio::sync::{mpsc, oneshot};
 
+use crate::telemetry;
+
 pub use fastembed_model::FastEmbedModel;
 pub use files::{LoadError, MODEL_FILES, ModelFiles};
 pub use model::{EmbedError, EmbedModel};
@@ -105,6 +107,8 @@ fn run(mut model: Box<dyn EmbedModel>, mut requests: mpsc::Receiver<Request>, ma
                 Err(_) => break,
             }
         }
+        // What is left waiting once the thread has taken its batch: 0 when it keeps up.
+        metrics::gauge!(telemetry::EMBED_QUEUE).set(requests.len() as f64);
         embed_batch(model.as_mut(), batch, max_batch);
     }
 }
@@ -140,7 +144,14 @@ fn embed_batch(model: &mut dyn EmbedModel, batch: Vec<Request>, max_batch: usize
             .iter()
             .map(|&i| texts[i].clone())
             .collect();
-        result = model.embed(&call).and_then(|got| {
+        let started = std::time::Instant::now();
+        let embedded = model.embed(&call);
+        metrics::histogram!(telemetry::EMBED_DURATION).record(started.elapsed());
+        metrics::histogram!(telemetry::EMBED_BATCH).record(call.len() as f64);
+        if embedded.is_err() {
+            metrics::counter!(telemetry::EMBED_FAILURES).increment(1);
+        }
+        result = embedded.and_then(|got| {
             if got.len() != call.len() {
                 return Err(EmbedError::WrongCount {
                     expected: call.len(),

@@ -23,6 +23,7 @@ use super::error::ApiError;
 use super::state::AppState;
 use crate::auth::{self as keys, Auth, AuthError, Credential, Scope};
 use crate::operations::Caller;
+use crate::telemetry;
 
 /// Who may call a route.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -232,7 +233,10 @@ async fn authorize(State(guard): State<Guard>, request: Request, next: Next) -> 
     let presented = presented(&request, url_credentials);
     let granted = match &presented {
         Ok(Presented::Ticket(ticket)) => redeem(&guard.state, ticket, required),
-        Err(Refused::InUrl) => Err(ApiError::unauthorized(IN_URL)),
+        Err(Refused::InUrl) => {
+            metrics::counter!(telemetry::AUTH_FAILURES, "reason" => "key_in_url").increment(1);
+            Err(ApiError::unauthorized(IN_URL))
+        }
         Ok(Presented::Key(key)) => check(&guard, Credential::Key(key), client, required).await,
         Ok(Presented::Nothing) => check(&guard, Credential::Absent, client, required).await,
         Err(Refused::Unreadable) => check(&guard, Credential::Unreadable, client, required).await,
@@ -272,12 +276,15 @@ const IN_URL: &str = "`?api_key=` and `?ticket=` are accepted only by the event 
 /// an attack.
 fn redeem(state: &AppState, ticket: &str, required: Scope) -> Result<Scope, ApiError> {
     let scope = state.tickets.redeem(ticket).ok_or_else(|| {
+        metrics::counter!(telemetry::AUTH_FAILURES, "reason" => "ticket").increment(1);
         ApiError::unauthorized(
             "the ticket is unknown, already used or expired (a ticket is good for one \
              connection within 60 s): get a new one with POST /api/events/ticket",
         )
     })?;
-    Ok(Auth::allow(scope, required)?)
+    Ok(Auth::allow(scope, required).inspect_err(|_| {
+        metrics::counter!(telemetry::AUTH_FAILURES, "reason" => "insufficient_scope").increment(1);
+    })?)
 }
 
 /// The credential a request presents.

@@ -15,6 +15,7 @@ mod health;
 mod keys;
 mod mcp;
 mod memories;
+mod metrics;
 mod openapi;
 mod parse_errors;
 mod proof;
@@ -98,6 +99,8 @@ fn routes(state: &Arc<AppState>, config: &Config, shutdown: CancellationToken) -
         .route(M::GET, "/api/keys", ADMIN, keys::list)
         .route(M::POST, "/api/keys", ADMIN, keys::create)
         .route(M::DELETE, "/api/keys/{name}", ADMIN, keys::revoke)
+        // Any key by default; MNEMO_METRICS_PUBLIC opens it to a scraper on a trusted network.
+        .route(M::GET, "/metrics", metrics_access(config), metrics::scrape)
         // Every MCP request needs a key; whether it may write is decided per tool.
         .service(
             "/mcp",
@@ -106,10 +109,19 @@ fn routes(state: &Arc<AppState>, config: &Config, shutdown: CancellationToken) -
         )
 }
 
+/// Who may scrape `/metrics`: it names no memory, but tells request rates, sizes
+/// and timings, so it needs a key unless `MNEMO_METRICS_PUBLIC` says otherwise.
+fn metrics_access(config: &Config) -> auth::Access {
+    if config.metrics_public { PUBLIC } else { READ }
+}
+
 /// The whole application: the routes behind their access checks, then the panic
-/// catcher, body limit, CORS, tracing, and outermost the JSON body for any error a
-/// layer or an extractor answered in plain text.
+/// catcher, body limit, CORS, tracing, the JSON body for any error a layer or an
+/// extractor answered in plain text, and outermost the request metrics, which so see
+/// every answer.
 pub fn router(state: Arc<AppState>, config: &Config, shutdown: CancellationToken) -> Router {
+    // Installed before the first request, so that one counts too.
+    crate::telemetry::recorder();
     let routes = routes(&state, config, shutdown);
     // Described from the finished table, so it lists exactly the routes served.
     let document = Arc::new(openapi::Served::new(routes.table()));
@@ -128,6 +140,7 @@ pub fn router(state: Arc<AppState>, config: &Config, shutdown: CancellationToken
                 .on_failure(log_failure),
         )
         .layer(axum::middleware::map_response(error::json_errors))
+        .layer(axum::middleware::from_fn(metrics::track))
         .with_state(state)
 }
 

@@ -787,3 +787,171 @@ async fn cors_preflight_echoes_the_requested_headers() {
             .is_none()
     );
 }
+
+/// `GET /metrics` needs a key of any scope (401 with the error body without one) unless
+/// `MNEMO_METRICS_PUBLIC` opens it; it answers the text exposition format.
+#[tokio::test]
+async fn metrics_need_a_key_unless_public() {
+    let closed = app(true, |_| {});
+    let (status, _, json) = send(&closed, Method::GET, "/metrics", None, None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(error_code(&json), "unauthorized");
+    let (_, reader) = KeyFile::new(closed.dir.path())
+        .add("prometheus", crate::auth::Scope::Read)
+        .unwrap();
+    let (status, headers, body) = scrape(&closed, Some(&reader)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        headers[header::CONTENT_TYPE],
+        "text/plain; version=0.0.4; charset=utf-8"
+    );
+    assert!(
+        body.contains("# TYPE mnemo_http_requests_total counter"),
+        "{body}"
+    );
+
+    let open = app(true, |c| c.metrics_public = true);
+    let (status, _, body) = scrape(&open, None).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(body.contains("process_resident_memory_bytes"), "{body}");
+}
+
+/// Requests are labelled with the route's template, never the path: a memory's hash or
+/// an unknown path cannot become a label value.
+#[tokio::test]
+async fn request_metrics_label_the_route_template() {
+    let app = app(true, |_| {});
+    let (_, _, stored) = send(
+        &app,
+        Method::POST,
+        "/api/memories",
+        Some(KEY),
+        Some(r#"{"content": "labelled by template"}"#),
+    )
+    .await;
+    let hash = stored["content_hash"].as_str().unwrap().to_owned();
+    let (status, _, _) = send(
+        &app,
+        Method::GET,
+        &format!("/api/memories/{hash}"),
+        Some(KEY),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let stray = "/api/no-such-route-7f3a9c";
+    let (status, _, _) = send(&app, Method::GET, stray, Some(KEY), None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (_, _, body) = scrape(&app, Some(KEY)).await;
+    assert!(
+        body.contains(r#"method="GET",route="/api/memories/{hash}",status="200""#),
+        "{body}"
+    );
+    assert!(
+        body.contains(r#"method="GET",route="unmatched",status="404""#),
+        "{body}"
+    );
+    assert!(!body.contains(&hash), "a hash became a label: {body}");
+    assert!(!body.contains(stray), "a path became a label: {body}");
+}
+
+/// `GET /metrics` with `key`: status, headers and the exposition text.
+async fn scrape(app: &App, key: Option<&str>) -> (StatusCode, axum::http::HeaderMap, String) {
+    let mut request = Request::builder().uri("/metrics");
+    if let Some(key) = key {
+        request = request.header(header::AUTHORIZATION, format!("Bearer {key}"));
+    }
+    let response = app
+        .router
+        .clone()
+        .oneshot(request.body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    let status = response.status();
+    let headers = response.headers().clone();
+    let bytes = axum::body::to_bytes(response.into_body(), 16 << 20)
+        .await
+        .unwrap();
+    (status, headers, String::from_utf8(bytes.to_vec()).unwrap())
+}
+
+/// Every way a credential is refused is counted under its reason, and 429s apart;
+/// while the model loads, `/metrics` still answers.
+#[tokio::test]
+async fn auth_refusals_are_counted_by_reason() {
+    let limited = app(true, |c| c.auth_failures_per_minute = 2);
+    let (_, reader) = KeyFile::new(limited.dir.path())
+        .add("reader", crate::auth::Scope::Read)
+        .unwrap();
+    let body = Some(r#"{"content": "not for a reader"}"#);
+    let refusals = [
+        (
+            "/api/tags",
+            None,
+            Method::GET,
+            None,
+            StatusCode::UNAUTHORIZED,
+        ),
+        (
+            "/api/tags",
+            Some("wrong"),
+            Method::GET,
+            None,
+            StatusCode::UNAUTHORIZED,
+        ),
+        (
+            "/api/memories",
+            Some(&reader),
+            Method::POST,
+            body,
+            StatusCode::FORBIDDEN,
+        ),
+        (
+            "/api/tags?api_key=x",
+            Some(KEY),
+            Method::GET,
+            None,
+            StatusCode::UNAUTHORIZED,
+        ),
+        (
+            "/api/events?ticket=bogus",
+            None,
+            Method::GET,
+            None,
+            StatusCode::UNAUTHORIZED,
+        ),
+        // The third failed key of this address within the minute: over the quota of 2.
+        (
+            "/api/tags",
+            Some("wrong"),
+            Method::GET,
+            None,
+            StatusCode::TOO_MANY_REQUESTS,
+        ),
+    ];
+    for (path, key, method, body, expected) in refusals {
+        let (status, _, json) = send(&limited, method, path, key, body).await;
+        assert_eq!(status, expected, "{path}: {json}");
+    }
+    let (_, _, text) = scrape(&limited, Some(KEY)).await;
+    let value = |series: &str| -> f64 {
+        text.lines()
+            .find_map(|line| line.strip_prefix(series)?.trim().parse().ok())
+            .unwrap_or(0.0)
+    };
+    for reason in [
+        "missing",
+        "invalid",
+        "insufficient_scope",
+        "key_in_url",
+        "ticket",
+    ] {
+        let series = format!(r#"mnemo_auth_failures_total{{reason="{reason}"}}"#);
+        assert!(value(&series) >= 1.0, "{series}: {text}");
+    }
+    assert!(value("mnemo_auth_rate_limited_total") >= 1.0, "{text}");
+
+    let loading = app(false, |_| {});
+    let (status, _, text) = scrape(&loading, Some(KEY)).await;
+    assert_eq!(status, StatusCode::OK, "{text}");
+}

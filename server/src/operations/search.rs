@@ -13,6 +13,7 @@ use mnemo_api::rest::{
 use super::OpError;
 use crate::memory::{Filter, Memory, ScoredMemory};
 use crate::service::MemoryService;
+use crate::telemetry;
 use crate::timeexpr;
 
 /// `mode` picks semantic (the default), hybrid or exact.
@@ -222,12 +223,16 @@ fn exact(memory: Memory, reason: &str) -> SearchResult {
     }
 }
 
+/// mcp-memory-service's answer to a search; its time goes to the search latency of its
+/// mode.
 fn envelope(
     results: Vec<SearchResult>,
     query: String,
-    search_type: &str,
+    search_type: &'static str,
     started: Instant,
 ) -> SearchResponse {
+    metrics::histogram!(telemetry::SEARCH_DURATION, "mode" => search_type)
+        .record(started.elapsed());
     SearchResponse {
         total_found: results.len(),
         results,

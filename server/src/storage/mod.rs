@@ -178,6 +178,27 @@ pub trait Storage: Send + Sync + 'static {
     }
 }
 
+/// Sets the store's gauges (memories, database bytes) for a scrape of `/metrics`. A
+/// figure the database cannot give now is left as it was and logged: a scrape never
+/// fails for it.
+pub async fn observe(storage: &dyn Storage) {
+    let backend = storage.backend();
+    let (count, bytes) = futures::join!(storage.count(), storage.size_on_disk());
+    match count {
+        Ok(count) => {
+            metrics::gauge!(crate::telemetry::MEMORIES, "backend" => backend).set(count as f64);
+        }
+        Err(e) => tracing::debug!(error = %e, "cannot count the memories for /metrics"),
+    }
+    match bytes {
+        Ok(bytes) => {
+            metrics::gauge!(crate::telemetry::DATABASE_BYTES, "backend" => backend)
+                .set(bytes as f64);
+        }
+        Err(e) => tracing::debug!(error = %e, "cannot size the database for /metrics"),
+    }
+}
+
 /// A memory ready to store: validated, normalised, hashed and embedded.
 #[derive(Debug, Clone)]
 pub struct NewRecord {

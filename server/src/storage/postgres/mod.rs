@@ -38,7 +38,7 @@ mod schema;
 mod write;
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use deadpool_postgres::{Client, Pool};
 use tokio::sync::broadcast;
@@ -46,6 +46,7 @@ use tokio_util::sync::{CancellationToken, DropGuard};
 
 use crate::memory::{EmbeddingSpec, Filter, Memory, MemoryPatch, ScoredMemory, now_epoch};
 use crate::storage::{EventRow, NewRecord, Page, Retention, Storage, StorageError, StorageFuture};
+use crate::telemetry;
 use connect::Target;
 use feed::Feed;
 pub use keys::{KeyChangeError, KeyRow, PostgresKeys};
@@ -195,6 +196,7 @@ impl PostgresStore {
             return Ok(results.into_iter().flatten().collect());
         }
         let mut client = self.client().await?;
+        let started = Instant::now();
         let mut tx = client.transaction().await?;
         let mut head = write::lock_feed(&tx).await?;
         let now = now_epoch();
@@ -222,12 +224,15 @@ impl PostgresStore {
         let results: Vec<Result<Memory, StorageError>> = results.into_iter().flatten().collect();
         if head.moved {
             if let Err(e) = tx.commit().await {
+                metrics::counter!(telemetry::COMMIT_FAILURES, "backend" => "postgresql")
+                    .increment(1);
                 let failed = commit_failed(e);
                 return Ok(results
                     .into_iter()
                     .map(|r| r.and_then(|_| Err(failed())))
                     .collect());
             }
+            committed(started, results.len());
         } else {
             tx.rollback().await?;
         }
@@ -239,6 +244,7 @@ impl PostgresStore {
     /// Commits a one-memory write (update or delete) made by `apply`.
     async fn write_one(&self, apply: WriteOne<'_>) -> Result<Memory, StorageError> {
         let mut client = self.client().await?;
+        let started = Instant::now();
         let tx = client.transaction().await?;
         let mut head = write::lock_feed(&tx).await?;
         let now = now_epoch();
@@ -249,7 +255,11 @@ impl PostgresStore {
             WriteOne::Delete(hash) => write::delete(&tx, &mut head, hash, now).await?,
         };
         write::finish(&tx, &head, &self.shared.retention, now).await?;
-        tx.commit().await.map_err(|e| commit_failed(e)())?;
+        if let Err(e) = tx.commit().await {
+            metrics::counter!(telemetry::COMMIT_FAILURES, "backend" => "postgresql").increment(1);
+            return Err(commit_failed(e)());
+        }
+        committed(started, 1);
         drop(client);
         self.announce(Some(head.seq)).await;
         Ok(memory)
@@ -261,6 +271,14 @@ impl PostgresStore {
             self.shared.feed.sent(seq, self.shared.call_timeout).await;
         }
     }
+}
+
+/// Records a write transaction of `writes` writes that committed, begun at `started`
+/// (the wait for the feed's row lock included: that is where servers take turns).
+fn committed(started: Instant, writes: usize) {
+    metrics::histogram!(telemetry::COMMIT_DURATION, "backend" => "postgresql")
+        .record(started.elapsed());
+    metrics::histogram!(telemetry::WRITE_GROUP, "backend" => "postgresql").record(writes as f64);
 }
 
 /// The error each write of a transaction whose commit failed gets. A lost connection

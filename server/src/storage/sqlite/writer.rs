@@ -11,6 +11,7 @@ use super::vectors::VectorCopy;
 use super::write::{self, Written};
 use crate::memory::{Memory, MemoryPatch};
 use crate::storage::{EventRow, NewRecord, Retention, StorageError};
+use crate::telemetry;
 
 /// Commands waiting beyond this block their senders, which bounds the queue's memory.
 const QUEUE_DEPTH: usize = 1024;
@@ -175,9 +176,11 @@ fn commit_group<'a>(
     retention: &Retention,
 ) -> Vec<Result<Written, StorageError>> {
     let count = commands.len();
+    let started = std::time::Instant::now();
     let tx = match conn.transaction_with_behavior(TransactionBehavior::Immediate) {
         Ok(tx) => tx,
         Err(e) => {
+            metrics::counter!(telemetry::COMMIT_FAILURES, "backend" => "sqlite-vec").increment(1);
             let failed = group_failed(e);
             return (0..count).map(|_| Err(failed())).collect();
         }
@@ -193,9 +196,13 @@ fn commit_group<'a>(
         tracing::warn!(error = %e, "pruning the events table failed; will retry with the next write");
     }
     if let Err(e) = tx.commit() {
+        metrics::counter!(telemetry::COMMIT_FAILURES, "backend" => "sqlite-vec").increment(1);
         let failed = group_failed(e);
         return results.into_iter().map(|r| r.and(Err(failed()))).collect();
     }
+    metrics::histogram!(telemetry::COMMIT_DURATION, "backend" => "sqlite-vec")
+        .record(started.elapsed());
+    metrics::histogram!(telemetry::WRITE_GROUP, "backend" => "sqlite-vec").record(count as f64);
     results
 }
 
