@@ -19,6 +19,7 @@ mod state;
 #[cfg(test)]
 mod tests;
 mod ticket;
+mod transfer;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -77,6 +78,9 @@ fn routes(state: &Arc<AppState>, config: &Config, shutdown: CancellationToken) -
         // Any key may trade itself for a single-use stream ticket of its own scope.
         .route(M::POST, "/api/events/ticket", READ, events::ticket)
         .route(M::GET, "/api/events/stats", ADMIN, events::stats)
+        // Admin: everyone's memories at once, and an import writes the past.
+        .route(M::GET, "/api/export", ADMIN, transfer::export)
+        .route(M::POST, "/api/import", ADMIN, transfer::import)
         .route(M::GET, "/api/tags", READ, catalog::tags)
         .route(M::GET, "/api/types", READ, catalog::types)
         // Every MCP request needs a key; whether it may write is decided per tool.

@@ -13,9 +13,13 @@
 //! * [`search`]: semantic, hybrid and exact search, by tag, by time.
 //! * [`catalog`]: the tags and types in use.
 //! * [`health`]: the detailed health report.
+//! * [`export`] and [`import`]: every memory out as JSON Lines, and back in, a
+//!   report per line.
 
 pub mod catalog;
+pub mod export;
 pub mod health;
+pub mod import;
 pub mod memories;
 pub mod search;
 

@@ -135,6 +135,7 @@ pub(crate) fn record(content: &str, tags: &[&str], vector: [f32; DIM]) -> NewRec
         metadata: Map::new(),
         vector: unit(vector),
         created_at: None,
+        updated_at: None,
     }
 }
 
