@@ -6,6 +6,7 @@
 
 mod auth;
 mod catalog;
+mod client_ip;
 pub(crate) mod connections;
 pub mod error;
 mod events;
@@ -97,6 +98,13 @@ fn routes(state: &Arc<AppState>, config: &Config, shutdown: CancellationToken) -
 pub fn router(state: Arc<AppState>, config: &Config, shutdown: CancellationToken) -> Router {
     routes(&state, config, shutdown)
         .into_router(&state, not_found, method_not_allowed)
+        // Outside the access checks, which count failures per client.
+        .layer(axum::middleware::from_fn_with_state(
+            Arc::new(client_ip::TrustedProxies::new(
+                config.trusted_proxies.clone(),
+            )),
+            client_ip::resolve,
+        ))
         .layer(catch_panics())
         .layer(DefaultBodyLimit::max(config.max_body_bytes))
         .layer(cors(&config.cors_origins))

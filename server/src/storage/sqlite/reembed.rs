@@ -231,7 +231,7 @@ mod tests {
         let path = dir.path().join("memories.db");
         let store = SqliteStore::open(&path, &spec(), SqliteOptions::default()).unwrap();
         let records = (0..count)
-            .map(|i| record(&format!("memory number {i}"), &[], unit([i as f32 + 1.0; DIM])))
+            .map(|i| record(&format!("memory number {i}"), &[], [1.0, i as f32, 0.5, 0.0]))
             .collect();
         for result in store.insert_many(records) {
             result.unwrap();
