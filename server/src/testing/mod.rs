@@ -30,4 +30,4 @@ pub use process::{
 };
 pub use server::{Backend, MASTER_KEY, TestServer, pinned_client};
 pub use service::{TestService, embedder, open_service, open_service_in, open_service_with};
-pub use sse::{SseStream, next_event};
+pub use sse::{SseStream, next_event, sse_stream};
