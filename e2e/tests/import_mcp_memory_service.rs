@@ -193,10 +193,7 @@ async fn imports_what_the_python_server_wrote() {
         "{said}"
     );
 
-    let exported = server_command(data.path())
-        .arg("export")
-        .output()
-        .unwrap();
+    let exported = server_command(data.path()).arg("export").output().unwrap();
     assert!(exported.status.success());
     let imported: Vec<Value> = exported
         .stdout
@@ -210,9 +207,16 @@ async fn imports_what_the_python_server_wrote() {
             .find(|m| m["content"] == original["content"])
             .unwrap_or_else(|| panic!("{} was not imported", original["content"]));
         for field in ["tags", "memory_type", "created_at", "updated_at"] {
-            assert_eq!(twin[field], original[field], "{field} of {}", original["content"]);
+            assert_eq!(
+                twin[field], original[field],
+                "{field} of {}",
+                original["content"]
+            );
         }
-        let metadata = original["metadata"].as_object().cloned().unwrap_or_default();
+        let metadata = original["metadata"]
+            .as_object()
+            .cloned()
+            .unwrap_or_default();
         assert_eq!(twin["metadata"], Value::Object(metadata));
     }
     assert!(!imported.iter().any(|m| m["content"] == deleted["content"]));

@@ -15,9 +15,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use mnemo_server::testing::{
-    ServerProcess, lines_of, next_event, server_command, sse_stream,
-};
+use mnemo_server::testing::{ServerProcess, lines_of, next_event, server_command, sse_stream};
 use serde_json::{Value, json};
 
 const KEY: &str = "nginx-test-key-0123456789";
@@ -37,7 +35,10 @@ fn free_port() -> u16 {
 fn render(example: &str, listen: u16, upstream: u16, dir: &Path) -> String {
     let mut text = example.to_owned();
     for (from, to) in [
-        ("listen 443 ssl;".to_owned(), format!("listen 127.0.0.1:{listen} ssl;")),
+        (
+            "listen 443 ssl;".to_owned(),
+            format!("listen 127.0.0.1:{listen} ssl;"),
+        ),
         (
             "server 127.0.0.1:8000;".to_owned(),
             format!("server 127.0.0.1:{upstream};"),
@@ -154,10 +155,9 @@ async fn mnemo_behind_nginx() {
         .unwrap_or_else(|| panic!("{said}"))
         .to_owned();
     let listen = free_port();
-    let example = std::fs::read_to_string(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../nginx/mnemo.conf"),
-    )
-    .unwrap();
+    let example =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../nginx/mnemo.conf"))
+            .unwrap();
     let _nginx = Nginx::start(
         proxy.path(),
         &render(&example, listen, mnemo.port(), proxy.path()),
@@ -216,7 +216,11 @@ async fn mnemo_behind_nginx() {
         let answered = Instant::now();
         assert_eq!(answer.unwrap().status(), 200);
         let (event, arrived) = event;
-        assert!(event.data.contains(&format!("event number {i}")), "{}", event.data);
+        assert!(
+            event.data.contains(&format!("event number {i}")),
+            "{}",
+            event.data
+        );
         // The commit happens before the store's answer leaves the server, so the
         // event's delay after the commit is at most its delay after the answer.
         delays.push(arrived.saturating_duration_since(answered));
@@ -234,9 +238,11 @@ async fn mnemo_behind_nginx() {
         .post(format!("{base}/mcp"))
         .bearer_auth(KEY)
         .header("accept", "application/json, text/event-stream")
-        .json(&json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+        .json(
+            &json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
             "protocolVersion": "2025-06-18", "capabilities": {},
-            "clientInfo": {"name": "nginx-test", "version": "1"}}}))
+            "clientInfo": {"name": "nginx-test", "version": "1"}}}),
+        )
         .send()
         .await
         .unwrap();
@@ -260,8 +266,10 @@ async fn mnemo_behind_nginx() {
         .await
         .unwrap();
     assert!(initialized.status().is_success());
-    let called = mcp(json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {
-        "name": "memory_search", "arguments": {"query": "stored through nginx"}}}))
+    let called = mcp(
+        json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {
+        "name": "memory_search", "arguments": {"query": "stored through nginx"}}}),
+    )
     .await
     .unwrap();
     assert_eq!(called.status(), 200);
@@ -282,7 +290,13 @@ async fn mnemo_behind_nginx() {
     };
     let mut statuses = Vec::new();
     for i in 0..5 {
-        statuses.push(wrong(&http, &format!("203.0.113.{i}")).await.unwrap().status().as_u16());
+        statuses.push(
+            wrong(&http, &format!("203.0.113.{i}"))
+                .await
+                .unwrap()
+                .status()
+                .as_u16(),
+        );
     }
     assert_eq!(statuses, [401, 401, 401, 429, 429]);
     mnemo.wait_for_log("client=127.0.0.3");

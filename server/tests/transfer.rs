@@ -32,9 +32,18 @@ async fn seed(server: &TestServer) {
         .await;
     assert_eq!(status, 200, "{body}");
     for (content, tags) in [
-        ("The car's winter tyres are in the garage loft.", vec!["car", "tyres"]),
-        ("Kids' football practice moved to Thursday evenings.", vec!["kids", "sport"]),
-        ("The wifi password is on the router's underside.", vec!["house", "network"]),
+        (
+            "The car's winter tyres are in the garage loft.",
+            vec!["car", "tyres"],
+        ),
+        (
+            "Kids' football practice moved to Thursday evenings.",
+            vec!["kids", "sport"],
+        ),
+        (
+            "The wifi password is on the router's underside.",
+            vec!["house", "network"],
+        ),
     ] {
         server
             .store(json!({"content": content, "tags": tags, "metadata": {"source": "test"}}))
@@ -141,7 +150,12 @@ async fn export_then_import_gives_the_same_memories_and_search() {
     let target = TestServer::spawn().await;
     let report = import(&target, exported.clone()).await;
     assert_eq!(
-        (report.lines, report.accepted, report.duplicates, report.errors),
+        (
+            report.lines,
+            report.accepted,
+            report.duplicates,
+            report.errors
+        ),
         (5, 5, 0, 0),
         "{report:?}"
     );
@@ -159,8 +173,12 @@ async fn export_then_import_gives_the_same_memories_and_search() {
 
     let with_vectors = export(&source, "?vectors=true").await;
     let lines = parsed(&with_vectors);
-    assert!(lines.iter().all(|m| m.embedding.as_ref().unwrap().len() == 384
-        && m.embedding_model.as_deref() == Some("sentence-transformers/all-MiniLM-L6-v2")));
+    assert!(
+        lines
+            .iter()
+            .all(|m| m.embedding.as_ref().unwrap().len() == 384
+                && m.embedding_model.as_deref() == Some("sentence-transformers/all-MiniLM-L6-v2"))
+    );
     let third = TestServer::spawn().await;
     assert_eq!(import(&third, with_vectors).await.accepted, 5);
     assert_eq!(parsed(&export(&third, "").await), original);
@@ -205,7 +223,12 @@ async fn bad_lines_cost_only_themselves() {
     .join("\n");
     let report = import(&server, body).await;
     assert_eq!(
-        (report.lines, report.accepted, report.duplicates, report.errors),
+        (
+            report.lines,
+            report.accepted,
+            report.duplicates,
+            report.errors
+        ),
         (10, 2, 1, 6),
         "{report:?}"
     );
@@ -345,10 +368,9 @@ async fn offline_export_import_and_reembed() {
     assert!(!output.status.success(), "a bad line fails the command");
     assert!(report.contains("2 accepted"), "{report}");
     assert!(report.contains("line 3: error"), "{report}");
-    let again = String::from_utf8(
-        run(target.path(), &["import", input.to_str().unwrap()], &[]).stdout,
-    )
-    .unwrap();
+    let again =
+        String::from_utf8(run(target.path(), &["import", input.to_str().unwrap()], &[]).stdout)
+            .unwrap();
     assert!(again.contains("0 accepted, 2 duplicates"), "{again}");
 
     let before = vectors(target.path(), &[]);
@@ -376,7 +398,13 @@ async fn offline_export_import_and_reembed() {
 
     succeeded(run(
         target.path(),
-        &["reembed", "--model-dir", model_dir, "--model-id", "renamed/minilm"],
+        &[
+            "reembed",
+            "--model-dir",
+            model_dir,
+            "--model-id",
+            "renamed/minilm",
+        ],
         &[],
     ));
     let mismatch = failed(run(target.path(), &["export"], &[]));
@@ -394,5 +422,8 @@ async fn offline_export_import_and_reembed() {
         &["reembed", "--model-dir", model_dir, "--model-id", "x"],
         &[("MNEMO_DATABASE_URL", "postgres://mnemo@127.0.0.1:1/mnemo")],
     ));
-    assert!(postgres.contains("works on a SQLite database"), "{postgres}");
+    assert!(
+        postgres.contains("works on a SQLite database"),
+        "{postgres}"
+    );
 }

@@ -138,12 +138,21 @@ mod tests {
         assert_eq!(proxies.client(ip("192.0.2.7"), &spoofed), ip("192.0.2.7"));
         // nginx appended the real client after the one the client made up.
         let forwarded = headers(&["9.9.9.9, 198.51.100.4"]);
-        assert_eq!(proxies.client(ip("127.0.0.1"), &forwarded), ip("198.51.100.4"));
+        assert_eq!(
+            proxies.client(ip("127.0.0.1"), &forwarded),
+            ip("198.51.100.4")
+        );
         // Two proxies, the header split across two lines, a port on one hop.
         let chained = headers(&["9.9.9.9", "198.51.100.4:5555, 10.1.2.3"]);
-        assert_eq!(proxies.client(ip("127.0.0.1"), &chained), ip("198.51.100.4"));
+        assert_eq!(
+            proxies.client(ip("127.0.0.1"), &chained),
+            ip("198.51.100.4")
+        );
         // No header, or garbage: the proxy itself, or the last trusted hop.
-        assert_eq!(proxies.client(ip("127.0.0.1"), &HeaderMap::new()), ip("127.0.0.1"));
+        assert_eq!(
+            proxies.client(ip("127.0.0.1"), &HeaderMap::new()),
+            ip("127.0.0.1")
+        );
         let garbage = headers(&["1.2.3.4, junk, 10.0.0.9"]);
         assert_eq!(proxies.client(ip("127.0.0.1"), &garbage), ip("10.0.0.9"));
         // A mapped IPv4 peer is trusted as its IPv4 address.

@@ -25,9 +25,9 @@ pub async fn run(config: &Config, args: ImportArgs, out: &mut impl Write) -> any
         let stdin = tokio::io::BufReader::new(tokio::io::stdin());
         import(&service, &admin(), stdin, |_| {}).await?
     } else {
-        let file = tokio::fs::File::open(&args.file).await.map_err(|e| {
-            anyhow::anyhow!("cannot read {}: {e}", args.file.display())
-        })?;
+        let file = tokio::fs::File::open(&args.file)
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", args.file.display()))?;
         let bar = bytes_bar(file.metadata().await?.len());
         let reader = tokio::io::BufReader::with_capacity(256 << 10, file);
         let report = import(&service, &admin(), reader, |done| {
@@ -46,7 +46,11 @@ pub async fn run(config: &Config, args: ImportArgs, out: &mut impl Write) -> any
 }
 
 /// The counts, then each problem as `<what> N: duplicate|error: message`.
-pub fn print_report(report: &ImportReport, what: &str, out: &mut impl Write) -> std::io::Result<()> {
+pub fn print_report(
+    report: &ImportReport,
+    what: &str,
+    out: &mut impl Write,
+) -> std::io::Result<()> {
     writeln!(
         out,
         "{} accepted, {} duplicates (already stored), {} errors.",
@@ -58,7 +62,11 @@ pub fn print_report(report: &ImportReport, what: &str, out: &mut impl Write) -> 
             LineStatus::Duplicate => "duplicate",
             LineStatus::Error => "error",
         };
-        writeln!(out, "{what} {}: {status}: {}", problem.line, problem.message)?;
+        writeln!(
+            out,
+            "{what} {}: {status}: {}",
+            problem.line, problem.message
+        )?;
     }
     if report.problems_truncated {
         writeln!(out, "(more problems than listed)")?;

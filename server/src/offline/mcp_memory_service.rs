@@ -46,7 +46,11 @@ pub struct Counts {
     pub soft_deleted: u64,
 }
 
-pub async fn run(config: &Config, source: ImportSource, out: &mut impl Write) -> anyhow::Result<()> {
+pub async fn run(
+    config: &Config,
+    source: ImportSource,
+    out: &mut impl Write,
+) -> anyhow::Result<()> {
     let ImportSource::McpMemoryService { path } = source;
     let source = Source::open(&path)?;
     let service = open_service(config).await?;

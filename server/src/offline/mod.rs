@@ -43,8 +43,7 @@ pub async fn open_service(config: &Config) -> anyhow::Result<MemoryService> {
     .await??;
     let storage: Arc<dyn Storage> = match &config.database_url {
         Some(url) => Arc::new(
-            PostgresStore::open(url.expose(), embedder.spec(), config.postgres_options())
-                .await?,
+            PostgresStore::open(url.expose(), embedder.spec(), config.postgres_options()).await?,
         ),
         None => {
             let (path, spec, options) = (

@@ -29,6 +29,7 @@ pub struct Progress {
 }
 
 /// One memory to import, with where it came from: a line number, or a row.
+#[derive(Debug)]
 pub struct Item {
     pub line: u64,
     pub memory: NewMemory,
@@ -60,13 +61,9 @@ pub async fn import(
     {
         done.lines += 1;
         let number = done.lines;
-        match line.and_then(|text| parse(&text, &model)) {
+        match line.and_then(|text| parse(&text, &model, number)) {
             Ok(None) => {}
-            Ok(Some((memory, vector))) => batch.push(Item {
-                line: number,
-                memory,
-                vector,
-            }),
+            Ok(Some(item)) => batch.push(item),
             Err(message) => report.record(LineReport {
                 line: number,
                 status: LineStatus::Error,
@@ -109,14 +106,14 @@ fn chunks(items: Vec<Item>) -> Vec<Vec<Item>> {
     out
 }
 
-/// One line as a memory to store, `None` for a blank line, or why it is refused.
-fn parse(text: &[u8], model: &str) -> Result<Option<(NewMemory, Option<Vec<f32>>)>, String> {
+/// Line `line` as a memory to store, `None` for a blank line, or why it is refused.
+fn parse(text: &[u8], model: &str, line: u64) -> Result<Option<Item>, String> {
     if text.iter().all(u8::is_ascii_whitespace) {
         return Ok(None);
     }
-    let line: ExportedMemory =
+    let exported: ExportedMemory =
         serde_json::from_slice(text).map_err(|e| format!("not a memory: {e}"))?;
-    let vector = match (line.embedding, line.embedding_model) {
+    let vector = match (exported.embedding, exported.embedding_model) {
         (Some(_), Some(other)) if other != model => {
             return Err(format!(
                 "its embedding is from model {other:?}; this server uses {model:?}: leave out \
@@ -125,20 +122,19 @@ fn parse(text: &[u8], model: &str) -> Result<Option<(NewMemory, Option<Vec<f32>>
         }
         (vector, _) => vector,
     };
-    for time in [line.created_at, line.updated_at].into_iter().flatten() {
-        if !time.is_finite() {
-            return Err("a time must be a finite number of seconds".into());
-        }
-    }
     let memory = NewMemory {
-        content: line.content,
-        tags: line.tags,
-        memory_type: line.memory_type,
-        metadata: line.metadata,
-        created_at: line.created_at,
-        updated_at: line.updated_at.or(line.created_at),
+        content: exported.content,
+        tags: exported.tags,
+        memory_type: exported.memory_type,
+        metadata: exported.metadata,
+        created_at: exported.created_at,
+        updated_at: exported.updated_at.or(exported.created_at),
     };
-    Ok(Some((memory, vector)))
+    Ok(Some(Item {
+        line,
+        memory,
+        vector,
+    }))
 }
 
 /// Stores a batch and records each item's outcome. Only a failure of the server
@@ -255,18 +251,22 @@ mod tests {
         assert_eq!(got.len(), 4);
     }
 
-    /// A vector of another model is refused with what to do; times must be finite;
-    /// blank lines are nothing.
+    /// A vector of another model is refused with what to do; blank lines are
+    /// nothing; a missing update time is the creation time.
     #[test]
     fn parse_rules() {
         let other = br#"{"content":"a","embedding":[1.0],"embedding_model":"x"}"#;
-        assert!(parse(other, "m").unwrap_err().contains("leave out"));
-        assert!(parse(b"  ", "m").unwrap().is_none());
-        assert!(parse(b"[1]", "m").unwrap_err().contains("not a memory"));
-        let (memory, vector) = parse(br#"{"content":"a","created_at":5}"#, "m")
+        assert!(parse(other, "m", 1).unwrap_err().contains("leave out"));
+        assert!(parse(b"  ", "m", 1).unwrap().is_none());
+        assert!(parse(b"[1]", "m", 1).unwrap_err().contains("not a memory"));
+        let item = parse(br#"{"content":"a","created_at":5}"#, "m", 3)
             .unwrap()
             .unwrap();
-        assert_eq!((memory.created_at, memory.updated_at), (Some(5.0), Some(5.0)));
-        assert!(vector.is_none());
+        let memory = &item.memory;
+        assert_eq!(
+            (memory.created_at, memory.updated_at),
+            (Some(5.0), Some(5.0))
+        );
+        assert!(item.vector.is_none() && item.line == 3);
     }
 }

@@ -92,7 +92,10 @@ pub fn reembed(
         }
         let texts: Vec<String> = batch.iter().map(|(_, text)| text.clone()).collect();
         let vectors = embed(&texts).map_err(|message| {
-            StorageError::backend("embedding with the new model", std::io::Error::other(message))
+            StorageError::backend(
+                "embedding with the new model",
+                std::io::Error::other(message),
+            )
         })?;
         if vectors.len() != batch.len() {
             return Err(StorageError::backend(
@@ -231,7 +234,13 @@ mod tests {
         let path = dir.path().join("memories.db");
         let store = SqliteStore::open(&path, &spec(), SqliteOptions::default()).unwrap();
         let records = (0..count)
-            .map(|i| record(&format!("memory number {i}"), &[], [1.0, i as f32, 0.5, 0.0]))
+            .map(|i| {
+                record(
+                    &format!("memory number {i}"),
+                    &[],
+                    [1.0, i as f32, 0.5, 0.0],
+                )
+            })
             .collect();
         for result in store.insert_many(records) {
             result.unwrap();
@@ -295,7 +304,9 @@ mod tests {
         let old = SqliteStore::open(&path, &spec(), SqliteOptions::default());
         assert!(matches!(old, Err(StorageError::ModelMismatch { .. })));
         let store = SqliteStore::open(&path, &target, SqliteOptions::default()).unwrap();
-        let query = model(8)(&["memory number 42".to_owned()]).unwrap().remove(0);
+        let query = model(8)(&["memory number 42".to_owned()])
+            .unwrap()
+            .remove(0);
         let best = store.search(&query, 1, &Default::default()).unwrap();
         assert!((best[0].cosine_similarity - 1.0).abs() < 1e-4);
         assert_eq!(store.count().unwrap(), 100);
