@@ -19,6 +19,10 @@
 //!   from its pinned source archive ([`mcp_memory_service`]), against the real server.
 //! * `tests/claude_hooks.rs`: the Claude Code hooks' `memory-client.js` from that
 //!   archive, driven by node (`node/claude_hooks_client.cjs`) in HTTP and MCP modes.
+//! * `tests/nginx.rs`: Debian's nginx in front of the server, configured by the
+//!   committed `nginx/mnemo.conf`: TLS termination, REST, SSE, `/mcp`, client addresses.
+//! * `tests/import_mcp_memory_service.rs`: `mnemo-server import-from` on a database
+//!   written by the real Python mcp-memory-service (mcp-memory-service-lite 12.4.0).
 //! * [`node`]: node modules (playwright-core, ajv) and Debian's chromium, for
 //!   `tests/browser.rs`: the seed guide's web app in a headless browser.
 //!
