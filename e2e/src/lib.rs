@@ -22,6 +22,10 @@
 //! * `tests/openapi.rs`: schemathesis over every operation of `/api/openapi.json`
 //!   with a write key, and `/api/docs` in headless chromium with no network
 //!   (`node/api_docs.cjs`).
+//! * `tests/nginx.rs`: Debian's nginx in front of the server, configured by the
+//!   committed `nginx/mnemo.conf`: TLS termination, REST, SSE, `/mcp`, client addresses.
+//! * `tests/import_mcp_memory_service.rs`: `mnemo-server import-from` on a database
+//!   written by the real Python mcp-memory-service (mcp-memory-service-lite 12.4.0).
 //! * [`node`]: node modules (playwright-core, ajv) and Debian's chromium, for
 //!   `tests/browser.rs`: the seed guide's web app in a headless browser.
 //!

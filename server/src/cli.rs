@@ -33,6 +33,17 @@ pub enum Command {
     /// Manage the server's TLS identity (the key pair in <data dir>/certs).
     #[command(subcommand)]
     Tls(TlsCommand),
+    /// Write every memory as JSON Lines (with the server stopped; online: GET /api/export).
+    Export(crate::offline::export::ExportArgs),
+    /// Read memories from JSON Lines, as export writes them (with the server stopped;
+    /// online: POST /api/import). Content already stored is skipped.
+    Import(crate::offline::import::ImportArgs),
+    /// Bring memories over from another memory server's database (with the server stopped).
+    #[command(subcommand)]
+    ImportFrom(crate::offline::mcp_memory_service::ImportSource),
+    /// Rewrite every vector with another model, resumably; the database changes model
+    /// only once every vector is written (with the server stopped).
+    Reembed(crate::offline::reembed::ReembedArgs),
 }
 
 /// `mnemo-server tls ...`.

@@ -116,6 +116,13 @@ pub struct Config {
     #[arg(long, env = "MCP_ALLOW_ANONYMOUS_ACCESS", default_value_t = false, action = clap::ArgAction::Set, value_parser = BoolishValueParser::new())]
     pub allow_anonymous: bool,
 
+    /// Reverse proxies (IPs or CIDRs, comma-separated, such as `127.0.0.1` for nginx on
+    /// the same host) whose `X-Forwarded-For` names the client, so failed-key limits
+    /// and logs see the client's address, not the proxy's [default: none: the header
+    /// is ignored, since any client can send it].
+    #[arg(long, env = "MNEMO_TRUSTED_PROXIES", value_delimiter = ',', value_parser = parse_network)]
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+
     /// Origins allowed by CORS, comma-separated; `*` for any [default: none].
     #[arg(long, env = "MCP_CORS_ORIGINS", value_delimiter = ',')]
     pub cors_origins: Vec<String>,
@@ -369,9 +376,35 @@ impl Config {
     }
 }
 
+/// A trusted proxy: a network (`10.0.0.0/8`) or one address (`127.0.0.1`, `::1`).
+fn parse_network(text: &str) -> Result<ipnet::IpNet, String> {
+    let text = text.trim();
+    text.parse::<ipnet::IpNet>()
+        .or_else(|_| text.parse::<IpAddr>().map(ipnet::IpNet::from))
+        .map_err(|_| format!("{text:?} is neither an IP address nor a CIDR network"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Trusted proxies take addresses and networks, and refuse anything else by name.
+    #[test]
+    fn trusted_proxies() {
+        let config = Config::try_parse_from([
+            "mnemo-server",
+            "--trusted-proxies",
+            "127.0.0.1,10.0.0.0/8,::1",
+        ])
+        .unwrap();
+        assert_eq!(config.trusted_proxies.len(), 3);
+        assert!(config.trusted_proxies[1].contains(&IpAddr::from([10, 9, 8, 7])));
+        let error = Config::try_parse_from(["mnemo-server", "--trusted-proxies", "nginx"])
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("\"nginx\" is neither"), "{error}");
+        assert!(Config::for_data_dir("/tmp").trusted_proxies.is_empty());
+    }
 
     /// Tuning settings reach the store, and out-of-range values are refused by name.
     #[test]

@@ -7,6 +7,8 @@
 //! * [`cli`]: the command line: serving, or the `keys` commands that manage API keys.
 //! * [`config`]: every setting, as one clap struct whose flags all have an
 //!   environment variable (mcp-memory-service's names where the meaning matches).
+//! * [`offline`]: the commands that open the database directly, with no server running
+//!   on it: `export`, `import`, `import-from mcp-memory-service`, `reembed`.
 //! * [`startup`]: [`Server`]: keys, TLS and the listener first, then the model and
 //!   database in the background while health checks already answer; mDNS once
 //!   healthy; a cancellation token stops it.
@@ -54,6 +56,7 @@ pub mod feed;
 pub mod http;
 pub mod mdns;
 pub mod memory;
+pub mod offline;
 pub mod operations;
 pub mod service;
 pub mod startup;

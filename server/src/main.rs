@@ -6,6 +6,7 @@ use std::io::IsTerminal;
 use anyhow::Context;
 use clap::Parser;
 use mnemo_server::cli::{Cli, Command, managed_keys, run_keys_command, run_tls_command};
+use mnemo_server::offline;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tracing_subscriber::EnvFilter;
@@ -22,8 +23,16 @@ async fn main() -> anyhow::Result<()> {
         run_keys_command(&managed, keys, &mut std::io::stdout()).await?;
         return Ok(());
     }
-    if let Some(Command::Tls(tls)) = command {
-        return run_tls_command(&config, tls, &mut std::io::stdout());
+    let out = &mut std::io::stdout();
+    match command {
+        Some(Command::Tls(tls)) => return run_tls_command(&config, tls, out),
+        Some(Command::Export(args)) => return offline::export::run(&config, args, out).await,
+        Some(Command::Import(args)) => return offline::import::run(&config, args, out).await,
+        Some(Command::ImportFrom(source)) => {
+            return offline::mcp_memory_service::run(&config, source, out).await;
+        }
+        Some(Command::Reembed(args)) => return offline::reembed::run(&config, args, out),
+        Some(Command::Keys(_)) | None => {}
     }
     // Colour only for a person at a terminal: the journal and log files get plain text.
     let colour = std::io::stdout().is_terminal()

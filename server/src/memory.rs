@@ -65,6 +65,8 @@ pub struct NewMemory {
     pub metadata: Map<String, Value>,
     /// Keeps an original creation time (imports); `None` means now.
     pub created_at: Option<f64>,
+    /// Keeps an original time of the last change (imports); `None` means now.
+    pub updated_at: Option<f64>,
 }
 
 /// A change to an existing memory. `None` leaves a field as it is.
@@ -137,6 +139,8 @@ pub enum InvalidInput {
         "metadata takes {actual} bytes as JSON; the limit is {limit} bytes (MNEMO_MAX_METADATA_BYTES)"
     )]
     MetadataTooLarge { actual: usize, limit: usize },
+    #[error("time {time} is outside the years 0001 to 9999")]
+    TimeOutOfRange { time: String },
     #[error("{field} contains a NUL character (\\u0000), which a memory cannot hold")]
     NulCharacter { field: &'static str },
 }

@@ -28,6 +28,19 @@ pub const DEFAULT_MAX_QUERY_CHARS: usize = 8 * 1024;
 /// back whole, so it is bounded like content.
 pub const DEFAULT_MAX_METADATA_BYTES: usize = 64 * 1024;
 
+/// Times an import may carry, in epoch seconds: 0001-01-01 to the end of 9999, the
+/// years RFC 3339 (and so every `*_iso` field) can write.
+pub const IMPORTABLE: std::ops::Range<f64> = -62_135_596_800.0..253_402_300_800.0;
+
+/// `vector` scaled to unit length, as every stored vector is (a zero vector stays).
+fn unit(mut vector: Vec<f32>) -> Vec<f32> {
+    let norm = vector.iter().map(|x| x * x).sum::<f32>().sqrt();
+    if norm > 0.0 && norm.is_finite() {
+        vector.iter_mut().for_each(|x| *x /= norm);
+    }
+    vector
+}
+
 /// What one request may ask of the service, so that no input's size alone makes it
 /// costly (`MNEMO_MAX_CONTENT_BYTES`, `MNEMO_MAX_QUERY_CHARS`, `MNEMO_MAX_METADATA_BYTES`).
 #[derive(Debug, Clone, Copy)]
@@ -127,12 +140,31 @@ impl MemoryService {
         &self,
         batch: Vec<NewMemory>,
     ) -> Result<Vec<Result<Memory, ServiceError>>, ServiceError> {
+        self.store_many_with_vectors(batch.into_iter().map(|new| (new, None)).collect())
+            .await
+    }
+
+    /// [`Self::store_many`] where an item may bring its vector (an import of an
+    /// export made with this model): that item is not embedded again. A vector of
+    /// another width fails its item with [`StorageError::WrongDimension`].
+    pub async fn store_many_with_vectors(
+        &self,
+        batch: Vec<(NewMemory, Option<Vec<f32>>)>,
+    ) -> Result<Vec<Result<Memory, ServiceError>>, ServiceError> {
         let mut outcomes: Vec<Option<Result<Memory, ServiceError>>> = Vec::new();
         let mut pending: Vec<(usize, NewRecord)> = Vec::new();
         let mut seen = std::collections::HashSet::new();
-        for (index, new) in batch.into_iter().enumerate() {
+        let dimension = self.embedder.spec().dimension;
+        for (index, (new, vector)) in batch.into_iter().enumerate() {
             outcomes.push(None);
-            match self.prepare(new) {
+            let prepared = self.prepare(new).and_then(|mut record| {
+                if let Some(vector) = vector {
+                    StorageError::check_dimension(dimension, &vector)?;
+                    record.vector = unit(vector);
+                }
+                Ok(record)
+            });
+            match prepared {
                 Ok(record) if !seen.insert(record.content_hash.clone()) => {
                     outcomes[index] = Some(Err(StorageError::Duplicate {
                         content_hash: record.content_hash,
@@ -161,13 +193,23 @@ impl MemoryService {
             }
         }
         if !fresh.is_empty() {
-            let texts = fresh.iter().map(|(_, r)| r.content.clone()).collect();
-            let vectors = self.embedder.embed(texts).await?;
+            let texts: Vec<String> = fresh
+                .iter()
+                .filter(|(_, r)| r.vector.is_empty())
+                .map(|(_, r)| r.content.clone())
+                .collect();
+            let mut vectors = if texts.is_empty() {
+                Vec::new()
+            } else {
+                self.embedder.embed(texts).await?
+            }
+            .into_iter();
             let (indexes, records): (Vec<usize>, Vec<NewRecord>) = fresh
                 .into_iter()
-                .zip(vectors)
-                .map(|((index, mut record), vector)| {
-                    record.vector = vector;
+                .map(|(index, mut record)| {
+                    if record.vector.is_empty() {
+                        record.vector = vectors.next().unwrap_or_default();
+                    }
                     (index, record)
                 })
                 .unzip();
@@ -183,6 +225,7 @@ impl MemoryService {
     }
 
     /// Validates and normalises a new memory into a record still without its vector.
+    /// Imported times must be ones RFC 3339 can write, as every `*_iso` field does.
     fn prepare(&self, new: NewMemory) -> Result<NewRecord, ServiceError> {
         let content = new.content.trim();
         if content.is_empty() {
@@ -196,6 +239,14 @@ impl MemoryService {
             .into());
         }
         check_metadata_size(&new.metadata, self.limits.metadata_bytes)?;
+        for time in [new.created_at, new.updated_at].into_iter().flatten() {
+            if !IMPORTABLE.contains(&time) {
+                return Err(InvalidInput::TimeOutOfRange {
+                    time: time.to_string(),
+                }
+                .into());
+            }
+        }
         refuse_nul("content", content)?;
         refuse_nul_in_metadata(&new.metadata)?;
         Ok(NewRecord {
@@ -206,6 +257,7 @@ impl MemoryService {
             metadata: new.metadata,
             vector: Vec::new(),
             created_at: new.created_at,
+            updated_at: new.updated_at,
         })
     }
 

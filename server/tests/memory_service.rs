@@ -244,6 +244,7 @@ fn concurrent_writes_and_reads_never_fail() {
                         metadata: Default::default(),
                         vector,
                         created_at: None,
+                        updated_at: None,
                     };
                     let stored = store.insert(record)?;
                     store.get(&stored.content_hash)?;

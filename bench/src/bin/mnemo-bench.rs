@@ -1040,6 +1040,7 @@ fn seed_record(truth: &Truth, texts: &[String], i: usize) -> NewRecord {
         metadata: serde_json::Map::new(),
         vector: truth.memories.row(i).to_vec(),
         created_at: None,
+        updated_at: None,
     }
 }
 

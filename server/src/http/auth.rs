@@ -7,11 +7,11 @@
 //! missing from it (registered some other way) needs the admin scope, so a mistake
 //! fails closed.
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::{ConnectInfo, FromRequestParts, MatchedPath, Request, State};
+use axum::extract::{FromRequestParts, MatchedPath, Request, State};
 use axum::handler::Handler;
 use axum::http::request::Parts;
 use axum::http::{Method, header};
@@ -19,6 +19,7 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodFilter, on};
 
+use super::client_ip::ClientIp;
 use super::error::ApiError;
 use super::state::AppState;
 use crate::auth::{self as keys, Auth, AuthError, Credential, Scope};
@@ -226,10 +227,7 @@ async fn authorize(State(guard): State<Guard>, request: Request, next: Next) -> 
     let Access::Needs(required) = access else {
         return next.run(request).await;
     };
-    let client = request
-        .extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |c| c.0.ip());
+    let client = ClientIp::of(request.extensions());
     let presented = presented(&request, url_credentials);
     let granted = match &presented {
         Ok(Presented::Ticket(ticket)) => redeem(&guard.state, ticket, required),

@@ -313,6 +313,18 @@ async fn bound_body(
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<u64>().ok());
+    if STREAMED_BODIES.contains(&request.uri().path()) {
+        let wait = Some(limits.body_read);
+        let deadline = Box::pin(tokio::time::sleep(limits.body_read));
+        return Ok(request.map(|body| {
+            Body::new(DeadlineBody {
+                body,
+                deadline,
+                wait,
+                waiting: false,
+            })
+        }));
+    }
     if announced.is_some_and(|n| n > limits.max_body_bytes as u64) {
         return Err(ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
@@ -324,13 +336,30 @@ async fn bound_body(
         ));
     }
     let deadline = Box::pin(tokio::time::sleep(limits.body_read));
-    Ok(request.map(|body| Body::new(DeadlineBody { body, deadline })))
+    Ok(request.map(|body| {
+        Body::new(DeadlineBody {
+            body,
+            deadline,
+            wait: None,
+            waiting: false,
+        })
+    }))
 }
 
-/// A request body that fails once its deadline passes, however steadily it trickles.
+/// Routes whose body is read as a stream while the handler works (an import of any
+/// size, stored at the model's pace): no size limit (the handler bounds each line),
+/// and the read deadline is for each wait on the client rather than the whole body.
+const STREAMED_BODIES: &[&str] = &["/api/import"];
+
+/// A request body that fails once its deadline passes, however steadily it trickles;
+/// or, with `wait`, once the client has sent nothing for that long while the handler
+/// waited for it.
 struct DeadlineBody {
     body: Body,
     deadline: Pin<Box<Sleep>>,
+    wait: Option<Duration>,
+    /// The handler is waiting for a frame and the deadline runs from its first ask.
+    waiting: bool,
 }
 
 impl hyper::body::Body for DeadlineBody {
@@ -342,7 +371,14 @@ impl hyper::body::Body for DeadlineBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
         if let Poll::Ready(frame) = Pin::new(&mut self.body).poll_frame(cx) {
+            self.waiting = false;
             return Poll::Ready(frame);
+        }
+        if let Some(wait) = self.wait.filter(|_| !self.waiting) {
+            self.waiting = true;
+            self.deadline
+                .as_mut()
+                .reset(tokio::time::Instant::now() + wait);
         }
         if self.deadline.as_mut().poll(cx).is_ready() {
             return Poll::Ready(Some(Err(axum::Error::new(

@@ -6,6 +6,7 @@
 
 mod auth;
 mod catalog;
+mod client_ip;
 pub(crate) mod connections;
 pub mod dashboard;
 mod docs;
@@ -25,6 +26,7 @@ mod stats;
 #[cfg(test)]
 mod tests;
 mod ticket;
+mod transfer;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -87,6 +89,9 @@ fn routes(state: &Arc<AppState>, config: &Config, shutdown: CancellationToken) -
         // Any key may trade itself for a single-use stream ticket of its own scope.
         .route(M::POST, "/api/events/ticket", READ, events::ticket)
         .route(M::GET, "/api/events/stats", ADMIN, events::stats)
+        // Admin: everyone's memories at once, and an import writes the past.
+        .route(M::GET, "/api/export", ADMIN, transfer::export)
+        .route(M::POST, "/api/import", ADMIN, transfer::import)
         .route(M::GET, "/api/tags", READ, catalog::tags)
         .route(M::GET, "/api/types", READ, catalog::types)
         // The API's description and the page that shows it (`openapi.rs`, `docs.rs`).
@@ -128,6 +133,13 @@ pub fn router(state: Arc<AppState>, config: &Config, shutdown: CancellationToken
     routes
         .into_router(&state, not_found, method_not_allowed)
         .layer(axum::Extension(document))
+        // Outside the access checks, which count failures per client.
+        .layer(axum::middleware::from_fn_with_state(
+            Arc::new(client_ip::TrustedProxies::new(
+                config.trusted_proxies.clone(),
+            )),
+            client_ip::resolve,
+        ))
         .layer(catch_panics())
         .layer(DefaultBodyLimit::max(config.max_body_bytes))
         .layer(cors(&config.cors_origins))

@@ -5,14 +5,14 @@
 //! bounded by the nonce's length and `auth::MAX_PROOFS`, and every request counts against
 //! the caller's quota of failed logins.
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 
 use axum::Json;
-use axum::extract::{ConnectInfo, State};
+use axum::extract::State;
 use axum::http::Extensions;
 use mnemo_api::rest::{ProofRequest, ProofResponse};
 
+use super::client_ip::ClientIp;
 use super::error::{ApiError, ApiJson};
 use super::state::AppState;
 
@@ -30,9 +30,7 @@ pub async fn prove(
     extensions: Extensions,
     ApiJson(request): ApiJson<ProofRequest>,
 ) -> Result<Json<ProofResponse>, ApiError> {
-    let client = extensions
-        .get::<ConnectInfo<SocketAddr>>()
-        .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |c| c.0.ip());
+    let client = ClientIp::of(&extensions);
     let proofs = state
         .auth
         .proofs(&request.nonce, state.tls_pin.as_ref(), client)

@@ -11,7 +11,7 @@ use super::search::{filter, instant};
 use super::{Caller, OpError};
 use crate::auth::Scope;
 use crate::memory::{self, Filter, MemoryPatch, NewMemory};
-use crate::service::{MemoryService, ServiceError};
+use crate::service::{IMPORTABLE, MemoryService, ServiceError};
 use crate::storage::StorageError;
 
 /// Stores one memory. `conversation_id` goes into metadata, as mcp-memory-service
@@ -45,10 +45,6 @@ pub async fn store_batch(
         .collect();
     batch_response(service.store_many(batch).await?)
 }
-
-/// Creation times an import may carry, in epoch seconds: 0001-01-01 to the end of
-/// 9999, the years RFC 3339 (and so every `*_iso` field) can write.
-const IMPORTABLE: std::ops::Range<f64> = -62_135_596_800.0..253_402_300_800.0;
 
 /// Stores memories with their original creation times (admin only: it writes the
 /// past). Duplicates are reported in place and do not fail the batch.
@@ -106,6 +102,7 @@ pub async fn store_session(
         memory_type: Some("session".into()),
         metadata,
         created_at: None,
+        updated_at: None,
     };
     Ok(stored(service.store(new).await?.into()))
 }
@@ -241,6 +238,7 @@ fn new_memory(request: StoreRequest, agent_tag: Option<String>) -> NewMemory {
         memory_type: request.memory_type,
         metadata,
         created_at: None,
+        updated_at: None,
     }
 }
 

@@ -14,9 +14,13 @@
 //! * [`catalog`]: the tags and types in use.
 //! * [`health`]: the detailed health report.
 //! * [`stats`]: memories stored per day, for charts.
+//! * [`export`] and [`import`]: every memory out as JSON Lines, and back in, a
+//!   report per line.
 
 pub mod catalog;
+pub mod export;
 pub mod health;
+pub mod import;
 pub mod memories;
 pub mod search;
 pub mod stats;

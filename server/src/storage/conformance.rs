@@ -12,9 +12,9 @@ use std::time::Duration;
 
 use serde_json::{Map, Value, json};
 
-use super::{EventRow, NewRecord, Retention, Storage, StorageError, payload};
+use super::{EventRow, ExportCursor, NewRecord, Retention, Storage, StorageError, payload};
 use crate::memory::{
-    EmbeddingSpec, Filter, InvalidInput, MemoryPatch, ScoredMemory, TagMatch, content_hash,
+    EmbeddingSpec, Filter, InvalidInput, Memory, MemoryPatch, ScoredMemory, TagMatch, content_hash,
 };
 
 /// Width of every vector in the suite.
@@ -68,6 +68,7 @@ macro_rules! storage_conformance {
             wrong_dimension_is_refused,
             health_names_location_and_size,
             text_with_nul_matches_nothing,
+            export_pages_in_creation_order,
         );
     };
     (@each $harness:ty; $($property:ident),* $(,)?) => {
@@ -136,6 +137,7 @@ pub(crate) fn record(content: &str, tags: &[&str], vector: [f32; DIM]) -> NewRec
         metadata: Map::new(),
         vector: unit(vector),
         created_at: None,
+        updated_at: None,
     }
 }
 
@@ -1060,4 +1062,41 @@ pub(crate) async fn text_with_nul_matches_nothing<H: Harness>() {
             .is_ok()
     );
     assert_eq!(store.count().await.unwrap(), 1);
+}
+
+/// Export pages run by creation time, then content hash, each after the last one's
+/// cursor: every memory once, none repeated, the given times kept.
+pub(crate) async fn export_pages_in_creation_order<H: Harness>() {
+    let store = fresh::<H>().await;
+    let times = [30.0, 10.0, 20.0, 10.0, 40.0];
+    let records: Vec<NewRecord> = times
+        .iter()
+        .enumerate()
+        .map(|(i, &t)| NewRecord {
+            created_at: Some(t),
+            updated_at: Some(t + 1.5),
+            ..record(&format!("exported {i}"), &[], [1.0, i as f32, 0.0, 0.0])
+        })
+        .collect();
+    for result in store.insert_many(records).await.unwrap() {
+        result.unwrap();
+    }
+    let mut seen: Vec<Memory> = Vec::new();
+    let mut cursor: Option<ExportCursor> = None;
+    loop {
+        let page = store.export_page(cursor.as_ref(), 2).await.unwrap();
+        let Some(last) = page.last() else { break };
+        assert!(page.len() <= 2);
+        cursor = Some(ExportCursor::from(last));
+        seen.extend(page);
+    }
+    assert_eq!(seen.len(), 5);
+    let keys: Vec<(f64, String)> = seen
+        .iter()
+        .map(|m| (m.created_at, m.content_hash.clone()))
+        .collect();
+    let mut sorted = keys.clone();
+    sorted.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    assert_eq!(keys, sorted);
+    assert!(seen.iter().all(|m| m.updated_at == m.created_at + 1.5));
 }

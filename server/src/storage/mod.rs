@@ -93,6 +93,15 @@ pub trait Storage: Send + Sync + 'static {
     /// How many memories are stored.
     fn count(&self) -> StorageFuture<'_, u64>;
 
+    /// Up to `limit` memories after `after` in export order (creation time, then
+    /// content hash), first page with `None`. A keyset page: an export paging through
+    /// a database that is being written never skips or repeats a memory that stays.
+    fn export_page<'a>(
+        &'a self,
+        after: Option<&'a ExportCursor>,
+        limit: u32,
+    ) -> StorageFuture<'a, Vec<Memory>>;
+
     /// Up to `limit` tags with their memory counts, most used first.
     fn tag_counts(&self, limit: u32) -> StorageFuture<'_, Vec<(String, u64)>>;
 
@@ -211,6 +220,24 @@ pub struct NewRecord {
     pub vector: Vec<f32>,
     /// Keeps an original creation time (imports); `None` means now.
     pub created_at: Option<f64>,
+    /// Keeps an original time of the last change (imports); `None` means now.
+    pub updated_at: Option<f64>,
+}
+
+/// Where an export stopped: the last memory it wrote.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExportCursor {
+    pub created_at: f64,
+    pub content_hash: String,
+}
+
+impl From<&Memory> for ExportCursor {
+    fn from(memory: &Memory) -> Self {
+        Self {
+            created_at: memory.created_at,
+            content_hash: memory.content_hash.clone(),
+        }
+    }
 }
 
 /// One page of a listing.
@@ -313,6 +340,15 @@ pub enum StorageError {
          may save what is left)"
     )]
     Corrupt { location: String, detail: String },
+    /// Another process has the SQLite database open for writing: a running server, or
+    /// an offline command. SQLite files have one writer (ARCHITECTURE.md), so the
+    /// second is refused rather than made to wait.
+    #[error(
+        "the database {location} is in use by another process (a running mnemo-server, or an \
+         offline mnemo-server command); stop it first, or do this through the running server's \
+         API (GET /api/export, POST /api/import)"
+    )]
+    InUse { location: String },
     /// The database cannot be reached or did not answer in time (a server database
     /// that is down, restarting or unreachable). Nothing was done, or a write's
     /// outcome is unknown; a retry once it is back is safe, since writes are keyed

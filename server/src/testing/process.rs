@@ -382,6 +382,24 @@ impl Drop for ServerProcess {
 
 /// Whether an inherited variable is a setting the child must not see: any of the
 /// server's (`MCP_*`, `MNEMO_*`), except where the model lives.
+/// `mnemo-server` as a command on `data`, with the same clean environment as a
+/// [`ServerProcess`] (the developer's settings unset, the model's location kept):
+/// for the commands that run and exit (`export`, `import`, `reembed`).
+pub fn server_command(data: &Path) -> Command {
+    let mut command = Command::new(workspace_binary("mnemo-server"));
+    for (name, _) in std::env::vars_os() {
+        if inherited_setting(&name) {
+            command.env_remove(name);
+        }
+    }
+    command
+        .env("MNEMO_DATA_DIR", data)
+        .env("RUST_LOG", "warn")
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::null());
+    command
+}
+
 fn inherited_setting(name: &OsStr) -> bool {
     let Some(name) = name.to_str() else {
         return false;

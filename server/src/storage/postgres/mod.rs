@@ -45,7 +45,9 @@ use tokio::sync::broadcast;
 use tokio_util::sync::{CancellationToken, DropGuard};
 
 use crate::memory::{EmbeddingSpec, Filter, Memory, MemoryPatch, ScoredMemory, now_epoch};
-use crate::storage::{EventRow, NewRecord, Page, Retention, Storage, StorageError, StorageFuture};
+use crate::storage::{
+    EventRow, ExportCursor, NewRecord, Page, Retention, Storage, StorageError, StorageFuture,
+};
 use crate::telemetry;
 use connect::Target;
 use feed::Feed;
@@ -364,6 +366,18 @@ impl Storage for PostgresStore {
 
     fn count(&self) -> StorageFuture<'_, u64> {
         Box::pin(self.bounded(async move { read::count(&self.client().await?).await }))
+    }
+
+    fn export_page<'a>(
+        &'a self,
+        after: Option<&'a ExportCursor>,
+        limit: u32,
+    ) -> StorageFuture<'a, Vec<Memory>> {
+        Box::pin(
+            self.bounded(
+                async move { read::export_page(&self.client().await?, after, limit).await },
+            ),
+        )
     }
 
     fn tag_counts(&self, limit: u32) -> StorageFuture<'_, Vec<(String, u64)>> {

@@ -10,7 +10,7 @@ use tokio_postgres::types::ToSql;
 use super::VectorIndex;
 use super::filter::{Params, conditions};
 use crate::memory::{Filter, Memory, ScoredMemory};
-use crate::storage::{EventRow, Page, StorageError};
+use crate::storage::{EventRow, ExportCursor, Page, StorageError};
 
 /// The columns [`memory_from_row`] reads, for a query over `memories m`.
 pub(super) const MEMORY_COLUMNS: &str =
@@ -121,6 +121,41 @@ pub(super) async fn list(
         memories: memories(&rows)?,
         total: total as u64,
     })
+}
+
+/// A keyset page in export order (creation time, then content hash).
+pub(super) async fn export_page(
+    client: &impl GenericClient,
+    after: Option<&ExportCursor>,
+    limit: u32,
+) -> Result<Vec<Memory>, StorageError> {
+    let limit = i64::from(limit);
+    let rows = match after {
+        Some(cursor) => {
+            query(
+                client,
+                &format!(
+                    "SELECT {MEMORY_COLUMNS} FROM memories m \
+                     WHERE (m.created_at, m.content_hash) > ($1, $2) \
+                     ORDER BY m.created_at, m.content_hash LIMIT $3"
+                ),
+                &[&cursor.created_at, &cursor.content_hash, &limit],
+            )
+            .await?
+        }
+        None => {
+            query(
+                client,
+                &format!(
+                    "SELECT {MEMORY_COLUMNS} FROM memories m \
+                     ORDER BY m.created_at, m.content_hash LIMIT $1"
+                ),
+                &[&limit],
+            )
+            .await?
+        }
+    };
+    memories(&rows)
 }
 
 /// k-nearest-neighbour search, the filter applied before ranking.

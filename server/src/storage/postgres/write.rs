@@ -50,7 +50,7 @@ pub(super) async fn insert(
         memory_type: record.memory_type.clone(),
         metadata: record.metadata.clone(),
         created_at: record.created_at.unwrap_or(now),
-        updated_at: now,
+        updated_at: record.updated_at.unwrap_or(now),
     };
     let inserted = read::query(
         tx,

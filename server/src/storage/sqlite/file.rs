@@ -57,6 +57,22 @@ pub(super) fn prepare(path: &Path) -> Result<(), StorageError> {
     Ok(())
 }
 
+/// Takes the database's writer lock: an exclusive `flock` on the file, held for as
+/// long as the returned handle lives, so a second server or an offline command on the
+/// same file is refused ([`StorageError::InUse`]) instead of becoming a second writer.
+/// SQLite's own locks are POSIX record locks, which `flock` does not touch.
+pub(super) fn lock(path: &Path) -> Result<File, StorageError> {
+    let location = path.display().to_string();
+    let file = File::open(path).map_err(|e| read_only_or_backend(&location, "opening", e))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(StorageError::InUse { location }),
+        Err(std::fs::TryLockError::Error(e)) => {
+            Err(StorageError::backend(format!("locking {location}"), e))
+        }
+    }
+}
+
 /// Refuses a connection that cannot write or a database that fails `quick_check`.
 pub(super) fn verify(conn: &Connection, path: &Path) -> Result<(), StorageError> {
     let location = path.display().to_string();

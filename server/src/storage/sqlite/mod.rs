@@ -27,7 +27,8 @@
 //! (sqlite-vec's registration and blob format), which `vectors` also decodes with.
 //! `events` owns the change-feed table, `migrations` the schema, and `file` what
 //! `open` checks before it trusts a file (created private, never empty, writable,
-//! intact).
+//! intact). `reembed` rewrites every vector with another model, outside a running
+//! store.
 
 mod events;
 mod file;
@@ -35,6 +36,7 @@ mod filter;
 mod migrations;
 mod pragmas;
 mod read;
+mod reembed;
 mod vec;
 mod vectors;
 mod write;
@@ -53,8 +55,11 @@ use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension, TransactionB
 use tokio::sync::broadcast;
 
 use crate::memory::{EmbeddingSpec, Filter, Memory, MemoryPatch, ScoredMemory};
-use crate::storage::{EventRow, NewRecord, Page, Retention, Storage, StorageError, StorageFuture};
+use crate::storage::{
+    EventRow, ExportCursor, NewRecord, Page, Retention, Storage, StorageError, StorageFuture,
+};
 pub use pragmas::{PragmaError, Pragmas};
+pub use reembed::{Reembedded, reembed};
 use vectors::VectorCopy;
 use writer::{Command, Writer};
 
@@ -190,6 +195,9 @@ struct Shared {
     path: PathBuf,
     dimension: usize,
     read_timeout: Duration,
+    /// The writer lock on the file (`file::lock`), released last, after the writer
+    /// has closed its connection.
+    _lock: std::fs::File,
 }
 
 impl SqliteStore {
@@ -210,6 +218,7 @@ impl SqliteStore {
             })?;
         }
         file::prepare(path)?;
+        let lock = file::lock(path)?;
         // A negative cache_size is in KiB.
         let cache_size = -((options.cache_bytes >> 10).max(1) as i64);
         for name in &options.pragmas.unknown {
@@ -265,6 +274,7 @@ impl SqliteStore {
                 path: path.to_path_buf(),
                 dimension: spec.dimension,
                 read_timeout: options.read_timeout,
+                _lock: lock,
             }),
         })
     }
@@ -340,6 +350,15 @@ impl SqliteStore {
     /// One page (1-based) of memories matching `filter`, newest first, and the total.
     pub fn list(&self, filter: &Filter, page: u32, page_size: u32) -> Result<Page, StorageError> {
         read::list(&*self.reader()?, filter, page, page_size)
+    }
+
+    /// Up to `limit` memories after `after`, in export order.
+    pub fn export_page(
+        &self,
+        after: Option<&ExportCursor>,
+        limit: u32,
+    ) -> Result<Vec<Memory>, StorageError> {
+        read::export_page(&*self.reader()?, after, limit)
     }
 
     /// The `k` memories matching `filter` whose vectors are closest to `vector`.
@@ -562,6 +581,15 @@ impl Storage for SqliteStore {
 
     fn count(&self) -> StorageFuture<'_, u64> {
         self.blocking(SqliteStore::count)
+    }
+
+    fn export_page<'a>(
+        &'a self,
+        after: Option<&'a ExportCursor>,
+        limit: u32,
+    ) -> StorageFuture<'a, Vec<Memory>> {
+        let after = after.cloned();
+        self.blocking(move |store| store.export_page(after.as_ref(), limit))
     }
 
     fn tag_counts(&self, limit: u32) -> StorageFuture<'_, Vec<(String, u64)>> {

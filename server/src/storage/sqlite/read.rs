@@ -8,7 +8,7 @@ use super::migrations::VECTOR_TABLE;
 use super::vec::{floats, vector_bytes};
 use super::vectors::VectorCopy;
 use crate::memory::{Filter, Memory, ScoredMemory};
-use crate::storage::{Page, StorageError};
+use crate::storage::{ExportCursor, Page, StorageError};
 
 /// The columns [`memory_from_row`] reads, for a query over `memories m`. Tags come back
 /// as one JSON array so a page needs no second query, in the order they were given
@@ -92,6 +92,34 @@ pub(super) fn list(
         memories,
         total: total as u64,
     })
+}
+
+/// A keyset page in export order (creation time, then content hash).
+pub(super) fn export_page(
+    conn: &Connection,
+    after: Option<&ExportCursor>,
+    limit: u32,
+) -> Result<Vec<Memory>, StorageError> {
+    let (condition, params) = match after {
+        Some(cursor) => (
+            "WHERE (m.created_at, m.content_hash) > (?, ?)",
+            vec![
+                Value::Real(cursor.created_at),
+                Value::Text(cursor.content_hash.clone()),
+            ],
+        ),
+        None => ("", Vec::new()),
+    };
+    let mut params = params;
+    params.push(Value::Integer(i64::from(limit)));
+    let memories = conn
+        .prepare_cached(&format!(
+            "SELECT {MEMORY_COLUMNS} FROM memories m {condition} \
+             ORDER BY m.created_at, m.content_hash LIMIT ?"
+        ))?
+        .query_map(params_from_iter(&params), memory_from_row)?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    Ok(memories)
 }
 
 /// Exact k-nearest-neighbour search. The filter narrows the candidate rows inside the

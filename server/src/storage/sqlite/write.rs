@@ -49,7 +49,7 @@ pub(super) fn insert(
         record.memory_type,
         metadata,
         created_at,
-        now
+        record.updated_at.unwrap_or(now)
     ])?;
     let id = tx.last_insert_rowid();
     set_tags(tx, id, &record.tags)?;
