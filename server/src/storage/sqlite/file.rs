@@ -57,6 +57,22 @@ pub(super) fn prepare(path: &Path) -> Result<(), StorageError> {
     Ok(())
 }
 
+/// Takes an exclusive lock (flock) on the database file, held by the returned file
+/// until it closes. SQLite's own locks are POSIX record locks, which flock does not
+/// touch on Linux, so this only stops another Mnemo process from opening the same
+/// file: two servers, or an offline restore under a running server.
+pub(super) fn lock(path: &Path) -> Result<File, StorageError> {
+    let location = path.display().to_string();
+    let file = File::open(path).map_err(|e| read_only_or_backend(&location, "opening", e))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(StorageError::InUse { location }),
+        Err(std::fs::TryLockError::Error(e)) => {
+            Err(read_only_or_backend(&location, "locking", e))
+        }
+    }
+}
+
 /// Refuses a connection that cannot write or a database that fails `quick_check`.
 pub(super) fn verify(conn: &Connection, path: &Path) -> Result<(), StorageError> {
     let location = path.display().to_string();

@@ -29,6 +29,7 @@
 //! `open` checks before it trusts a file (created private, never empty, writable,
 //! intact).
 
+mod backup;
 mod events;
 mod file;
 mod filter;
@@ -53,7 +54,10 @@ use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension, TransactionB
 use tokio::sync::broadcast;
 
 use crate::memory::{EmbeddingSpec, Filter, Memory, MemoryPatch, ScoredMemory};
-use crate::storage::{EventRow, NewRecord, Page, Retention, Storage, StorageError, StorageFuture};
+use crate::storage::{
+    BackupStats, EventRow, NewRecord, Page, RestoreStats, Retention, Storage, StorageError,
+    StorageFuture,
+};
 pub use pragmas::{PragmaError, Pragmas};
 use vectors::VectorCopy;
 use writer::{Command, Writer};
@@ -188,8 +192,13 @@ struct Shared {
     /// subscriber that lags past it is told so and re-reads the events table.
     subscribers: writer::Subscribers,
     path: PathBuf,
+    /// The model the database is pinned to: a restored backup must hold the same.
+    spec: EmbeddingSpec,
     dimension: usize,
     read_timeout: Duration,
+    /// An exclusive lock on the database file for as long as the store is open, so an
+    /// offline command (`mnemo-server restore`) cannot replace it under a server.
+    _lock: std::fs::File,
 }
 
 impl SqliteStore {
@@ -210,6 +219,7 @@ impl SqliteStore {
             })?;
         }
         file::prepare(path)?;
+        let lock = file::lock(path)?;
         // A negative cache_size is in KiB.
         let cache_size = -((options.cache_bytes >> 10).max(1) as i64);
         for name in &options.pragmas.unknown {
@@ -263,8 +273,10 @@ impl SqliteStore {
                 vectors,
                 subscribers,
                 path: path.to_path_buf(),
+                spec: spec.clone(),
                 dimension: spec.dimension,
                 read_timeout: options.read_timeout,
+                _lock: lock,
             }),
         })
     }
@@ -432,6 +444,36 @@ impl SqliteStore {
             ));
         }
         Ok(())
+    }
+
+    /// Writes a consistent, checked copy of the database to the new file `dest`
+    /// without stopping writes (see the `backup` module).
+    pub fn backup(&self, dest: &Path) -> Result<BackupStats, StorageError> {
+        backup::backup(&self.shared.path, dest)
+    }
+
+    /// Replaces the database with the backup at `source` (see the `backup` module):
+    /// it is copied, checked and migrated beside the live file first, so a damaged
+    /// backup or one of another model leaves the live database as it was.
+    pub fn restore(&self, source: &Path, label: &str) -> Result<RestoreStats, StorageError> {
+        let staging = backup::staging_path(&self.shared.path);
+        let conn = backup::stage(source, &staging, &self.shared.spec)?;
+        let result = self.shared.writer.restore(conn, label.to_owned());
+        backup::remove_with_companions(&staging);
+        result
+    }
+
+    /// The model recorded in the database at `path`, if it is a Mnemo database:
+    /// what an offline command opens it with, without loading the model.
+    pub fn pinned_model(path: &Path) -> Result<Option<EmbeddingSpec>, StorageError> {
+        let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .map_err(|e| file::opening_error(path, e))?;
+        Ok(backup::read_pin(&conn)
+            .map_err(|e| file::opening_error(path, e))?
+            .map(|(model_id, dimension)| EmbeddingSpec {
+                model_id,
+                dimension,
+            }))
     }
 
     /// A read connection bounded by [`SqliteOptions::read_timeout`] and, on a blocking
@@ -641,6 +683,16 @@ impl Storage for SqliteStore {
 
     fn close(&self) -> StorageFuture<'_, ()> {
         self.blocking(SqliteStore::checkpoint)
+    }
+
+    fn backup<'a>(&'a self, dest: &'a Path) -> StorageFuture<'a, BackupStats> {
+        let dest = dest.to_path_buf();
+        self.blocking(move |store| SqliteStore::backup(store, &dest))
+    }
+
+    fn restore<'a>(&'a self, source: &'a Path, label: &'a str) -> StorageFuture<'a, RestoreStats> {
+        let (source, label) = (source.to_path_buf(), label.to_owned());
+        self.blocking(move |store| SqliteStore::restore(store, &source, &label))
     }
 }
 
