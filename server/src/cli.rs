@@ -33,6 +33,13 @@ pub enum Command {
     /// Manage the server's TLS identity (the key pair in <data dir>/certs).
     #[command(subcommand)]
     Tls(TlsCommand),
+    /// Replace the SQLite database with a backup, while no server runs on it (a
+    /// running server restores through POST /api/admin/restore). The database it
+    /// replaces is backed up first into <data dir>/backups.
+    Restore {
+        /// A backup file, or the id of a backup in <data dir>/backups.
+        backup: String,
+    },
 }
 
 /// `mnemo-server tls ...`.

@@ -5,6 +5,8 @@
 //! In the order a request meets them (ARCHITECTURE.md has the whole map):
 //!
 //! * [`cli`]: the command line: serving, or the `keys` commands that manage API keys.
+//! * [`restore_command`]: `mnemo-server restore`, the admin restore offline, refused
+//!   while a server holds the database.
 //! * [`config`]: every setting, as one clap struct whose flags all have an
 //!   environment variable (mcp-memory-service's names where the meaning matches).
 //! * [`startup`]: [`Server`]: keys, TLS and the listener first, then the model and
@@ -52,6 +54,7 @@ pub mod http;
 pub mod mdns;
 pub mod memory;
 pub mod operations;
+pub mod restore_command;
 pub mod service;
 pub mod startup;
 pub mod storage;

@@ -25,6 +25,9 @@ async fn main() -> anyhow::Result<()> {
     if let Some(Command::Tls(tls)) = command {
         return run_tls_command(&config, tls, &mut std::io::stdout());
     }
+    if let Some(Command::Restore { backup }) = command {
+        return mnemo_server::restore_command::run(&config, &backup, &mut std::io::stdout()).await;
+    }
     // Colour only for a person at a terminal: the journal and log files get plain text.
     let colour = std::io::stdout().is_terminal()
         && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());

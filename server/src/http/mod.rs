@@ -5,6 +5,7 @@
 //! the table below is also the authorization table.
 
 mod auth;
+mod backups;
 mod catalog;
 pub(crate) mod connections;
 pub mod error;
@@ -77,6 +78,13 @@ fn routes(state: &Arc<AppState>, config: &Config, shutdown: CancellationToken) -
         // Any key may trade itself for a single-use stream ticket of its own scope.
         .route(M::POST, "/api/events/ticket", READ, events::ticket)
         .route(M::GET, "/api/events/stats", ADMIN, events::stats)
+        .route(M::POST, "/api/admin/backup", ADMIN, backups::create)
+        .route(M::GET, "/api/admin/backups", ADMIN, backups::list)
+        .route(M::POST, "/api/admin/restore", ADMIN, backups::restore)
+        // mcp-memory-service's names for the same.
+        .route(M::POST, "/api/backup/now", ADMIN, backups::create)
+        .route(M::GET, "/api/backup/list", ADMIN, backups::list)
+        .route(M::GET, "/api/backup/status", ADMIN, backups::status)
         .route(M::GET, "/api/tags", READ, catalog::tags)
         .route(M::GET, "/api/types", READ, catalog::types)
         // Every MCP request needs a key; whether it may write is decided per tool.

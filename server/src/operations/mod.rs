@@ -13,7 +13,10 @@
 //! * [`search`]: semantic, hybrid and exact search, by tag, by time.
 //! * [`catalog`]: the tags and types in use.
 //! * [`health`]: the detailed health report.
+//! * [`backups`]: backups into `<data dir>/backups`, on demand and on a schedule, and
+//!   restores from them while serving or offline.
 
+pub mod backups;
 pub mod catalog;
 pub mod health;
 pub mod memories;
