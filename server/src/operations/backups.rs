@@ -298,7 +298,15 @@ impl Backups {
         supported(storage)?;
         let _running = self.running.lock().await;
         let before = self.create_locked(storage).await?;
-        let stats = storage.restore(path, label).await?;
+        let stats = match storage.restore(path, label).await {
+            Ok(stats) => stats,
+            Err(e) => {
+                // A refused restore changed nothing, so the live database is still
+                // what this backup holds.
+                let _ = std::fs::remove_file(self.dir.join(&before.filename));
+                return Err(e.into());
+            }
+        };
         tracing::info!(
             backup = label,
             memories = stats.memories,
