@@ -371,3 +371,100 @@ async fn postgres_refuses_file_backups() {
     }
     assert!(!server.dir.path().join("backups").exists());
 }
+
+/// `mnemo-server restore` on the data folder of a running server.
+fn restore_command(data: &std::path::Path, backup: &str) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_mnemo-server"))
+        .args(["restore", backup])
+        .env("MNEMO_DATA_DIR", data)
+        .env_remove("MCP_MEMORY_SQLITE_PATH")
+        .env_remove("MNEMO_DATABASE_URL")
+        .output()
+        .unwrap()
+}
+
+/// `mnemo-server restore` refuses while a server holds the database, then restores
+/// offline once it has stopped, keeping a backup of what it replaced; the next start
+/// serves the restored memories and a feed that continues after every old id.
+#[tokio::test]
+async fn offline_restore_waits_for_the_server_to_stop() {
+    use mnemo_server::testing::ServerProcess;
+    let data = tempfile::tempdir().unwrap();
+    let key = [("MCP_API_KEY", "offline-restore-key-0123456789")];
+    let mut server = ServerProcess::start(data.path(), &key);
+    let http = reqwest::Client::new();
+    let post = async |path: &str, body: Value| -> Value {
+        let response = http
+            .post(format!("{}{path}", server.url()))
+            .bearer_auth(key[0].1)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert!(response.status().is_success(), "{path}");
+        response.json().await.unwrap()
+    };
+    let kept = post("/api/memories", json!({"content": "kept by the backup"})).await;
+    let id = post("/api/admin/backup", json!({})).await["backup_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    post("/api/memories", json!({"content": "written after the backup"})).await;
+
+    let refused = restore_command(data.path(), &id);
+    assert!(!refused.status.success());
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(stderr.contains("in use by another process"), "{stderr}");
+    let response = http
+        .get(format!("{}/api/memories", server.url()))
+        .bearer_auth(key[0].1)
+        .send()
+        .await
+        .unwrap();
+    let listed: Value = response.json().await.unwrap();
+    assert_eq!(listed["total"], 2, "the refused restore changed nothing");
+
+    server.kill();
+    let restored = restore_command(data.path(), &id);
+    let stdout = String::from_utf8_lossy(&restored.stdout);
+    assert!(
+        restored.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&restored.stderr)
+    );
+    assert!(stdout.contains("Restored") && stdout.contains("1 memories"), "{stdout}");
+
+    server.relaunch();
+    // A new client: the old one's pooled connection went with the killed server.
+    let http = reqwest::Client::new();
+    let response = http
+        .get(format!("{}/api/memories", server.url()))
+        .bearer_auth(key[0].1)
+        .send()
+        .await
+        .unwrap();
+    let listed: Value = response.json().await.unwrap();
+    assert_eq!(listed["total"], 1, "{listed}");
+    assert_eq!(listed["memories"][0]["content_hash"], kept["content_hash"]);
+    let response = http
+        .get(format!("{}/api/backup/list", server.url()))
+        .bearer_auth(key[0].1)
+        .send()
+        .await
+        .unwrap();
+    let backups: Value = response.json().await.unwrap();
+    assert_eq!(backups["total_count"], 2, "the replaced database was kept: {backups}");
+    // The feed goes on after the two stores: the restore is event 3.
+    let response = http
+        .get(format!("{}/api/events", server.url()))
+        .bearer_auth(key[0].1)
+        .header("Last-Event-ID", "2")
+        .send()
+        .await
+        .unwrap();
+    let mut stream = mnemo_server::testing::sse_stream(response);
+    next_event(&mut stream).await;
+    let resync = next_change(&mut stream).await;
+    assert_eq!(resync.event, "resync");
+    assert_eq!(resync.id, "3");
+}

@@ -28,4 +28,4 @@ pub use postgres::{PgCluster, PgDatabase};
 pub use process::{ProcessError, ServerProcess, lines_of, sibling_binary, workspace_binary};
 pub use server::{Backend, MASTER_KEY, TestServer, pinned_client};
 pub use service::{TestService, embedder, open_service, open_service_in, open_service_with};
-pub use sse::{SseStream, next_event};
+pub use sse::{SseStream, next_event, sse_stream};
