@@ -4,7 +4,7 @@
 PYTHON ?= python3
 CARGO  ?= cargo
 
-.PHONY: run test provision lint bench-embed test-python test-node
+.PHONY: run test provision lint bench-embed test-python test-node test-systemd
 
 ## Provision everything, then start a server on 127.0.0.1:8000.
 run: provision
@@ -12,7 +12,7 @@ run: provision
 
 ## Provision everything, then run the whole test suite; the REST and change-feed
 ## suites run a second time on PostgreSQL (`MNEMO_TEST_BACKEND`, server/src/testing/server.rs).
-test: provision test-python test-node
+test: provision test-python test-node test-systemd
 	$(CARGO) test --workspace --all-targets --locked
 	MNEMO_TEST_BACKEND=postgres $(CARGO) test --locked -p mnemo-server --test rest_api --test events
 
@@ -56,3 +56,10 @@ test-node:
 		{ cmp -s e2e/node/package-lock.json "$(NODE_TOOLS)/package-lock.json" && test -d "$(NODE_TOOLS)/node_modules/playwright-core"; } || \
 		{ cp e2e/node/package.json e2e/node/package-lock.json "$(NODE_TOOLS)/" && \
 		  cd "$(NODE_TOOLS)" && npm ci --no-audit --no-fund --ignore-scripts --loglevel=error; }
+
+## systemd-analyze, which checks the unit files in systemd/ offline
+## (e2e/tests/systemd.rs); Debian's systemd package, from apt when missing.
+test-systemd:
+	@test -x /usr/bin/systemd-analyze || { \
+		test "$$(id -u)" = 0 || { echo "make test-systemd: /usr/bin/systemd-analyze is missing and only root can install it: run 'sudo apt-get install -y systemd', then make test again" >&2; exit 1; }; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq systemd >/dev/null; }
