@@ -21,7 +21,7 @@
 //! # Modules
 //!
 //! Imports run one way, down this list: `writer` (the thread, which prunes through
-//! `events`) runs the statements of `write`; `write` appends its event through
+//! `events`, restores through `backup` and leaves checkpoints to `checkpointer`) runs the statements of `write`; `write` appends its event through
 //! `events` and reads back what it wrote through `read`; `read` queries with `filter`
 //! (a [`Filter`] as SQL), `vectors` (the in-memory copy that searches scan) and `vec`
 //! (sqlite-vec's registration and blob format), which `vectors` also decodes with.
@@ -30,6 +30,7 @@
 //! intact).
 
 mod backup;
+mod checkpointer;
 mod events;
 mod file;
 mod filter;

@@ -7,6 +7,7 @@ use std::thread::JoinHandle;
 use rusqlite::{Connection, TransactionBehavior};
 
 use super::backup;
+use super::checkpointer::Checkpointer;
 use super::events;
 use super::vectors::VectorCopy;
 use super::write::{self, Written};
@@ -146,6 +147,19 @@ fn run(
     subscribers: Subscribers,
     vectors: Option<Arc<VectorCopy>>,
 ) {
+    // Checkpoints run beside the writer, never inside its commits (see `checkpointer`).
+    let checkpointer = match conn
+        .path()
+        .map(std::path::PathBuf::from)
+        .ok_or(rusqlite::Error::InvalidPath("an in-memory database".into()))
+        .and_then(|path| Checkpointer::start(&conn, &path))
+    {
+        Ok(checkpointer) => Some(checkpointer),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot start the checkpoint thread; the writer checkpoints inline");
+            None
+        }
+    };
     if let Some(copy) = &vectors {
         let started = std::time::Instant::now();
         match copy.load(&conn) {
@@ -170,6 +184,9 @@ fn run(
                 Job::Write { command, reply } => group.push((command, reply)),
                 restore @ Job::Restore { .. } if group.is_empty() => {
                     run_restore(&mut conn, restore, &subscribers, vectors.as_deref());
+                    if let Some(checkpointer) = &checkpointer {
+                        checkpointer.after_commit();
+                    }
                     break;
                 }
                 restore => {
@@ -189,6 +206,9 @@ fn run(
             group.iter_mut().map(|(command, _)| command),
             &retention,
         );
+        if let Some(checkpointer) = &checkpointer {
+            checkpointer.after_commit();
+        }
         // The copy changes after the commit and before anyone hears of it, so a
         // caller that searches right after its store finds what it stored.
         if let Some(vectors) = &vectors {
