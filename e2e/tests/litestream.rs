@@ -43,8 +43,14 @@ fn replicate(config: &Path) -> (Child, mpsc::Receiver<String>) {
         .unwrap();
     let (tx, lines) = mpsc::channel();
     for pipe in [
-        child.stdout.take().map(|p| Box::new(p) as Box<dyn std::io::Read + Send>),
-        child.stderr.take().map(|p| Box::new(p) as Box<dyn std::io::Read + Send>),
+        child
+            .stdout
+            .take()
+            .map(|p| Box::new(p) as Box<dyn std::io::Read + Send>),
+        child
+            .stderr
+            .take()
+            .map(|p| Box::new(p) as Box<dyn std::io::Read + Send>),
     ]
     .into_iter()
     .flatten()
@@ -96,7 +102,8 @@ async fn every_acknowledged_write_survives_kill_and_restore() {
         writers.push(tokio::spawn(async move {
             let http = reqwest::Client::new();
             for n in 0.. {
-                let content = format!("replicated note {n} from writer {writer}: the tide at pier {n}");
+                let content =
+                    format!("replicated note {n} from writer {writer}: the tide at pier {n}");
                 let response = http
                     .post(format!("{url}/api/memories"))
                     .bearer_auth(KEY)
@@ -194,7 +201,11 @@ async fn every_acknowledged_write_survives_kill_and_restore() {
             .await
             .unwrap();
         let found: Value = response.json().await.unwrap();
-        assert_eq!(found["results"][0]["memory"]["content_hash"], hash.as_str(), "{found}");
+        assert_eq!(
+            found["results"][0]["memory"]["content_hash"],
+            hash.as_str(),
+            "{found}"
+        );
     }
 
     // And so did the change feed: a replay from the start has every write's event.

@@ -15,7 +15,10 @@ use mnemo_server::testing::workspace_binary;
 const UNITS: [&str; 2] = ["mnemo-server.service", "mnemo-litestream.service"];
 
 fn repository() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
 }
 
 fn litestream() -> PathBuf {
@@ -81,7 +84,10 @@ fn units_pass_systemd_analyze_verify() {
         String::from_utf8_lossy(&output.stderr)
     );
     assert!(output.status.success(), "{said}");
-    assert!(said.trim().is_empty(), "systemd-analyze verify warned:\n{said}");
+    assert!(
+        said.trim().is_empty(),
+        "systemd-analyze verify warned:\n{said}"
+    );
 }
 
 /// Both units rate "OK" or better (exposure below 2 of 10) in `systemd-analyze
@@ -97,7 +103,11 @@ fn units_have_low_exposure() {
             .output()
             .unwrap();
         let text = String::from_utf8_lossy(&output.stdout);
-        assert!(output.status.success(), "{text}{}", String::from_utf8_lossy(&output.stderr));
+        assert!(
+            output.status.success(),
+            "{text}{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
         let line = text
             .lines()
             .find(|l| l.contains("Overall exposure level"))
@@ -118,11 +128,15 @@ fn units_have_low_exposure() {
 /// write only the data folder.
 #[test]
 fn units_start_in_order_as_their_user() {
-    let read = |unit: &str| std::fs::read_to_string(repository().join("systemd").join(unit)).unwrap();
+    let read =
+        |unit: &str| std::fs::read_to_string(repository().join("systemd").join(unit)).unwrap();
     let server = read("mnemo-server.service");
     let litestream = read("mnemo-litestream.service");
     let has = |text: &str, line: &str| text.lines().any(|l| l.trim() == line);
-    assert!(has(&server, "After=network-online.target mnemo-litestream.service"));
+    assert!(has(
+        &server,
+        "After=network-online.target mnemo-litestream.service"
+    ));
     assert!(has(&server, "Wants=network-online.target"));
     assert!(has(&litestream, "Before=mnemo-server.service"));
     assert!(has(&litestream, "After=network-online.target"));
@@ -155,6 +169,10 @@ fn litestream_reads_the_example_configuration() {
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&output.stdout);
-    assert!(output.status.success(), "{text}{}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     assert!(text.contains("/var/lib/mnemo/memories.db"), "{text}");
 }

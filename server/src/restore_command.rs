@@ -37,7 +37,10 @@ pub async fn run(config: &Config, source: &str, out: &mut impl Write) -> anyhow:
     let spec = match pinned {
         Some(spec) => spec,
         None => SqliteStore::pinned_model(&path)?.with_context(|| {
-            format!("{} is not a Mnemo database (it records no model)", path.display())
+            format!(
+                "{} is not a Mnemo database (it records no model)",
+                path.display()
+            )
         })?,
     };
     let options = SqliteOptions {
@@ -77,7 +80,11 @@ fn locate(backups: &Backups, source: &str) -> anyhow::Result<(PathBuf, String)> 
         .with_context(|| format!("{source} is neither a file nor a backup id"))?;
     let path = backups.dir().join(id.file_name());
     if !path.is_file() {
-        bail!("there is no backup {} in {}", id.as_str(), backups.dir().display());
+        bail!(
+            "there is no backup {} in {}",
+            id.as_str(),
+            backups.dir().display()
+        );
     }
     Ok((path, id.as_str().to_owned()))
 }

@@ -114,7 +114,12 @@ async fn backup_under_load_holds_every_acknowledged_write() {
         assert_eq!(status, 200, "{list}");
         assert_eq!(list["total_count"], 1, "{list}");
         assert_eq!(list["backups"][0]["backup_id"], id, "{list}");
-        assert!(list["backups"][0]["created_at"].as_str().unwrap().ends_with('Z'));
+        assert!(
+            list["backups"][0]["created_at"]
+                .as_str()
+                .unwrap()
+                .ends_with('Z')
+        );
         assert_eq!(list["backups"][0]["age_days"], 0);
     }
 
@@ -122,7 +127,10 @@ async fn backup_under_load_holds_every_acknowledged_write() {
     assert_eq!(status, 200, "{restored}");
     assert_eq!(restored["memories"], created["memories"], "{restored}");
     for hash in &before {
-        assert!(exists(&server, hash).await, "acknowledged before the backup, lost: {hash}");
+        assert!(
+            exists(&server, hash).await,
+            "acknowledged before the backup, lost: {hash}"
+        );
     }
     // The restore took the database back in time: the later writes are gone, but
     // kept in the backup taken just before the restore.
@@ -134,7 +142,10 @@ async fn backup_under_load_holds_every_acknowledged_write() {
     let (status, _) = restore(&server, pre).await;
     assert_eq!(status, 200);
     for hash in acknowledged.iter().map(|(_, h)| h) {
-        assert!(exists(&server, hash).await, "lost after restoring the pre-restore backup: {hash}");
+        assert!(
+            exists(&server, hash).await,
+            "lost after restoring the pre-restore backup: {hash}"
+        );
     }
 }
 
@@ -147,7 +158,10 @@ async fn restore_sends_resync_and_numbers_after_it() {
     let kept = server
         .store(json!({"content": "the lighthouse keeper painted the stairs blue"}))
         .await;
-    let id = backup(&server).await["backup_id"].as_str().unwrap().to_owned();
+    let id = backup(&server).await["backup_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     let lost = server
         .store(json!({"content": "quarterly revenue grew in the northern region"}))
         .await;
@@ -192,7 +206,11 @@ async fn restore_sends_resync_and_numbers_after_it() {
         )
         .await;
     assert_eq!(status, 200, "{found}");
-    assert_eq!(found["results"][0]["memory"]["content_hash"], kept.as_str(), "{found}");
+    assert_eq!(
+        found["results"][0]["memory"]["content_hash"],
+        kept.as_str(),
+        "{found}"
+    );
 }
 
 /// Ids that are not the exact backup layout are refused before any file is touched,
@@ -268,10 +286,10 @@ async fn a_failed_restore_leaves_the_live_database() {
     let (_, listed) = server.send(Method::GET, "/api/admin/backups", None).await;
     let backups_before = listed["total_count"].as_u64().unwrap();
     let mut stream = server.events(None).await;
-    let head = serde_json::from_str::<Value>(&next_event(&mut stream).await.data).unwrap()
-        ["head_seq"]
-        .as_i64()
-        .unwrap();
+    let head =
+        serde_json::from_str::<Value>(&next_event(&mut stream).await.data).unwrap()["head_seq"]
+            .as_i64()
+            .unwrap();
     for (id, code) in [
         (damaged, "invalid_backup"),
         (garbage, "invalid_backup"),
@@ -292,7 +310,9 @@ async fn a_failed_restore_leaves_the_live_database() {
         !server.dir.path().join("memories.db.restoring").exists(),
         "the staging file is cleaned up"
     );
-    let later = server.store(json!({"content": "written after the refusals"})).await;
+    let later = server
+        .store(json!({"content": "written after the refusals"}))
+        .await;
     let event = next_change(&mut stream).await;
     assert_eq!(event.event, "memory_stored");
     assert_eq!(event.id.parse::<i64>().unwrap(), head + 1);
@@ -300,7 +320,11 @@ async fn a_failed_restore_leaves_the_live_database() {
     // The backup each restore takes of the live database first is dropped again
     // when the restore is refused: the live database is that backup.
     let (_, listed) = server.send(Method::GET, "/api/admin/backups", None).await;
-    assert_eq!(listed["total_count"].as_u64().unwrap(), backups_before, "{listed}");
+    assert_eq!(
+        listed["total_count"].as_u64().unwrap(),
+        backups_before,
+        "{listed}"
+    );
 }
 
 /// `MNEMO_BACKUP_INTERVAL` takes backups on its own and `MNEMO_BACKUP_KEEP` deletes
@@ -308,9 +332,8 @@ async fn a_failed_restore_leaves_the_live_database() {
 #[tokio::test]
 async fn scheduled_backups_keep_the_newest() {
     let server = TestServer::spawn_with(|c| {
-        c.backup_interval = Some(
-            mnemo_server::operations::backups::BackupInterval::parse("1s").unwrap(),
-        );
+        c.backup_interval =
+            Some(mnemo_server::operations::backups::BackupInterval::parse("1s").unwrap());
         c.backup_keep = Some(2);
     })
     .await;
@@ -342,7 +365,12 @@ async fn scheduled_backups_keep_the_newest() {
     assert_eq!(status["max_count"], 2);
     assert_eq!(status["scheduler_running"], true);
     assert!(status["next_backup_at"].is_string(), "{status}");
-    assert!(status["backup_directory"].as_str().unwrap().ends_with("backups"));
+    assert!(
+        status["backup_directory"]
+            .as_str()
+            .unwrap()
+            .ends_with("backups")
+    );
 }
 
 /// On PostgreSQL every backup route answers 501 with a JSON error pointing at
@@ -367,7 +395,10 @@ async fn postgres_refuses_file_backups() {
         let (status, body) = server.send(method, path, body).await;
         assert_eq!(status, 501, "{path}: {body}");
         assert_eq!(body["error"], "not_supported", "{path}: {body}");
-        assert!(body["message"].as_str().unwrap().contains("pg_dump"), "{body}");
+        assert!(
+            body["message"].as_str().unwrap().contains("pg_dump"),
+            "{body}"
+        );
     }
     assert!(!server.dir.path().join("backups").exists());
 }
@@ -409,7 +440,11 @@ async fn offline_restore_waits_for_the_server_to_stop() {
         .as_str()
         .unwrap()
         .to_owned();
-    post("/api/memories", json!({"content": "written after the backup"})).await;
+    post(
+        "/api/memories",
+        json!({"content": "written after the backup"}),
+    )
+    .await;
 
     let refused = restore_command(data.path(), &id);
     assert!(!refused.status.success());
@@ -432,7 +467,10 @@ async fn offline_restore_waits_for_the_server_to_stop() {
         "{stdout}{}",
         String::from_utf8_lossy(&restored.stderr)
     );
-    assert!(stdout.contains("Restored") && stdout.contains("1 memories"), "{stdout}");
+    assert!(
+        stdout.contains("Restored") && stdout.contains("1 memories"),
+        "{stdout}"
+    );
 
     server.relaunch();
     // A new client: the old one's pooled connection went with the killed server.
@@ -453,7 +491,10 @@ async fn offline_restore_waits_for_the_server_to_stop() {
         .await
         .unwrap();
     let backups: Value = response.json().await.unwrap();
-    assert_eq!(backups["total_count"], 2, "the replaced database was kept: {backups}");
+    assert_eq!(
+        backups["total_count"], 2,
+        "the replaced database was kept: {backups}"
+    );
     // The feed goes on after the two stores: the restore is event 3.
     let response = http
         .get(format!("{}/api/events", server.url()))

@@ -39,7 +39,10 @@ const DIMENSION: usize = 384;
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let dir = tempfile::tempdir()?;
-    let folder = args.keep.clone().unwrap_or_else(|| dir.path().to_path_buf());
+    let folder = args
+        .keep
+        .clone()
+        .unwrap_or_else(|| dir.path().to_path_buf());
     let path = folder.join("memories.db");
     let filled = path.exists();
     let spec = EmbeddingSpec {

@@ -50,12 +50,16 @@ pub async fn restore(
 impl From<BackupError> for ApiError {
     fn from(error: BackupError) -> Self {
         match error {
-            invalid @ BackupError::InvalidId(_) => {
-                Self::new(StatusCode::BAD_REQUEST, "invalid_backup_id", invalid.to_string())
-            }
-            missing @ BackupError::NotFound(_) => {
-                Self::new(StatusCode::NOT_FOUND, "backup_not_found", missing.to_string())
-            }
+            invalid @ BackupError::InvalidId(_) => Self::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_backup_id",
+                invalid.to_string(),
+            ),
+            missing @ BackupError::NotFound(_) => Self::new(
+                StatusCode::NOT_FOUND,
+                "backup_not_found",
+                missing.to_string(),
+            ),
             BackupError::Storage(unsupported @ StorageError::Unsupported { .. }) => Self::new(
                 StatusCode::NOT_IMPLEMENTED,
                 "not_supported",

@@ -90,21 +90,17 @@ impl AppState {
     /// Publishes a loaded service and the change feed over its store.
     pub fn publish(&self, service: MemoryService, config: &Config, shutdown: CancellationToken) {
         let heartbeat = Duration::from_secs(config.sse_heartbeat.max(1));
-        let feed = ChangeFeed::new(
-            Arc::clone(service.storage()),
-            heartbeat,
-            shutdown.clone(),
-        );
+        let feed = ChangeFeed::new(Arc::clone(service.storage()), heartbeat, shutdown.clone());
         let connections = Arc::clone(&self.connections);
         feed.spawn_reaper(
             Duration::from_secs_f64(config.sse_stall_timeout),
             move |peer| connections.close(peer),
         );
         let backups = Arc::new(Backups::new(config));
-        tokio::spawn(Arc::clone(&backups).run_schedule(
-            Arc::clone(service.storage()),
-            shutdown.child_token(),
-        ));
+        tokio::spawn(
+            Arc::clone(&backups)
+                .run_schedule(Arc::clone(service.storage()), shutdown.child_token()),
+        );
         let _ = self.backups.set(backups);
         let _ = self.feed.set(feed);
         let _ = self.service.set(service);

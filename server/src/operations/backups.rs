@@ -66,10 +66,7 @@ impl BackupId {
     /// The id of a backup taken at `at`.
     pub fn at(at: Timestamp) -> Self {
         let millis = at.subsec_millisecond();
-        let name = format!(
-            "{PREFIX}{}_{millis:03}",
-            at.strftime("%Y%m%d_%H%M%S")
-        );
+        let name = format!("{PREFIX}{}_{millis:03}", at.strftime("%Y%m%d_%H%M%S"));
         Self { at, name }
     }
 
@@ -88,9 +85,7 @@ impl BackupId {
         if !layout_ok {
             return Err(invalid());
         }
-        let number = |range: std::ops::Range<usize>| -> i32 {
-            digits[range].parse().unwrap_or(-1)
-        };
+        let number = |range: std::ops::Range<usize>| -> i32 { digits[range].parse().unwrap_or(-1) };
         let at = jiff::civil::DateTime::new(
             number(0..4) as i16,
             number(4..6) as i8,
@@ -329,7 +324,11 @@ impl Backups {
 
     /// Takes a backup every `MNEMO_BACKUP_INTERVAL` until shutdown; a failed one is
     /// logged and the next one tried on time.
-    pub async fn run_schedule(self: Arc<Self>, storage: Arc<dyn Storage>, shutdown: CancellationToken) {
+    pub async fn run_schedule(
+        self: Arc<Self>,
+        storage: Arc<dyn Storage>,
+        shutdown: CancellationToken,
+    ) {
         let Some(every) = self.interval.as_ref().map(BackupInterval::every) else {
             return;
         };
@@ -359,7 +358,11 @@ impl Backups {
         let entries = match std::fs::read_dir(&self.dir) {
             Ok(entries) => entries,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(BackupError::io(format!("reading {}", self.dir.display()))(e)),
+            Err(e) => {
+                return Err(BackupError::io(format!("reading {}", self.dir.display()))(
+                    e,
+                ));
+            }
         };
         let now = Timestamp::now();
         let mut found = Vec::new();
@@ -395,8 +398,10 @@ impl Backups {
         };
         for (id, _) in self.found()?.into_iter().skip(keep) {
             let path = self.dir.join(id.file_name());
-            std::fs::remove_file(&path)
-                .map_err(BackupError::io(format!("deleting the old backup {}", path.display())))?;
+            std::fs::remove_file(&path).map_err(BackupError::io(format!(
+                "deleting the old backup {}",
+                path.display()
+            )))?;
             tracing::info!(backup = %path.display(), "deleted an old backup (MNEMO_BACKUP_KEEP)");
         }
         Ok(())

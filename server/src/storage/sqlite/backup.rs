@@ -273,9 +273,7 @@ pub(super) fn swap_in(
 ) -> Result<RestoreStats, StorageError> {
     let head = events::head_seq(conn)?;
     let tx = staging.transaction()?;
-    tx.execute_batch(
-        "DELETE FROM events; DELETE FROM sqlite_sequence WHERE name = 'events';",
-    )?;
+    tx.execute_batch("DELETE FROM events; DELETE FROM sqlite_sequence WHERE name = 'events';")?;
     tx.execute(
         "INSERT INTO sqlite_sequence (name, seq) VALUES ('events', ?)",
         [head],

@@ -67,9 +67,7 @@ pub(super) fn lock(path: &Path) -> Result<File, StorageError> {
     match file.try_lock() {
         Ok(()) => Ok(file),
         Err(std::fs::TryLockError::WouldBlock) => Err(StorageError::InUse { location }),
-        Err(std::fs::TryLockError::Error(e)) => {
-            Err(read_only_or_backend(&location, "locking", e))
-        }
+        Err(std::fs::TryLockError::Error(e)) => Err(read_only_or_backend(&location, "locking", e)),
     }
 }
 

@@ -281,8 +281,12 @@ fn backup_and_restore_while_open() {
     use std::os::unix::fs::PermissionsExt;
     let dir = tempfile::tempdir().unwrap();
     let store = open(&dir);
-    let a = store.insert(record("alpha", &[], [1.0, 0.0, 0.0, 0.0])).unwrap();
-    store.insert(record("beta", &[], [0.0, 1.0, 0.0, 0.0])).unwrap();
+    let a = store
+        .insert(record("alpha", &[], [1.0, 0.0, 0.0, 0.0]))
+        .unwrap();
+    store
+        .insert(record("beta", &[], [0.0, 1.0, 0.0, 0.0]))
+        .unwrap();
     let backup = dir.path().join("backup.db");
     let stats = store.backup(&backup).unwrap();
     assert_eq!(stats.memories, 2);
@@ -291,7 +295,9 @@ fn backup_and_restore_while_open() {
     assert_eq!(mode, 0o600);
     assert!(!dir.path().join("backup.db.partial").exists());
 
-    store.insert(record("gamma", &[], [0.0, 0.0, 1.0, 0.0])).unwrap();
+    store
+        .insert(record("gamma", &[], [0.0, 0.0, 1.0, 0.0]))
+        .unwrap();
     store.delete(&a.content_hash).unwrap();
     let head = store.head_seq().unwrap();
     let mut live = store.subscribe();
@@ -317,7 +323,9 @@ fn backup_and_restore_while_open() {
     assert!(!dir.path().join("memories.db.restoring").exists());
 
     // Writes go on after the restore, numbered after it.
-    let next = store.insert(record("delta", &[], [0.0, 0.0, 0.0, 1.0])).unwrap();
+    let next = store
+        .insert(record("delta", &[], [0.0, 0.0, 0.0, 1.0]))
+        .unwrap();
     assert_eq!(store.get(&next.content_hash).unwrap().content, "delta");
     assert_eq!(store.head_seq().unwrap(), head + 2);
 }
@@ -328,7 +336,9 @@ fn backup_and_restore_while_open() {
 fn a_failed_restore_leaves_the_live_database() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(&dir);
-    store.insert(record("alpha", &[], [1.0, 0.0, 0.0, 0.0])).unwrap();
+    store
+        .insert(record("alpha", &[], [1.0, 0.0, 0.0, 0.0]))
+        .unwrap();
     let head = store.head_seq().unwrap();
 
     let garbage = dir.path().join("garbage.db");
@@ -371,7 +381,11 @@ fn a_failed_restore_leaves_the_live_database() {
         (&damaged, "damaged"),
     ] {
         let error = store.restore(path, "x").unwrap_err();
-        assert!(error.to_string().contains(expect), "{}: {error}", path.display());
+        assert!(
+            error.to_string().contains(expect),
+            "{}: {error}",
+            path.display()
+        );
         assert_eq!(store.count().unwrap(), 1, "{}", path.display());
         assert_eq!(store.head_seq().unwrap(), head);
         assert!(!dir.path().join("memories.db.restoring").exists());
@@ -381,7 +395,9 @@ fn a_failed_restore_leaves_the_live_database() {
         mismatch.to_string().contains(&spec().model_id),
         "{mismatch}"
     );
-    store.insert(record("beta", &[], [0.0, 1.0, 0.0, 0.0])).unwrap();
+    store
+        .insert(record("beta", &[], [0.0, 1.0, 0.0, 0.0]))
+        .unwrap();
 }
 
 /// A second store on the same file is refused while the first is open.

@@ -85,7 +85,11 @@ impl Writer {
 
     /// Replaces the database with `staging`'s once the writes queued before it have
     /// committed; the writes queued after it go to the restored database.
-    pub fn restore(&self, staging: Connection, label: String) -> Result<RestoreStats, StorageError> {
+    pub fn restore(
+        &self,
+        staging: Connection,
+        label: String,
+    ) -> Result<RestoreStats, StorageError> {
         let (reply, answer) = mpsc::sync_channel(1);
         let jobs = self.jobs.as_ref().ok_or(StorageError::Stopped)?;
         jobs.send(Job::Restore {
