@@ -64,11 +64,14 @@ fn replicate(config: &Path) -> (Child, mpsc::Receiver<String>) {
     }
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let line = lines
-            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
-            .expect("litestream did not start replicating within 30 s");
-        if line.contains("replicating to") {
-            return (child, lines);
+        match lines.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+            Ok(line) if line.contains("replicating to") => return (child, lines),
+            Ok(_) => {}
+            Err(_) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("litestream did not start replicating within 30 s");
+            }
         }
     }
 }
