@@ -1,5 +1,6 @@
 //! The command line: `mnemo-server [settings]` serves, `mnemo-server keys ...` manages
-//! API keys, `mnemo-server tls rotate` replaces the server's key pair. The settings
+//! API keys, `mnemo-server tls rotate` replaces the server's key pair, `mnemo-server restore`
+//! replaces the database with a backup offline (its body is `restore_command`). The settings
 //! themselves are [`Config`]; this file holds what only the command line has, the
 //! subcommands and what they print.
 
