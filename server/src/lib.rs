@@ -8,7 +8,7 @@
 //! * [`config`]: every setting, as one clap struct whose flags all have an
 //!   environment variable (mcp-memory-service's names where the meaning matches).
 //! * [`offline`]: the commands that open the database directly, with no server running
-//!   on it: `export`, `import`, `import-from mcp-memory-service`, `reembed`.
+//!   on it: `export`, `import`, `import-from mcp-memory-service`, `reembed`, `restore`.
 //! * [`startup`]: [`Server`]: keys, TLS and the listener first, then the model and
 //!   database in the background while health checks already answer; mDNS once
 //!   healthy; a cancellation token stops it.

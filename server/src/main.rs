@@ -32,6 +32,9 @@ async fn main() -> anyhow::Result<()> {
             return offline::mcp_memory_service::run(&config, source, out).await;
         }
         Some(Command::Reembed(args)) => return offline::reembed::run(&config, args, out),
+        Some(Command::Restore { backup }) => {
+            return offline::restore::run(&config, &backup, out).await;
+        }
         Some(Command::Keys(_)) | None => {}
     }
     // Colour only for a person at a terminal: the journal and log files get plain text.

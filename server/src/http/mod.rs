@@ -5,6 +5,7 @@
 //! the table below is also the authorization table.
 
 mod auth;
+mod backups;
 mod catalog;
 mod client_ip;
 pub(crate) mod connections;
@@ -92,6 +93,13 @@ fn routes(state: &Arc<AppState>, config: &Config, shutdown: CancellationToken) -
         // Admin: everyone's memories at once, and an import writes the past.
         .route(M::GET, "/api/export", ADMIN, transfer::export)
         .route(M::POST, "/api/import", ADMIN, transfer::import)
+        .route(M::POST, "/api/admin/backup", ADMIN, backups::create)
+        .route(M::GET, "/api/admin/backups", ADMIN, backups::list)
+        .route(M::POST, "/api/admin/restore", ADMIN, backups::restore)
+        // mcp-memory-service's names for the same.
+        .route(M::POST, "/api/backup/now", ADMIN, backups::create)
+        .route(M::GET, "/api/backup/list", ADMIN, backups::list)
+        .route(M::GET, "/api/backup/status", ADMIN, backups::status)
         .route(M::GET, "/api/tags", READ, catalog::tags)
         .route(M::GET, "/api/types", READ, catalog::types)
         // The API's description and the page that shows it (`openapi.rs`, `docs.rs`).

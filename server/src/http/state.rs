@@ -11,6 +11,7 @@ use super::ticket::Tickets;
 use crate::auth::Auth;
 use crate::config::Config;
 use crate::feed::ChangeFeed;
+use crate::operations::backups::Backups;
 use crate::operations::health::ServerFacts;
 use crate::service::MemoryService;
 
@@ -38,6 +39,8 @@ pub struct AppState {
     pub tls_pin: Option<mnemo_certs::Fingerprint>,
     /// The outstanding single-use tickets for the event streams.
     pub tickets: Tickets,
+    /// Set with the service: the backups folder and its schedule.
+    pub backups: OnceLock<Arc<Backups>>,
 }
 
 impl AppState {
@@ -53,6 +56,7 @@ impl AppState {
             tls_slot: None,
             tls_pin: None,
             tickets: Tickets::default(),
+            backups: OnceLock::new(),
         }
     }
 
@@ -64,6 +68,11 @@ impl AppState {
     /// The change feed, or 503 while loading.
     pub fn feed(&self) -> Result<&Arc<ChangeFeed>, ApiError> {
         self.feed.get().ok_or_else(ApiError::loading)
+    }
+
+    /// The backups, or 503 while loading.
+    pub fn backups(&self) -> Result<&Arc<Backups>, ApiError> {
+        self.backups.get().ok_or_else(ApiError::loading)
     }
 
     /// What detailed health reports about the server itself.
@@ -81,12 +90,18 @@ impl AppState {
     /// Publishes a loaded service and the change feed over its store.
     pub fn publish(&self, service: MemoryService, config: &Config, shutdown: CancellationToken) {
         let heartbeat = Duration::from_secs(config.sse_heartbeat.max(1));
-        let feed = ChangeFeed::new(Arc::clone(service.storage()), heartbeat, shutdown);
+        let feed = ChangeFeed::new(Arc::clone(service.storage()), heartbeat, shutdown.clone());
         let connections = Arc::clone(&self.connections);
         feed.spawn_reaper(
             Duration::from_secs_f64(config.sse_stall_timeout),
             move |peer| connections.close(peer),
         );
+        let backups = Arc::new(Backups::new(config));
+        tokio::spawn(
+            Arc::clone(&backups)
+                .run_schedule(Arc::clone(service.storage()), shutdown.child_token()),
+        );
+        let _ = self.backups.set(backups);
         let _ = self.feed.set(feed);
         let _ = self.service.set(service);
     }

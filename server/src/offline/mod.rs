@@ -1,5 +1,6 @@
 //! The commands that work on the database directly, without a running server:
-//! `export`, `import`, `import-from mcp-memory-service` and `reembed`.
+//! `export`, `import`, `import-from mcp-memory-service`, `reembed` and `restore` (the
+//! admin restore, offline).
 //!
 //! Each opens the model and the store as the server would, and calls the same
 //! operations the HTTP API does, as an admin. A SQLite database has one writer, so
@@ -15,6 +16,7 @@ pub mod export;
 pub mod import;
 pub mod mcp_memory_service;
 pub mod reembed;
+pub mod restore;
 
 use std::io::IsTerminal;
 use std::sync::Arc;

@@ -16,7 +16,10 @@
 //! * [`stats`]: memories stored per day, for charts.
 //! * [`export`] and [`import`]: every memory out as JSON Lines, and back in, a
 //!   report per line.
+//! * [`backups`]: backups into `<data dir>/backups`, on demand and on a schedule, and
+//!   restores from them while serving or offline.
 
+pub mod backups;
 pub mod catalog;
 pub mod export;
 pub mod health;

@@ -46,6 +46,7 @@ pub mod payload;
 pub mod postgres;
 pub mod sqlite;
 
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -185,6 +186,44 @@ pub trait Storage: Send + Sync + 'static {
     fn close(&self) -> StorageFuture<'_, ()> {
         Box::pin(async { Ok(()) })
     }
+
+    /// Writes a consistent copy of the database, as of the moment the copy begins, to
+    /// the new file `dest`, and checks it. Writes go on meanwhile.
+    fn backup<'a>(&'a self, dest: &'a Path) -> StorageFuture<'a, BackupStats> {
+        let _ = dest;
+        Box::pin(async { Err(StorageError::unsupported(self.backend())) })
+    }
+
+    /// Replaces the whole database with the backup at `source` while serving: the
+    /// backup must hold this database's model; the change feed continues after every
+    /// number ever handed out with one event for the restore (`label` names the
+    /// backup in it), and in-memory copies are rebuilt.
+    fn restore<'a>(&'a self, source: &'a Path, label: &'a str) -> StorageFuture<'a, RestoreStats> {
+        let _ = (source, label);
+        Box::pin(async { Err(StorageError::unsupported(self.backend())) })
+    }
+}
+
+/// What a finished backup holds.
+#[derive(Debug, Clone)]
+pub struct BackupStats {
+    /// Size of the backup file.
+    pub bytes: u64,
+    /// Memories in it.
+    pub memories: u64,
+    /// The last change-feed sequence number it holds.
+    pub head_seq: i64,
+    /// How long the copy and its check took.
+    pub elapsed: Duration,
+}
+
+/// What a restore did.
+#[derive(Debug, Clone)]
+pub struct RestoreStats {
+    /// Memories in the restored database.
+    pub memories: u64,
+    /// The restore's own event, the first of the restored database's feed.
+    pub event: EventRow,
 }
 
 /// Sets the store's gauges (memories, database bytes) for a scrape of `/metrics`. A
@@ -346,7 +385,7 @@ pub enum StorageError {
     #[error(
         "the database {location} is in use by another process (a running mnemo-server, or an \
          offline mnemo-server command); stop it first, or do this through the running server's \
-         API (GET /api/export, POST /api/import)"
+         API (GET /api/export, POST /api/import, POST /api/admin/restore)"
     )]
     InUse { location: String },
     /// The database cannot be reached or did not answer in time (a server database
@@ -357,6 +396,13 @@ pub enum StorageError {
     Unavailable {
         context: String,
         source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// The backend cannot do this at all (a file backup of a PostgreSQL database).
+    #[error("{what} is not available with the {backend} backend; {advice}")]
+    Unsupported {
+        what: &'static str,
+        backend: &'static str,
+        advice: &'static str,
     },
     /// The backend has shut down (its writer, pool or connection is gone).
     #[error("the storage has stopped taking requests")]
@@ -382,6 +428,16 @@ impl StorageError {
                 expected,
                 actual: vector.len(),
             })
+        }
+    }
+
+    /// Backups and restores, which only the SQLite backend makes itself.
+    pub fn unsupported(backend: &'static str) -> Self {
+        Self::Unsupported {
+            what: "backup and restore through Mnemo",
+            backend,
+            advice: "back the database up with pg_dump and restore it with pg_restore \
+                     (or your PostgreSQL provider's backups)",
         }
     }
 

@@ -21,7 +21,7 @@
 //! # Modules
 //!
 //! Imports run one way, down this list: `writer` (the thread, which prunes through
-//! `events`) runs the statements of `write`; `write` appends its event through
+//! `events`, restores through `backup` and leaves checkpoints to `checkpointer`) runs the statements of `write`; `write` appends its event through
 //! `events` and reads back what it wrote through `read`; `read` queries with `filter`
 //! (a [`Filter`] as SQL), `vectors` (the in-memory copy that searches scan) and `vec`
 //! (sqlite-vec's registration and blob format), which `vectors` also decodes with.
@@ -30,6 +30,8 @@
 //! intact). `reembed` rewrites every vector with another model, outside a running
 //! store.
 
+mod backup;
+mod checkpointer;
 mod events;
 mod file;
 mod filter;
@@ -56,7 +58,8 @@ use tokio::sync::broadcast;
 
 use crate::memory::{EmbeddingSpec, Filter, Memory, MemoryPatch, ScoredMemory};
 use crate::storage::{
-    EventRow, ExportCursor, NewRecord, Page, Retention, Storage, StorageError, StorageFuture,
+    BackupStats, EventRow, ExportCursor, NewRecord, Page, RestoreStats, Retention, Storage,
+    StorageError, StorageFuture,
 };
 pub use pragmas::{PragmaError, Pragmas};
 pub use reembed::{Reembedded, reembed};
@@ -193,6 +196,8 @@ struct Shared {
     /// subscriber that lags past it is told so and re-reads the events table.
     subscribers: writer::Subscribers,
     path: PathBuf,
+    /// The model the database is pinned to: a restored backup must hold the same.
+    spec: EmbeddingSpec,
     dimension: usize,
     read_timeout: Duration,
     /// The writer lock on the file (`file::lock`), released last, after the writer
@@ -272,6 +277,7 @@ impl SqliteStore {
                 vectors,
                 subscribers,
                 path: path.to_path_buf(),
+                spec: spec.clone(),
                 dimension: spec.dimension,
                 read_timeout: options.read_timeout,
                 _lock: lock,
@@ -443,19 +449,63 @@ impl SqliteStore {
     }
 
     /// Copies the write-ahead log into the database file and empties it, so the file
-    /// alone holds every committed write (what a copy or a backup of it needs). Waits
-    /// for a write in progress, at most the busy timeout.
+    /// alone holds every committed write (what a copy of it needs). Waits for a write
+    /// in progress, at most the busy timeout.
+    ///
+    /// Another process reading the log keeps it: Litestream holds a read transaction
+    /// on it for as long as it replicates and checkpoints by itself. Then the log is
+    /// copied as far as that reader allows, and the server does not wait for it (a
+    /// stop would otherwise hang for the busy timeout and fail).
     pub fn checkpoint(&self) -> Result<(), StorageError> {
         let conn = Connection::open(&self.shared.path)?;
         conn.busy_timeout(BUSY_TIMEOUT)?;
-        let busy: i64 = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| r.get(0))?;
+        let busy: i64 = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| r.get(0))?;
         if busy != 0 {
             return Err(StorageError::backend(
                 "checkpointing the write-ahead log",
-                std::io::Error::other("a reader or writer kept the log busy"),
+                std::io::Error::other("a writer kept the log busy"),
             ));
         }
+        // No waiting now: a reader still on the log is another process's.
+        conn.busy_timeout(Duration::ZERO)?;
+        let busy: i64 = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| r.get(0))?;
+        if busy != 0 {
+            tracing::info!(
+                "another process (Litestream?) is reading the write-ahead log, so it is left \
+                 for that process to checkpoint"
+            );
+        }
         Ok(())
+    }
+
+    /// Writes a consistent, checked copy of the database to the new file `dest`
+    /// without stopping writes (see the `backup` module).
+    pub fn backup(&self, dest: &Path) -> Result<BackupStats, StorageError> {
+        backup::backup(&self.shared.path, dest)
+    }
+
+    /// Replaces the database with the backup at `source` (see the `backup` module):
+    /// it is copied, checked and migrated beside the live file first, so a damaged
+    /// backup or one of another model leaves the live database as it was.
+    pub fn restore(&self, source: &Path, label: &str) -> Result<RestoreStats, StorageError> {
+        let staging = backup::staging_path(&self.shared.path);
+        let conn = backup::stage(source, &staging, &self.shared.spec)?;
+        let result = self.shared.writer.restore(conn, label.to_owned());
+        backup::remove_with_companions(&staging);
+        result
+    }
+
+    /// The model recorded in the database at `path`, if it is a Mnemo database:
+    /// what an offline command opens it with, without loading the model.
+    pub fn pinned_model(path: &Path) -> Result<Option<EmbeddingSpec>, StorageError> {
+        let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .map_err(|e| file::opening_error(path, e))?;
+        Ok(backup::read_pin(&conn)
+            .map_err(|e| file::opening_error(path, e))?
+            .map(|(model_id, dimension)| EmbeddingSpec {
+                model_id,
+                dimension,
+            }))
     }
 
     /// A read connection bounded by [`SqliteOptions::read_timeout`] and, on a blocking
@@ -678,6 +728,16 @@ impl Storage for SqliteStore {
 
     fn close(&self) -> StorageFuture<'_, ()> {
         self.blocking(SqliteStore::checkpoint)
+    }
+
+    fn backup<'a>(&'a self, dest: &'a Path) -> StorageFuture<'a, BackupStats> {
+        let dest = dest.to_path_buf();
+        self.blocking(move |store| SqliteStore::backup(store, &dest))
+    }
+
+    fn restore<'a>(&'a self, source: &'a Path, label: &'a str) -> StorageFuture<'a, RestoreStats> {
+        let (source, label) = (source.to_path_buf(), label.to_owned());
+        self.blocking(move |store| SqliteStore::restore(store, &source, &label))
     }
 }
 

@@ -272,3 +272,147 @@ fn pragmas_apply_to_the_writer_and_the_readers() {
         assert_eq!(read(conn, "wal_autocheckpoint"), 321);
     }
 }
+
+/// A backup holds what was committed when it began; restoring it brings exactly that
+/// back while the store stays open, the vector copy finds the restored memories, and
+/// the feed goes on after every number ever handed out with one `resync` event.
+#[test]
+fn backup_and_restore_while_open() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    let a = store
+        .insert(record("alpha", &[], [1.0, 0.0, 0.0, 0.0]))
+        .unwrap();
+    store
+        .insert(record("beta", &[], [0.0, 1.0, 0.0, 0.0]))
+        .unwrap();
+    let backup = dir.path().join("backup.db");
+    let stats = store.backup(&backup).unwrap();
+    assert_eq!(stats.memories, 2);
+    assert_eq!(stats.head_seq, 2);
+    let mode = std::fs::metadata(&backup).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    assert!(!dir.path().join("backup.db.partial").exists());
+
+    store
+        .insert(record("gamma", &[], [0.0, 0.0, 1.0, 0.0]))
+        .unwrap();
+    store.delete(&a.content_hash).unwrap();
+    let head = store.head_seq().unwrap();
+    let mut live = store.subscribe();
+
+    let restored = store.restore(&backup, "backup").unwrap();
+    assert_eq!(restored.memories, 2);
+    assert_eq!(restored.event.seq, head + 1);
+    assert_eq!(restored.event.kind, "resync");
+    assert_eq!(live.try_recv().unwrap().seq, head + 1);
+    assert_eq!(store.count().unwrap(), 2);
+    assert!(store.get(&a.content_hash).is_ok());
+    assert!(store.get(&content_hash("gamma")).is_err());
+    assert_eq!(store.head_seq().unwrap(), head + 1);
+    assert_eq!(store.oldest_seq().unwrap(), Some(head + 1));
+    let events = store.events_after(0, 10).unwrap();
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert!(events[0].payload.contains("\"backup_id\":\"backup\""));
+    assert!(store.searches_vector_copy());
+    let hits = store
+        .search(&unit([1.0, 0.0, 0.0, 0.0]), 1, &Filter::default())
+        .unwrap();
+    assert_eq!(hits[0].memory.content, "alpha");
+    assert!(!dir.path().join("memories.db.restoring").exists());
+
+    // Writes go on after the restore, numbered after it.
+    let next = store
+        .insert(record("delta", &[], [0.0, 0.0, 0.0, 1.0]))
+        .unwrap();
+    assert_eq!(store.get(&next.content_hash).unwrap().content, "delta");
+    assert_eq!(store.head_seq().unwrap(), head + 2);
+}
+
+/// A damaged, empty or foreign file, or a backup of another model, is refused before
+/// the live database is touched; the model mismatch names both models.
+#[test]
+fn a_failed_restore_leaves_the_live_database() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    store
+        .insert(record("alpha", &[], [1.0, 0.0, 0.0, 0.0]))
+        .unwrap();
+    let head = store.head_seq().unwrap();
+
+    let garbage = dir.path().join("garbage.db");
+    std::fs::write(&garbage, vec![0x5a; 64 * 1024]).unwrap();
+    let empty = dir.path().join("empty.db");
+    std::fs::write(&empty, b"").unwrap();
+    let foreign = dir.path().join("foreign.db");
+    rusqlite::Connection::open(&foreign)
+        .unwrap()
+        .execute_batch("CREATE TABLE t (x); INSERT INTO t VALUES (1);")
+        .unwrap();
+    let other_dir = tempfile::tempdir().unwrap();
+    let other_spec = EmbeddingSpec {
+        model_id: "other/model".into(),
+        dimension: DIM,
+    };
+    let other = SqliteStore::open(
+        &other_dir.path().join("memories.db"),
+        &other_spec,
+        SqliteOptions::default(),
+    )
+    .unwrap();
+    let other_backup = dir.path().join("other.db");
+    other.backup(&other_backup).unwrap();
+    // Damage a good backup in the middle of its pages.
+    let damaged = dir.path().join("damaged.db");
+    store.backup(&damaged).unwrap();
+    let mut bytes = std::fs::read(&damaged).unwrap();
+    let len = bytes.len();
+    for byte in &mut bytes[len / 2..len / 2 + 4096.min(len / 4)] {
+        *byte = 0xff;
+    }
+    std::fs::write(&damaged, bytes).unwrap();
+
+    for (path, expect) in [
+        (&garbage, "damaged"),
+        (&empty, "empty"),
+        (&foreign, "not a Mnemo database"),
+        (&other_backup, "other/model"),
+        (&damaged, "damaged"),
+    ] {
+        let error = store.restore(path, "x").unwrap_err();
+        assert!(
+            error.to_string().contains(expect),
+            "{}: {error}",
+            path.display()
+        );
+        assert_eq!(store.count().unwrap(), 1, "{}", path.display());
+        assert_eq!(store.head_seq().unwrap(), head);
+        assert!(!dir.path().join("memories.db.restoring").exists());
+    }
+    let mismatch = store.restore(&other_backup, "x").unwrap_err();
+    assert!(
+        mismatch.to_string().contains(&spec().model_id),
+        "{mismatch}"
+    );
+    store
+        .insert(record("beta", &[], [0.0, 1.0, 0.0, 0.0]))
+        .unwrap();
+}
+
+/// A second store on the same file is refused while the first is open.
+#[test]
+fn one_store_per_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    let error = SqliteStore::open(
+        &dir.path().join("memories.db"),
+        &spec(),
+        SqliteOptions::default(),
+    )
+    .err()
+    .unwrap();
+    assert!(matches!(error, StorageError::InUse { .. }), "{error}");
+    drop(store);
+    drop(open(&dir));
+}

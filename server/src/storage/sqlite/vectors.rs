@@ -103,6 +103,12 @@ impl VectorCopy {
         Ok(count)
     }
 
+    /// Stops searches from using the copy until the next [`VectorCopy::load`]: the
+    /// writer calls it before replacing the whole database.
+    pub fn invalidate(&self) {
+        self.ready.store(false, Ordering::Release);
+    }
+
     /// Whether searches may use the copy.
     pub fn is_ready(&self) -> bool {
         self.ready.load(Ordering::Acquire)

@@ -6,11 +6,13 @@ use std::thread::JoinHandle;
 
 use rusqlite::{Connection, TransactionBehavior};
 
+use super::backup;
+use super::checkpointer::Checkpointer;
 use super::events;
 use super::vectors::VectorCopy;
 use super::write::{self, Written};
 use crate::memory::{Memory, MemoryPatch};
-use crate::storage::{EventRow, NewRecord, Retention, StorageError};
+use crate::storage::{EventRow, NewRecord, RestoreStats, Retention, StorageError};
 use crate::telemetry;
 
 /// Commands waiting beyond this block their senders, which bounds the queue's memory.
@@ -28,9 +30,20 @@ pub(super) enum Command {
     },
 }
 
-struct Job {
-    command: Command,
-    reply: mpsc::SyncSender<Result<Memory, StorageError>>,
+/// What the thread is asked to do: a write, committed with others in a group, or a
+/// restore, which runs alone between two groups.
+enum Job {
+    Write {
+        command: Command,
+        reply: mpsc::SyncSender<Result<Memory, StorageError>>,
+    },
+    Restore {
+        /// The checked and migrated copy of the backup (`backup::stage`).
+        staging: Connection,
+        /// The backup's name, for the restore's event.
+        label: String,
+        reply: mpsc::SyncSender<Result<RestoreStats, StorageError>>,
+    },
 }
 
 /// Handle to the writer thread. Dropping it lets the thread finish the commands already
@@ -66,8 +79,26 @@ impl Writer {
     pub fn submit(&self, command: Command) -> Result<Memory, StorageError> {
         let (reply, answer) = mpsc::sync_channel(1);
         let jobs = self.jobs.as_ref().ok_or(StorageError::Stopped)?;
-        jobs.send(Job { command, reply })
+        jobs.send(Job::Write { command, reply })
             .map_err(|_| StorageError::Stopped)?;
+        answer.recv().map_err(|_| StorageError::Stopped)?
+    }
+
+    /// Replaces the database with `staging`'s once the writes queued before it have
+    /// committed; the writes queued after it go to the restored database.
+    pub fn restore(
+        &self,
+        staging: Connection,
+        label: String,
+    ) -> Result<RestoreStats, StorageError> {
+        let (reply, answer) = mpsc::sync_channel(1);
+        let jobs = self.jobs.as_ref().ok_or(StorageError::Stopped)?;
+        jobs.send(Job::Restore {
+            staging,
+            label,
+            reply,
+        })
+        .map_err(|_| StorageError::Stopped)?;
         answer.recv().map_err(|_| StorageError::Stopped)?
     }
 
@@ -84,7 +115,9 @@ impl Writer {
             .into_iter()
             .map(|command| {
                 let (reply, answer) = mpsc::sync_channel(1);
-                jobs.send(Job { command, reply }).ok().map(|()| answer)
+                jobs.send(Job::Write { command, reply })
+                    .ok()
+                    .map(|()| answer)
             })
             .collect();
         answers
@@ -119,6 +152,19 @@ fn run(
     subscribers: Subscribers,
     vectors: Option<Arc<VectorCopy>>,
 ) {
+    // Checkpoints run beside the writer, never inside its commits (see `checkpointer`).
+    let checkpointer = match conn
+        .path()
+        .map(std::path::PathBuf::from)
+        .ok_or(rusqlite::Error::InvalidPath("an in-memory database".into()))
+        .and_then(|path| Checkpointer::start(&conn, &path))
+    {
+        Ok(checkpointer) => Some(checkpointer),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot start the checkpoint thread; the writer checkpoints inline");
+            None
+        }
+    };
     if let Some(copy) = &vectors {
         let started = std::time::Instant::now();
         match copy.load(&conn) {
@@ -133,19 +179,41 @@ fn run(
             ),
         }
     }
-    while let Ok(first) = queue.recv() {
-        let mut group = vec![first];
-        while group.len() < max_group {
-            match queue.try_recv() {
-                Ok(job) => group.push(job),
-                Err(_) => break,
+    // A restore taken while gathering a group waits here for the group to commit.
+    let mut held: Option<Job> = None;
+    while let Some(first) = held.take().or_else(|| queue.recv().ok()) {
+        let mut group = Vec::new();
+        let mut next = Some(first);
+        while let Some(job) = next.take() {
+            match job {
+                Job::Write { command, reply } => group.push((command, reply)),
+                restore @ Job::Restore { .. } if group.is_empty() => {
+                    run_restore(&mut conn, restore, &subscribers, vectors.as_deref());
+                    if let Some(checkpointer) = &checkpointer {
+                        checkpointer.after_commit();
+                    }
+                    break;
+                }
+                restore => {
+                    held = Some(restore);
+                    break;
+                }
             }
+            if group.len() < max_group {
+                next = queue.try_recv().ok();
+            }
+        }
+        if group.is_empty() {
+            continue;
         }
         let mut results = commit_group(
             &mut conn,
-            group.iter_mut().map(|j| &mut j.command),
+            group.iter_mut().map(|(command, _)| command),
             &retention,
         );
+        if let Some(checkpointer) = &checkpointer {
+            checkpointer.after_commit();
+        }
         // The copy changes after the commit and before anyone hears of it, so a
         // caller that searches right after its store finds what it stored.
         if let Some(vectors) = &vectors {
@@ -156,16 +224,47 @@ fn run(
                     .collect(),
             );
         }
-        for (job, result) in group.into_iter().zip(results) {
+        for ((_, reply), result) in group.into_iter().zip(results) {
             let result = result.map(|written| {
                 // No subscriber is not an error.
                 let _ = subscribers.send(Arc::new(written.event));
                 written.memory
             });
             // A caller that gave up waiting is not an error of the store.
-            let _ = job.reply.send(result);
+            let _ = reply.send(result);
         }
     }
+}
+
+/// Swaps the staged database in, then rebuilds the vector copy from it and tells
+/// every subscriber. Searches scan vec0 while the copy reloads.
+fn run_restore(
+    conn: &mut Connection,
+    job: Job,
+    subscribers: &Subscribers,
+    vectors: Option<&VectorCopy>,
+) {
+    let Job::Restore {
+        mut staging,
+        label,
+        reply,
+    } = job
+    else {
+        return;
+    };
+    if let Some(copy) = vectors {
+        copy.invalidate();
+    }
+    let result = backup::swap_in(conn, &mut staging, &label, crate::memory::now_epoch());
+    if let Some(copy) = vectors
+        && let Err(e) = copy.load(conn)
+    {
+        tracing::warn!(error = %e, "cannot reload the in-memory vector copy after the restore; searches scan the vec0 table");
+    }
+    if let Ok(stats) = &result {
+        let _ = subscribers.send(Arc::new(stats.event.clone()));
+    }
+    let _ = reply.send(result);
 }
 
 /// Runs each command in its own savepoint of one transaction and commits once.
