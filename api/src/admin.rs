@@ -8,9 +8,10 @@
 //! routes answer the same bodies.
 
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 /// One backup file in `<data dir>/backups`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct BackupInfo {
     /// What `POST /api/admin/restore` takes: the file name without `.db`.
     pub backup_id: String,
@@ -23,7 +24,7 @@ pub struct BackupInfo {
 }
 
 /// `POST /api/admin/backup` and `POST /api/backup/now`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct BackupCreated {
     pub success: bool,
     pub backup_id: String,
@@ -38,7 +39,7 @@ pub struct BackupCreated {
 }
 
 /// `GET /api/admin/backups` and `GET /api/backup/list`: newest first.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct BackupList {
     pub backups: Vec<BackupInfo>,
     pub total_count: usize,
@@ -46,7 +47,7 @@ pub struct BackupList {
 }
 
 /// `GET /api/backup/status`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct BackupStatus {
     /// Whether scheduled backups are on (`MNEMO_BACKUP_INTERVAL`).
     pub enabled: bool,
@@ -66,14 +67,14 @@ pub struct BackupStatus {
 }
 
 /// `POST /api/admin/restore`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct RestoreRequest {
     /// A `backup_id` from the list.
     pub backup_id: String,
 }
 
 /// The answer to a restore.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct RestoreResponse {
     pub success: bool,
     pub backup_id: String,

@@ -504,7 +504,7 @@ pub fn size_mb(bytes: u64) -> f64 {
 
 /// One day of `GET /api/stats/daily`: the date in the asked time zone and how many
 /// memories stored then still exist.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct DailyCount {
     /// `YYYY-MM-DD`.
     pub date: String,
@@ -513,7 +513,7 @@ pub struct DailyCount {
 
 /// `GET /api/stats/daily?days=N&tz=…`: one entry per day, oldest first, the last
 /// being today; days without memories count 0.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct DailyStats {
     pub days: Vec<DailyCount>,
     /// The time zone the days were cut in (`UTC` unless `tz` named another).
@@ -521,7 +521,7 @@ pub struct DailyStats {
 }
 
 /// A managed API key as `GET /api/keys` lists it: never its secret or its hash.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct KeyInfo {
     pub id: String,
     pub name: String,
@@ -532,13 +532,13 @@ pub struct KeyInfo {
 }
 
 /// `GET /api/keys`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct KeyList {
     pub keys: Vec<KeyInfo>,
 }
 
 /// `POST /api/keys`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct CreateKey {
     pub name: String,
     /// `read`, `write` or `admin`.
@@ -546,7 +546,7 @@ pub struct CreateKey {
 }
 
 /// The answer to `POST /api/keys`: the only time the key itself is ever shown.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct CreatedKey {
     #[serde(flatten)]
     pub info: KeyInfo,
@@ -555,7 +555,7 @@ pub struct CreatedKey {
 
 /// `GET /api/auth/scope`: what the presented key may do, so a client can show only
 /// the controls that will work.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct KeyScope {
     /// `read`, `write` or `admin`.
     pub scope: String,

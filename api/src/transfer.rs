@@ -5,6 +5,7 @@
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
+use utoipa::{IntoParams, ToSchema};
 
 /// The media type of an export: JSON Lines, one memory per line.
 pub const JSONL: &str = "application/x-ndjson";
@@ -19,7 +20,7 @@ pub const MAX_LINE_BYTES: usize = 4 << 20;
 pub const MAX_REPORTED_LINES: usize = 1000;
 
 /// One memory of an export, one JSON object per line.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct ExportedMemory {
     pub content: String,
     /// SHA-256 of the trimmed content. On import it is recomputed from `content`,
@@ -55,7 +56,8 @@ pub struct ExportedMemory {
 }
 
 /// `GET /api/export?vectors=true`.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ExportQuery {
     /// Include each memory's vector and the model that made it.
     #[serde(default)]
@@ -63,7 +65,7 @@ pub struct ExportQuery {
 }
 
 /// What became of one line of an import.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum LineStatus {
     /// Stored.
@@ -76,7 +78,7 @@ pub enum LineStatus {
 }
 
 /// One line of an import that was not simply accepted.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct LineReport {
     /// 1-based line number in the body.
     pub line: u64,
@@ -89,7 +91,7 @@ pub struct LineReport {
 
 /// The answer to `POST /api/import`: counts of every line, and each duplicate or
 /// error by line number (the first [`MAX_REPORTED_LINES`] of them).
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct ImportReport {
     /// Lines read, blank ones included.
     pub lines: u64,

@@ -184,5 +184,6 @@ fn record(i: usize, state: &mut u64) -> NewRecord {
         metadata: Default::default(),
         vector,
         created_at: None,
+        updated_at: None,
     }
 }

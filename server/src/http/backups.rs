@@ -15,25 +15,78 @@ use crate::operations::backups::BackupError;
 use crate::service::ServiceError;
 use crate::storage::StorageError;
 
-/// `POST /api/admin/backup` and `POST /api/backup/now`: a backup, now.
+/// `POST /api/admin/backup`: a backup, now.
+#[utoipa::path(post, path = "/api/admin/backup", tag = "backups", operation_id = "create_backup",
+    responses(
+        (status = 200, description = "The backup, written and checked", body = BackupCreated),
+        (status = 501, description = "Not available with PostgreSQL: back it up with pg_dump", body = mnemo_api::error::ErrorBody),
+        (status = 503, response = super::openapi::Unavailable),
+        (status = 507, response = super::openapi::InsufficientStorage),
+    ))]
 pub async fn create(State(state): State<Arc<AppState>>) -> Result<Json<BackupCreated>, ApiError> {
     let storage = state.service()?.storage();
     Ok(Json(state.backups()?.create(&**storage).await?))
 }
 
-/// `GET /api/admin/backups` and `GET /api/backup/list`: newest first.
+/// `POST /api/backup/now`: mcp-memory-service's name for [`create`].
+#[utoipa::path(post, path = "/api/backup/now", tag = "backups", operation_id = "backup_now",
+    responses(
+        (status = 200, description = "The backup, written and checked", body = BackupCreated),
+        (status = 501, description = "Not available with PostgreSQL: back it up with pg_dump", body = mnemo_api::error::ErrorBody),
+        (status = 503, response = super::openapi::Unavailable),
+        (status = 507, response = super::openapi::InsufficientStorage),
+    ))]
+pub async fn create_now(state: State<Arc<AppState>>) -> Result<Json<BackupCreated>, ApiError> {
+    create(state).await
+}
+
+/// `GET /api/admin/backups`: newest first.
+#[utoipa::path(get, path = "/api/admin/backups", tag = "backups", operation_id = "list_backups",
+    responses(
+        (status = 200, description = "The backups, newest first", body = BackupList),
+        (status = 501, description = "Not available with PostgreSQL: back it up with pg_dump", body = mnemo_api::error::ErrorBody),
+        (status = 503, response = super::openapi::Unavailable),
+    ))]
 pub async fn list(State(state): State<Arc<AppState>>) -> Result<Json<BackupList>, ApiError> {
     let storage = state.service()?.storage();
     Ok(Json(state.backups()?.list(&**storage)?))
 }
 
+/// `GET /api/backup/list`: mcp-memory-service's name for [`list`].
+#[utoipa::path(get, path = "/api/backup/list", tag = "backups", operation_id = "backup_list",
+    responses(
+        (status = 200, description = "The backups, newest first", body = BackupList),
+        (status = 501, description = "Not available with PostgreSQL: back it up with pg_dump", body = mnemo_api::error::ErrorBody),
+        (status = 503, response = super::openapi::Unavailable),
+    ))]
+pub async fn list_alias(state: State<Arc<AppState>>) -> Result<Json<BackupList>, ApiError> {
+    list(state).await
+}
+
 /// `GET /api/backup/status`: the schedule and the folder.
+#[utoipa::path(get, path = "/api/backup/status", tag = "backups", operation_id = "backup_status",
+    responses(
+        (status = 200, description = "The schedule and the backups folder", body = BackupStatus),
+        (status = 501, description = "Not available with PostgreSQL: back it up with pg_dump", body = mnemo_api::error::ErrorBody),
+        (status = 503, response = super::openapi::Unavailable),
+    ))]
 pub async fn status(State(state): State<Arc<AppState>>) -> Result<Json<BackupStatus>, ApiError> {
     let storage = state.service()?.storage();
     Ok(Json(state.backups()?.status(&**storage)?))
 }
 
 /// `POST /api/admin/restore {"backup_id"}`: swaps the backup in while serving.
+#[utoipa::path(post, path = "/api/admin/restore", tag = "backups", operation_id = "restore_backup",
+    request_body = RestoreRequest,
+    responses(
+        (status = 200, description = "The backup is the database now", body = RestoreResponse),
+        (status = 404, response = super::openapi::NotFound),
+        (status = 409, description = "The backup was made with another model (both are named)", body = mnemo_api::error::ErrorBody),
+        (status = 422, description = "Not a usable Mnemo backup (damaged, empty, another program's, newer)", body = mnemo_api::error::ErrorBody),
+        (status = 501, description = "Not available with PostgreSQL: back it up with pg_dump", body = mnemo_api::error::ErrorBody),
+        (status = 503, response = super::openapi::Unavailable),
+        (status = 507, response = super::openapi::InsufficientStorage),
+    ))]
 pub async fn restore(
     State(state): State<Arc<AppState>>,
     ApiJson(request): ApiJson<RestoreRequest>,

@@ -40,11 +40,20 @@ const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; \
      frame-ancestors 'none'";
 
 /// `GET /`: the shell.
+#[utoipa::path(get, path = "/", tag = "dashboard", operation_id = "dashboard",
+    responses((status = 200, description = "The dashboard's page", content_type = "text/html", body = String)))]
 pub async fn shell() -> Response {
     asset("text/html; charset=utf-8", SHELL)
 }
 
 /// `GET /static/{file}`.
+#[utoipa::path(get, path = "/static/{file}", tag = "dashboard", operation_id = "dashboard_file",
+    params(("file" = String, Path, description = "A file of the dashboard", example = "app.js")),
+    responses(
+        (status = 200, description = "The file",
+            content((String = "text/javascript"), (String = "text/css"), (String = "image/svg+xml"))),
+        (status = 404, response = super::openapi::NotFound),
+    ))]
 pub async fn file(Path(name): Path<String>) -> Result<Response, ApiError> {
     ASSETS
         .iter()

@@ -17,6 +17,8 @@ use crate::auth::{KeyEntry, KeyError, Scope};
 use crate::service::ServiceError;
 
 /// `GET /api/auth/scope`: the scope the access check granted this request.
+#[utoipa::path(get, path = "/api/auth/scope", tag = "auth", operation_id = "key_scope",
+    responses((status = 200, description = "What the presented key may do", body = KeyScope)))]
 pub async fn scope(Extension(scope): Extension<Scope>) -> Json<KeyScope> {
     Json(KeyScope {
         scope: scope.as_str().to_owned(),
@@ -24,6 +26,10 @@ pub async fn scope(Extension(scope): Extension<Scope>) -> Json<KeyScope> {
 }
 
 /// `GET /api/keys`: every managed key, oldest first (the master key is not one).
+#[utoipa::path(get, path = "/api/keys", tag = "keys", operation_id = "list_keys",
+    responses(
+        (status = 200, description = "The managed keys, oldest first; never a key or its hash", body = KeyList),
+    ))]
 pub async fn list(State(state): State<Arc<AppState>>) -> Result<Json<KeyList>, ApiError> {
     let keys = state
         .auth
@@ -38,6 +44,12 @@ pub async fn list(State(state): State<Arc<AppState>>) -> Result<Json<KeyList>, A
 }
 
 /// `POST /api/keys {"name": "laptop", "scope": "read"}`: 201 with the key.
+#[utoipa::path(post, path = "/api/keys", tag = "keys", operation_id = "create_key",
+    request_body = CreateKey,
+    responses(
+        (status = 201, description = "The new key: the only time it is shown", body = CreatedKey),
+        (status = 409, response = super::openapi::Conflict),
+    ))]
 pub async fn create(
     State(state): State<Arc<AppState>>,
     ApiJson(request): ApiJson<CreateKey>,
@@ -68,6 +80,12 @@ pub async fn create(
 }
 
 /// `DELETE /api/keys/{name}` (a name or an id): the revoked key's entry.
+#[utoipa::path(delete, path = "/api/keys/{name}", tag = "keys", operation_id = "revoke_key",
+    params(("name" = String, Path, description = "The key's name or id")),
+    responses(
+        (status = 200, description = "The revoked key", body = KeyInfo),
+        (status = 404, response = super::openapi::NotFound),
+    ))]
 pub async fn revoke(
     State(state): State<Arc<AppState>>,
     Path(name): Path<String>,

@@ -22,6 +22,8 @@ const EXPOSITION: &str = "text/plain; version=0.0.4; charset=utf-8";
 /// `GET /metrics`: sets what is read at scrape time (the store's size, the change
 /// feed's subscribers and lag, the process's figures), then renders every metric.
 /// While the model and database load, the rest is rendered without them.
+#[utoipa::path(get, path = "/metrics", tag = "metrics", operation_id = "metrics",
+    responses((status = 200, description = "Prometheus text exposition", content_type = "text/plain", body = String)))]
 pub async fn scrape(State(state): State<Arc<AppState>>) -> Response {
     if let Some(service) = state.service.get() {
         crate::storage::observe(service.storage().as_ref()).await;

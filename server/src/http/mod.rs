@@ -97,8 +97,8 @@ fn routes(state: &Arc<AppState>, config: &Config, shutdown: CancellationToken) -
         .route(M::GET, "/api/admin/backups", ADMIN, backups::list)
         .route(M::POST, "/api/admin/restore", ADMIN, backups::restore)
         // mcp-memory-service's names for the same.
-        .route(M::POST, "/api/backup/now", ADMIN, backups::create)
-        .route(M::GET, "/api/backup/list", ADMIN, backups::list)
+        .route(M::POST, "/api/backup/now", ADMIN, backups::create_now)
+        .route(M::GET, "/api/backup/list", ADMIN, backups::list_alias)
         .route(M::GET, "/api/backup/status", ADMIN, backups::status)
         .route(M::GET, "/api/tags", READ, catalog::tags)
         .route(M::GET, "/api/types", READ, catalog::types)

@@ -31,7 +31,10 @@ use utoipa::openapi::{
 use utoipa::{OpenApi, PartialSchema, ToResponse, ToSchema};
 
 use super::auth::{Access, RouteAccess};
-use super::{catalog, docs, events, health, mcp, memories, proof, search};
+use super::{
+    backups, catalog, dashboard, docs, events, health, keys, mcp, memories, metrics, proof, search,
+    stats, transfer,
+};
 use crate::auth::Scope;
 
 /// Every documented handler. A route missing here fails `http::tests`.
@@ -78,6 +81,22 @@ use crate::auth::Scope;
         docs::redirect,
         docs::index,
         docs::file,
+        dashboard::shell,
+        dashboard::file,
+        keys::scope,
+        keys::list,
+        keys::create,
+        keys::revoke,
+        stats::daily,
+        metrics::scrape,
+        transfer::export,
+        transfer::import,
+        backups::create,
+        backups::create_now,
+        backups::list,
+        backups::list_alias,
+        backups::status,
+        backups::restore,
     ),
     components(
         schemas(ErrorBody, DuplicateBody, SseEvent, JsonRpcMessage),
@@ -103,6 +122,12 @@ use crate::auth::Scope;
         (name = "auth", description = "Proof that the server holds the client's key"),
         (name = "mcp", description = "The Model Context Protocol endpoint (streamable HTTP)"),
         (name = "docs", description = "This document and the page that shows it"),
+        (name = "dashboard", description = "The web dashboard's page and files"),
+        (name = "keys", description = "The managed API keys (admin), shared with `mnemo-server keys`"),
+        (name = "stats", description = "Figures for charts"),
+        (name = "metrics", description = "Prometheus metrics"),
+        (name = "transfer", description = "Every memory out as JSON Lines, and back in (admin)"),
+        (name = "backups", description = "Backups and restores of the SQLite database (admin)"),
     )
 )]
 struct Handlers;

@@ -13,7 +13,7 @@ use axum::extract::State;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use futures::{StreamExt, TryStreamExt};
-use mnemo_api::transfer::{ExportQuery, ImportReport, JSONL};
+use mnemo_api::transfer::{ExportQuery, ExportedMemory, ImportReport, JSONL};
 use tokio_util::io::StreamReader;
 
 use super::error::{ApiError, ApiQuery};
@@ -21,6 +21,13 @@ use super::state::AppState;
 use crate::operations::{Caller, export, import};
 
 /// `GET /api/export[?vectors=true]`: one memory per line, oldest first.
+#[utoipa::path(get, path = "/api/export", tag = "transfer", operation_id = "export",
+    params(ExportQuery),
+    responses(
+        (status = 200, description = "One memory per line, oldest first", content_type = "application/x-ndjson", body = ExportedMemory),
+        (status = 400, response = super::openapi::BadRequest),
+        (status = 503, response = super::openapi::Unavailable),
+    ))]
 pub async fn export(
     State(state): State<Arc<AppState>>,
     caller: Caller,
@@ -50,6 +57,13 @@ pub async fn export(
 
 /// `POST /api/import`: JSON Lines as `/api/export` writes them; answers the count of
 /// each outcome and every duplicate or bad line by number.
+#[utoipa::path(post, path = "/api/import", tag = "transfer", operation_id = "import",
+    request_body(content = ExportedMemory, content_type = "application/x-ndjson", description = "JSON Lines as /api/export writes them"),
+    responses(
+        (status = 200, description = "The count of each outcome, and every duplicate or bad line", body = ImportReport),
+        (status = 503, response = super::openapi::Unavailable),
+        (status = 507, response = super::openapi::InsufficientStorage),
+    ))]
 pub async fn import(
     State(state): State<Arc<AppState>>,
     caller: Caller,
