@@ -9,6 +9,8 @@
 //! * `src/bin/embed-bench.rs`: embedding latency and batch throughput in-process.
 //! * `src/bin/open-bench.rs`: what opening a database of N memories costs, its
 //!   integrity check included.
+//! * `src/bin/backup-bench.rs`: backup time and the longest write stall under a
+//!   write load.
 //! * `tests/bench_quick.rs`: `mnemo-bench --quick` as CI runs it: every scenario,
 //!   zero errors, exact recall; no timing asserted.
 //! * [`corpus`]: deterministic synthetic sentences for bridge-bench and embed-bench.
@@ -19,9 +21,11 @@
 //! * [`spawned`]: a server process the harness starts itself on port 0
 //!   (`mnemo_server::testing::ServerProcess` with the harness's key and readiness).
 //! * [`report`]: rows, the table, the JSON and `--compare`.
+//! * [`synthetic`]: memories with random vectors, for open-bench and backup-bench.
 
 pub mod corpus;
 pub mod realtext;
 pub mod report;
 pub mod spawned;
+pub mod synthetic;
 pub mod vectors;

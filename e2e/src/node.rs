@@ -40,3 +40,82 @@ pub fn node(module: &str) -> Command {
         .env("MNEMO_TEST_CHROMIUM", chromium());
     command
 }
+
+/// A node script that the test talks to in JSON lines: commands on its stdin, one
+/// JSON object per line back on its stdout (the browser tests' playwright drivers).
+/// Dropped before [`Script::finish`], it is killed.
+pub struct Script {
+    child: std::process::Child,
+    stdin: Option<std::process::ChildStdin>,
+    lines: std::sync::mpsc::Receiver<String>,
+}
+
+impl Script {
+    /// Starts `e2e/node/<name>` with [`node`] (`module` installed); its stderr is the
+    /// test's, so what it logs shows in a failure.
+    pub fn start(name: &str, module: &str) -> Self {
+        use std::io::BufRead;
+        use std::process::Stdio;
+
+        let script = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("node")
+            .join(name);
+        let mut child = node(module)
+            .arg(script)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("node is installed");
+        let stdout = child.stdout.take().expect("piped stdout");
+        let (tx, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stdout)
+                .lines()
+                .map_while(Result::ok)
+            {
+                if tx.send(line).is_err() {
+                    return;
+                }
+            }
+        });
+        let stdin = child.stdin.take();
+        Script {
+            child,
+            stdin,
+            lines,
+        }
+    }
+
+    /// Writes one command line.
+    pub fn send(&mut self, message: &serde_json::Value) {
+        use std::io::Write;
+
+        let stdin = self.stdin.as_mut().expect("the script is running");
+        writeln!(stdin, "{message}").unwrap();
+        stdin.flush().unwrap();
+    }
+
+    /// The next line the script prints, as JSON; `None` if it printed nothing within
+    /// `within` (the scripts poll with playwright's waits; the test never sleeps).
+    pub fn next(&self, within: std::time::Duration) -> Option<serde_json::Value> {
+        let line = self.lines.recv_timeout(within).ok()?;
+        Some(serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line}")))
+    }
+
+    /// Ends the input, which closes the browser; the script must exit 0.
+    pub fn finish(mut self) {
+        drop(self.stdin.take());
+        let status = self.child.wait().unwrap();
+        assert!(status.success(), "the node script failed: {status}");
+    }
+}
+
+impl Drop for Script {
+    fn drop(&mut self) {
+        if self.stdin.is_some() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}

@@ -12,12 +12,10 @@
 //! Needs `make test-node` (which `make test` runs). Screenshots are kept in
 //! `<target>/tmp/browser/`.
 
-use std::io::{BufRead, BufReader, Write};
 use std::path::PathBuf;
-use std::process::{Child, ChildStdin, Stdio};
-use std::sync::mpsc::{self, Receiver};
 use std::time::Duration;
 
+use mnemo_e2e::node::Script;
 use mnemo_server::testing::ServerProcess;
 use serde_json::{Value, json};
 
@@ -25,47 +23,20 @@ const KEY: &str = "browser-test-key";
 /// How long the browser may take for one step (it polls, the test never sleeps).
 const STEP_WITHIN: Duration = Duration::from_secs(60);
 
-/// The node script and the lines it prints, one JSON object each.
-struct Browser {
-    child: Child,
-    stdin: Option<ChildStdin>,
-    lines: Receiver<String>,
-}
+/// The web app's playwright driver (`e2e/node/browser_events.cjs`).
+struct Browser(Script);
 
 impl Browser {
     fn start() -> Self {
-        let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("node/browser_events.cjs");
-        let mut child = mnemo_e2e::node::node("playwright-core")
-            .arg(script)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("node is installed");
-        let stdout = child.stdout.take().unwrap();
-        let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    return;
-                }
-            }
-        });
-        let stdin = child.stdin.take();
-        Browser {
-            child,
-            stdin,
-            lines,
-        }
+        Browser(Script::start("browser_events.cjs", "playwright-core"))
     }
 
     /// The next message, which must have `key`; an `error` message fails the test.
     fn expect(&self, key: &str) -> Value {
-        let line = self
-            .lines
-            .recv_timeout(STEP_WITHIN)
-            .unwrap_or_else(|_| panic!("the browser said nothing with {key:?} in time"));
-        let message: Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line}"));
+        let message = self
+            .0
+            .next(STEP_WITHIN)
+            .unwrap_or_else(|| panic!("the browser said nothing with {key:?} in time"));
         assert!(
             message.get(key).is_some(),
             "expected {key:?}, got {message}"
@@ -74,25 +45,11 @@ impl Browser {
     }
 
     fn send(&mut self, message: Value) {
-        let stdin = self.stdin.as_mut().unwrap();
-        writeln!(stdin, "{message}").unwrap();
-        stdin.flush().unwrap();
+        self.0.send(&message);
     }
 
-    /// Ends the input, which closes the browser; the script must exit 0.
-    fn finish(mut self) {
-        drop(self.stdin.take());
-        let status = self.child.wait().unwrap();
-        assert!(status.success(), "the browser script failed: {status}");
-    }
-}
-
-impl Drop for Browser {
-    fn drop(&mut self) {
-        if self.stdin.is_some() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
+    fn finish(self) {
+        self.0.finish();
     }
 }
 

@@ -6,12 +6,10 @@
 //! Needs `make test-node` (which `make test` runs). Screenshots of each view are kept in
 //! `<target>/tmp/dashboard/`.
 
-use std::io::{BufRead, BufReader, Write};
 use std::path::PathBuf;
-use std::process::{Child, ChildStdin, Stdio};
-use std::sync::mpsc::{self, Receiver};
 use std::time::Duration;
 
+use mnemo_e2e::node::Script;
 use mnemo_server::testing::ServerProcess;
 use serde_json::{Value, json};
 
@@ -19,60 +17,27 @@ const ADMIN_KEY: &str = "dashboard-admin-key";
 /// How long one command may take (the script polls; the test never sleeps).
 const STEP_WITHIN: Duration = Duration::from_secs(120);
 
-/// The node script and the lines it prints, one JSON object each.
-struct Browser {
-    child: Child,
-    stdin: Option<ChildStdin>,
-    lines: Receiver<String>,
-}
+/// The dashboard's playwright driver (`e2e/node/dashboard.cjs`).
+struct Browser(Script);
 
 impl Browser {
     fn start() -> Self {
-        let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("node/dashboard.cjs");
-        let mut child = mnemo_e2e::node::node("playwright-core")
-            .arg(script)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("node is installed");
-        let stdout = child.stdout.take().unwrap();
-        let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    return;
-                }
-            }
-        });
-        let stdin = child.stdin.take();
-        Browser {
-            child,
-            stdin,
-            lines,
-        }
+        Browser(Script::start("dashboard.cjs", "playwright-core"))
     }
 
     /// Sends `actions` to the tab `page` without waiting for the answer.
     fn send(&mut self, page: &str, actions: Value) {
-        let stdin = self.stdin.as_mut().unwrap();
         let failed = shot(&format!("failed-{page}"));
-        writeln!(
-            stdin,
-            "{}",
-            json!({"page": page, "actions": actions, "failShot": failed["shot"]})
-        )
-        .unwrap();
-        stdin.flush().unwrap();
+        self.0
+            .send(&json!({"page": page, "actions": actions, "failShot": failed["shot"]}));
     }
 
     /// The answer to the last [`Browser::send`]: each action's result.
     fn answer(&self) -> Reply {
-        let line = self
-            .lines
-            .recv_timeout(STEP_WITHIN)
+        let reply = self
+            .0
+            .next(STEP_WITHIN)
             .expect("the browser answered in time");
-        let reply: Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line}"));
         assert!(
             reply.get("error").is_none(),
             "the browser failed: {reply:#}"
@@ -85,20 +50,8 @@ impl Browser {
         self.answer()
     }
 
-    /// Ends the input, which closes the browser; the script must exit 0.
-    fn finish(mut self) {
-        drop(self.stdin.take());
-        let status = self.child.wait().unwrap();
-        assert!(status.success(), "the browser script failed: {status}");
-    }
-}
-
-impl Drop for Browser {
-    fn drop(&mut self) {
-        if self.stdin.is_some() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
+    fn finish(self) {
+        self.0.finish();
     }
 }
 

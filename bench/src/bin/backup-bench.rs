@@ -14,8 +14,8 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use clap::Parser;
+use mnemo_bench::synthetic::{DIMENSION, record};
 use mnemo_server::memory::EmbeddingSpec;
-use mnemo_server::storage::NewRecord;
 use mnemo_server::storage::sqlite::{SqliteOptions, SqliteStore};
 
 #[derive(Parser)]
@@ -33,8 +33,6 @@ struct Args {
     #[arg(long)]
     keep: Option<std::path::PathBuf>,
 }
-
-const DIMENSION: usize = 384;
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
@@ -161,29 +159,4 @@ fn report(phase: &str, latencies: &[Duration], elapsed: Duration) {
         at(0.99),
         latencies.last().map_or(0.0, |d| d.as_secs_f64() * 1e3)
     );
-}
-
-/// A memory of a sentence's length with a random unit vector.
-fn record(i: usize, state: &mut u64) -> NewRecord {
-    let mut vector: Vec<f32> = (0..DIMENSION)
-        .map(|_| {
-            *state ^= *state << 13;
-            *state ^= *state >> 7;
-            *state ^= *state << 17;
-            (*state >> 40) as f32 / (1u64 << 24) as f32 - 0.5
-        })
-        .collect();
-    let norm = vector.iter().map(|x| x * x).sum::<f32>().sqrt();
-    vector.iter_mut().for_each(|x| *x /= norm);
-    let content = format!("memory number {i}: a sentence of about the length people store");
-    NewRecord {
-        content_hash: mnemo_server::memory::content_hash(&content),
-        content,
-        tags: vec![format!("tag{}", i % 50)],
-        memory_type: Some("note".into()),
-        metadata: Default::default(),
-        vector,
-        created_at: None,
-        updated_at: None,
-    }
 }

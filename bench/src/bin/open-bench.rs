@@ -12,8 +12,8 @@
 use std::time::{Duration, Instant};
 
 use clap::Parser;
+use mnemo_bench::synthetic::{DIMENSION, record};
 use mnemo_server::memory::EmbeddingSpec;
-use mnemo_server::storage::NewRecord;
 use mnemo_server::storage::sqlite::{SqliteOptions, SqliteStore};
 
 #[derive(Parser)]
@@ -29,8 +29,6 @@ struct Args {
     #[arg(long)]
     keep: Option<std::path::PathBuf>,
 }
-
-const DIMENSION: usize = 384;
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
@@ -81,29 +79,4 @@ fn main() -> anyhow::Result<()> {
         opens.len()
     );
     Ok(())
-}
-
-/// A memory of a sentence's length with a random unit vector.
-fn record(i: usize, state: &mut u64) -> NewRecord {
-    let mut vector: Vec<f32> = (0..DIMENSION)
-        .map(|_| {
-            *state ^= *state << 13;
-            *state ^= *state >> 7;
-            *state ^= *state << 17;
-            (*state >> 40) as f32 / (1u64 << 24) as f32 - 0.5
-        })
-        .collect();
-    let norm = vector.iter().map(|x| x * x).sum::<f32>().sqrt();
-    vector.iter_mut().for_each(|x| *x /= norm);
-    let content = format!("memory number {i}: a sentence of about the length people store");
-    NewRecord {
-        content_hash: mnemo_server::memory::content_hash(&content),
-        content,
-        tags: vec![format!("tag{}", i % 50)],
-        memory_type: Some("note".into()),
-        metadata: Default::default(),
-        vector,
-        created_at: None,
-        updated_at: None,
-    }
 }
