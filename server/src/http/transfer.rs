@@ -58,7 +58,10 @@ pub async fn export(
 /// `POST /api/import`: JSON Lines as `/api/export` writes them; answers the count of
 /// each outcome and every duplicate or bad line by number.
 #[utoipa::path(post, path = "/api/import", tag = "transfer", operation_id = "import",
-    request_body(content = ExportedMemory, content_type = "application/x-ndjson", description = "JSON Lines as /api/export writes them"),
+    // text/plain as well: the body is read as lines whatever its type, and a client
+    // (or a fuzzer) without an NDJSON serialiser can still send one.
+    request_body(description = "JSON Lines as /api/export writes them, one memory per line",
+        content((ExportedMemory = "application/x-ndjson"), (String = "text/plain"))),
     responses(
         (status = 200, description = "The count of each outcome, and every duplicate or bad line", body = ImportReport),
         (status = 503, response = super::openapi::Unavailable),
