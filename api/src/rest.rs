@@ -502,6 +502,18 @@ pub fn size_mb(bytes: u64) -> f64 {
     (bytes as f64 / (1024.0 * 1024.0) * 100.0).round() / 100.0
 }
 
+/// `GET /api/stats/daily?days=&tz=`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct DailyQuery {
+    /// 1 to 366; 90 when absent.
+    #[serde(default)]
+    pub days: Option<u32>,
+    /// The IANA zone (or offset) the days are cut in; UTC when absent.
+    #[serde(default)]
+    pub tz: Option<String>,
+}
+
 /// One day of `GET /api/stats/daily`: the date in the asked time zone and how many
 /// memories stored then still exist.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]

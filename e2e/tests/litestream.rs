@@ -8,7 +8,7 @@ use std::collections::HashSet;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex, mpsc};
+use std::sync::{Arc, mpsc};
 use std::time::{Duration, Instant};
 
 use mnemo_server::testing::{ServerProcess, next_event, sse_stream};
@@ -97,7 +97,10 @@ async fn every_acknowledged_write_survives_kill_and_restore() {
     .unwrap();
     let (mut litestream, _log) = replicate(&config);
 
-    let acknowledged: Arc<Mutex<Vec<(String, String)>>> = Arc::default();
+    // The writers publish what was acknowledged; the test wakes on each write.
+    let acknowledged = Arc::new(tokio::sync::watch::Sender::new(
+        Vec::<(String, String)>::new(),
+    ));
     let url = server.url().to_owned();
     let mut writers = Vec::new();
     for writer in 0..WRITERS {
@@ -123,18 +126,20 @@ async fn every_acknowledged_write_survives_kill_and_restore() {
                     return;
                 };
                 let hash = body["content_hash"].as_str().unwrap().to_owned();
-                acknowledged.lock().unwrap().push((hash, content));
+                acknowledged.send_modify(|all| all.push((hash, content)));
             }
         }));
     }
-    while acknowledged.lock().unwrap().len() < BEFORE_KILL {
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    acknowledged
+        .subscribe()
+        .wait_for(|all| all.len() >= BEFORE_KILL)
+        .await
+        .unwrap();
     server.kill();
     for writer in writers {
         writer.await.unwrap();
     }
-    let acknowledged = acknowledged.lock().unwrap().clone();
+    let acknowledged = acknowledged.borrow().clone();
 
     // Litestream outlives the server and ships what the log holds; a clean stop
     // syncs the rest.

@@ -5,7 +5,7 @@
 
 use std::collections::HashSet;
 use std::os::unix::fs::PermissionsExt;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use mnemo_server::storage::Storage;
@@ -54,7 +54,10 @@ async fn exists(server: &TestServer, hash: &str) -> bool {
 #[tokio::test]
 async fn backup_under_load_holds_every_acknowledged_write() {
     let server = Arc::new(TestServer::spawn().await);
-    let acknowledged: Arc<Mutex<Vec<(Instant, String)>>> = Arc::default();
+    // The writers publish what was acknowledged, and when; the test wakes on each write.
+    let acknowledged = Arc::new(tokio::sync::watch::Sender::new(
+        Vec::<(Instant, String)>::new(),
+    ));
     let stop = tokio_util::sync::CancellationToken::new();
     let mut writers = Vec::new();
     for writer in 0..4 {
@@ -66,27 +69,26 @@ async fn backup_under_load_holds_every_acknowledged_write() {
                 let hash = server
                     .store(json!({"content": format!("writer {writer} note {n} about backups")}))
                     .await;
-                acknowledged.lock().unwrap().push((Instant::now(), hash));
+                acknowledged.send_modify(|all| all.push((Instant::now(), hash)));
                 n += 1;
             }
         }));
     }
     // Let the load build up, then back up in the middle of it.
-    while acknowledged.lock().unwrap().len() < 40 {
-        tokio::task::yield_now().await;
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let mut progress = acknowledged.subscribe();
+    progress.wait_for(|all| all.len() >= 40).await.unwrap();
     let began = Instant::now();
     let created = backup(&server).await;
-    let len_after = acknowledged.lock().unwrap().len();
-    while acknowledged.lock().unwrap().len() < len_after + 20 {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let len_after = acknowledged.borrow().len();
+    progress
+        .wait_for(|all| all.len() >= len_after + 20)
+        .await
+        .unwrap();
     stop.cancel();
     for writer in writers {
         writer.await.unwrap();
     }
-    let acknowledged = acknowledged.lock().unwrap().clone();
+    let acknowledged = acknowledged.borrow().clone();
     let before: HashSet<&String> = acknowledged
         .iter()
         .filter(|(at, _)| *at < began)

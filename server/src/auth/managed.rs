@@ -88,17 +88,10 @@ impl ManagedKeys {
 /// A row of the database as a key entry; a row no server could have written (an
 /// unknown scope, a digest of the wrong length) is refused rather than guessed at.
 pub(super) fn entry_of(row: &KeyRow) -> Result<KeyEntry, KeyError> {
-    let scope = match row.scope.as_str() {
-        "read" => Scope::Read,
-        "write" => Scope::Write,
-        "admin" => Scope::Admin,
-        other => {
-            return Err(KeyError::Corrupt {
-                path: "api_keys".into(),
-                message: format!("key {:?} has the unknown scope {other:?}", row.id),
-            });
-        }
-    };
+    let scope: Scope = row.scope.parse().map_err(|e| KeyError::Corrupt {
+        path: "api_keys".into(),
+        message: format!("key {:?}: {e}", row.id),
+    })?;
     let entry = KeyEntry {
         id: row.id.clone(),
         name: row.name.clone(),

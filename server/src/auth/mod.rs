@@ -16,7 +16,7 @@ pub use key_file::{KEY_PREFIX, KEYS_FILE, KeyEntry, KeyError, KeyFile, generate_
 pub use managed::ManagedKeys;
 pub use master_key::{DEFAULT_KEY_FILE, load_or_create_default_key};
 pub use ring::KeyRing;
-pub use scope::Scope;
+pub use scope::{Scope, UnknownScope};
 
 use std::net::IpAddr;
 use std::num::NonZeroU32;

@@ -46,6 +46,26 @@ impl Scope {
     }
 }
 
+/// A scope's word (`read`, `write`, `admin`), in any case and with spaces around it:
+/// how the key route and the database's rows name it.
+impl std::str::FromStr for Scope {
+    type Err = UnknownScope;
+
+    fn from_str(word: &str) -> Result<Self, Self::Err> {
+        match word.trim().to_ascii_lowercase().as_str() {
+            "read" => Ok(Scope::Read),
+            "write" => Ok(Scope::Write),
+            "admin" => Ok(Scope::Admin),
+            _ => Err(UnknownScope(word.to_owned())),
+        }
+    }
+}
+
+/// A word that names no scope.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown scope {0:?}: use read, write or admin")]
+pub struct UnknownScope(pub String);
+
 impl fmt::Display for Scope {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
@@ -71,6 +91,19 @@ mod tests {
         assert_eq!(
             serde_json::from_str::<Scope>("\"read\"").unwrap(),
             Scope::Read
+        );
+    }
+
+    /// A scope's word parses in any case and with spaces around it; anything else is
+    /// refused with the words that would work.
+    #[test]
+    fn scopes_parse_from_their_words() {
+        assert_eq!(" Admin ".parse::<Scope>(), Ok(Scope::Admin));
+        assert_eq!("write".parse::<Scope>(), Ok(Scope::Write));
+        let refused = "root".parse::<Scope>().unwrap_err();
+        assert_eq!(
+            refused.to_string(),
+            "unknown scope \"root\": use read, write or admin"
         );
     }
 }

@@ -13,7 +13,7 @@ use mnemo_api::rest::{CreateKey, CreatedKey, KeyInfo, KeyList, KeyScope};
 
 use super::error::{ApiError, ApiJson};
 use super::state::AppState;
-use crate::auth::{KeyEntry, KeyError, Scope};
+use crate::auth::{KeyEntry, KeyError, Scope, UnknownScope};
 use crate::service::ServiceError;
 
 /// `GET /api/auth/scope`: the scope the access check granted this request.
@@ -54,16 +54,10 @@ pub async fn create(
     State(state): State<Arc<AppState>>,
     ApiJson(request): ApiJson<CreateKey>,
 ) -> Result<(StatusCode, Json<CreatedKey>), ApiError> {
-    let scope = match request.scope.trim().to_ascii_lowercase().as_str() {
-        "read" => Scope::Read,
-        "write" => Scope::Write,
-        "admin" => Scope::Admin,
-        other => {
-            return Err(ApiError::bad_request(format!(
-                "unknown scope {other:?}: use read, write or admin"
-            )));
-        }
-    };
+    let scope: Scope = request
+        .scope
+        .parse()
+        .map_err(|e: UnknownScope| ApiError::bad_request(e.to_string()))?;
     let managed = state.auth.keys().managed_keys();
     let (entry, key) = managed
         .add(request.name.trim(), scope)

@@ -4,21 +4,11 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::State;
-use mnemo_api::rest::DailyStats;
-use serde::Deserialize;
+use mnemo_api::rest::{DailyQuery, DailyStats};
 
 use super::error::{ApiError, ApiQuery};
 use super::state::AppState;
 use crate::operations::stats;
-
-#[derive(Debug, Deserialize, utoipa::IntoParams)]
-#[into_params(parameter_in = Query)]
-pub struct DailyQuery {
-    /// 1 to 366; 90 when absent.
-    days: Option<u32>,
-    /// The IANA zone (or offset) the days are cut in; UTC when absent.
-    tz: Option<String>,
-}
 
 /// `GET /api/stats/daily?days=90&tz=Europe/Paris`.
 #[utoipa::path(get, path = "/api/stats/daily", tag = "stats", operation_id = "daily_counts",
@@ -32,8 +22,5 @@ pub async fn daily(
     State(state): State<Arc<AppState>>,
     ApiQuery(query): ApiQuery<DailyQuery>,
 ) -> Result<Json<DailyStats>, ApiError> {
-    let days = query.days.unwrap_or(90);
-    Ok(Json(
-        stats::daily(state.service()?, days, query.tz.as_deref()).await?,
-    ))
+    Ok(Json(stats::daily(state.service()?, &query).await?))
 }

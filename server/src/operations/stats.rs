@@ -3,7 +3,7 @@
 use jiff::civil::Date;
 use jiff::tz::TimeZone;
 use jiff::{Timestamp, ToSpan};
-use mnemo_api::rest::{DailyCount, DailyStats};
+use mnemo_api::rest::{DailyCount, DailyQuery, DailyStats};
 
 use super::OpError;
 use crate::service::MemoryService;
@@ -12,14 +12,15 @@ use crate::timeexpr;
 /// The most days one request may ask for: a year and a day, so a leap year fits.
 pub const MAX_DAYS: u32 = 366;
 
+/// The days a request asks for when it names none.
+pub const DEFAULT_DAYS: u32 = 90;
+
 /// Memories stored on each of the last `days` days (today included) in `tz`, oldest
 /// first, every day present. The day boundaries use `tz`'s offset now: across a
 /// daylight-saving change, older days are cut an hour off their wall-clock midnight.
-pub async fn daily(
-    service: &MemoryService,
-    days: u32,
-    tz: Option<&str>,
-) -> Result<DailyStats, OpError> {
+pub async fn daily(service: &MemoryService, query: &DailyQuery) -> Result<DailyStats, OpError> {
+    let days = query.days.unwrap_or(DEFAULT_DAYS);
+    let tz = query.tz.as_deref();
     if !(1..=MAX_DAYS).contains(&days) {
         return Err(OpError::bad_request(format!(
             "days must be between 1 and {MAX_DAYS}, not {days}"
