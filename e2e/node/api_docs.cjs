@@ -7,32 +7,14 @@
 // Prints one JSON object: the operations the page shows, the requests it tried to
 // send elsewhere, console errors (CSP violations among them) and the page's title.
 
-const fs = require("node:fs");
-const os = require("node:os");
-const path = require("node:path");
-const { chromium } = require("playwright-core");
+const { launch } = require("./chromium.cjs");
 
 const WITHIN_MS = 60_000;
 
 async function main() {
   const [server, screenshot] = process.argv.slice(2);
   const origin = new URL(server).origin;
-  const profile = fs.mkdtempSync(path.join(os.tmpdir(), "mnemo-chromium-"));
-  const browser = await chromium.launchPersistentContext(profile, {
-    executablePath: process.env.MNEMO_TEST_CHROMIUM || "/usr/bin/chromium",
-    headless: true,
-    viewport: { width: 1280, height: 900 },
-    args: [
-      "--headless",
-      "--no-sandbox",
-      "--disable-gpu",
-      "--disable-quic",
-      "--no-first-run",
-      "--disable-background-networking",
-      "--disable-component-update",
-      "--disable-sync",
-    ],
-  });
+  const { context: browser, close } = await launch({ viewport: { width: 1280, height: 900 } });
   const elsewhere = [];
   const errors = [];
   const loaded = [];
@@ -76,8 +58,7 @@ async function main() {
       }),
     );
   } finally {
-    await browser.close();
-    fs.rmSync(profile, { recursive: true, force: true });
+    await close();
   }
 }
 

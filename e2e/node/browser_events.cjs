@@ -11,11 +11,8 @@
 // Anything that goes wrong is printed as {"error": …} and exits 1.
 
 const http = require("node:http");
-const fs = require("node:fs");
-const os = require("node:os");
-const path = require("node:path");
 const readline = require("node:readline");
-const { chromium } = require("playwright-core");
+const { launch } = require("./chromium.cjs");
 
 const WITHIN_MS = 30_000;
 
@@ -77,21 +74,7 @@ async function main() {
   // `localhost`, not the API's `127.0.0.1`: another origin, as a real app has.
   const origin = `http://localhost:${server.address().port}`;
 
-  const profile = fs.mkdtempSync(path.join(os.tmpdir(), "mnemo-chromium-"));
-  const browser = await chromium.launchPersistentContext(profile, {
-    executablePath: process.env.MNEMO_TEST_CHROMIUM || "/usr/bin/chromium",
-    headless: true,
-    args: [
-      "--headless",
-      "--no-sandbox",
-      "--disable-gpu",
-      "--disable-quic",
-      "--no-first-run",
-      "--disable-background-networking",
-      "--disable-component-update",
-      "--disable-sync",
-    ],
-  });
+  const { context: browser, close } = await launch();
   const console_lines = [];
   say({ page: origin });
 
@@ -133,9 +116,8 @@ async function main() {
     say({ received: mode, console: console_lines, ...state });
     await page.close();
   }
-  await browser.close();
+  await close();
   server.close();
-  fs.rmSync(profile, { recursive: true, force: true });
 }
 
 main().then(

@@ -23,11 +23,8 @@
 // requests are not: the test makes some on purpose). Anything that goes wrong here is printed as {"error": …}; end of input closes the
 // browser and exits 0.
 
-const fs = require("node:fs");
-const os = require("node:os");
-const path = require("node:path");
 const readline = require("node:readline");
-const { chromium } = require("playwright-core");
+const { launch } = require("./chromium.cjs");
 
 const WITHIN_MS = 30_000;
 
@@ -42,22 +39,7 @@ function say(message) {
 }
 
 async function main() {
-  const profile = fs.mkdtempSync(path.join(os.tmpdir(), "mnemo-dashboard-"));
-  const browser = await chromium.launchPersistentContext(profile, {
-    executablePath: process.env.MNEMO_TEST_CHROMIUM || "/usr/bin/chromium",
-    headless: true,
-    viewport: { width: 1280, height: 860 },
-    args: [
-      "--headless",
-      "--no-sandbox",
-      "--disable-gpu",
-      "--disable-quic",
-      "--no-first-run",
-      "--disable-background-networking",
-      "--disable-component-update",
-      "--disable-sync",
-    ],
-  });
+  const { context: browser, close } = await launch({ viewport: { width: 1280, height: 860 } });
   const pages = new Map();
   const dialogs = [];
   const problems = [];
@@ -121,8 +103,7 @@ async function main() {
       say({ error: String(error && error.stack ? error.stack : error), done: results, problems });
     }
   }
-  await browser.close();
-  fs.rmSync(profile, { recursive: true, force: true });
+  await close();
 }
 
 main().then(

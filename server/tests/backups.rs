@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use mnemo_server::storage::Storage;
 use mnemo_server::storage::sqlite::{SqliteOptions, SqliteStore};
-use mnemo_server::testing::{PgCluster, SseStream, TestServer, next_event};
+use mnemo_server::testing::{PgCluster, ServerProcess, SseStream, TestServer, next_event};
 use reqwest::Method;
 use serde_json::{Value, json};
 
@@ -405,6 +405,19 @@ async fn postgres_refuses_file_backups() {
     assert!(!server.dir.path().join("backups").exists());
 }
 
+const OFFLINE_KEY: &str = "offline-restore-key-0123456789";
+
+/// `GET path` on the server binary with [`OFFLINE_KEY`], from a new client each time:
+/// a pooled connection would not survive the server being killed and relaunched.
+async fn get(server: &ServerProcess, path: &str) -> reqwest::Response {
+    reqwest::Client::new()
+        .get(format!("{}{path}", server.url()))
+        .bearer_auth(OFFLINE_KEY)
+        .send()
+        .await
+        .unwrap()
+}
+
 /// `mnemo-server restore` on the data folder of a running server.
 fn restore_command(data: &std::path::Path, backup: &str) -> std::process::Output {
     std::process::Command::new(env!("CARGO_BIN_EXE_mnemo-server"))
@@ -421,15 +434,14 @@ fn restore_command(data: &std::path::Path, backup: &str) -> std::process::Output
 /// serves the restored memories and a feed that continues after every old id.
 #[tokio::test]
 async fn offline_restore_waits_for_the_server_to_stop() {
-    use mnemo_server::testing::ServerProcess;
     let data = tempfile::tempdir().unwrap();
-    let key = [("MCP_API_KEY", "offline-restore-key-0123456789")];
+    let key = [("MCP_API_KEY", OFFLINE_KEY)];
     let mut server = ServerProcess::start(data.path(), &key);
     let http = reqwest::Client::new();
     let post = async |path: &str, body: Value| -> Value {
         let response = http
             .post(format!("{}{path}", server.url()))
-            .bearer_auth(key[0].1)
+            .bearer_auth(OFFLINE_KEY)
             .json(&body)
             .send()
             .await
@@ -452,13 +464,7 @@ async fn offline_restore_waits_for_the_server_to_stop() {
     assert!(!refused.status.success());
     let stderr = String::from_utf8_lossy(&refused.stderr);
     assert!(stderr.contains("in use by another process"), "{stderr}");
-    let response = http
-        .get(format!("{}/api/memories", server.url()))
-        .bearer_auth(key[0].1)
-        .send()
-        .await
-        .unwrap();
-    let listed: Value = response.json().await.unwrap();
+    let listed: Value = get(&server, "/api/memories").await.json().await.unwrap();
     assert_eq!(listed["total"], 2, "the refused restore changed nothing");
 
     server.kill();
@@ -475,32 +481,18 @@ async fn offline_restore_waits_for_the_server_to_stop() {
     );
 
     server.relaunch();
-    // A new client: the old one's pooled connection went with the killed server.
-    let http = reqwest::Client::new();
-    let response = http
-        .get(format!("{}/api/memories", server.url()))
-        .bearer_auth(key[0].1)
-        .send()
-        .await
-        .unwrap();
-    let listed: Value = response.json().await.unwrap();
+    let listed: Value = get(&server, "/api/memories").await.json().await.unwrap();
     assert_eq!(listed["total"], 1, "{listed}");
     assert_eq!(listed["memories"][0]["content_hash"], kept["content_hash"]);
-    let response = http
-        .get(format!("{}/api/backup/list", server.url()))
-        .bearer_auth(key[0].1)
-        .send()
-        .await
-        .unwrap();
-    let backups: Value = response.json().await.unwrap();
+    let backups: Value = get(&server, "/api/backup/list").await.json().await.unwrap();
     assert_eq!(
         backups["total_count"], 2,
         "the replaced database was kept: {backups}"
     );
     // The feed goes on after the two stores: the restore is event 3.
-    let response = http
+    let response = reqwest::Client::new()
         .get(format!("{}/api/events", server.url()))
-        .bearer_auth(key[0].1)
+        .bearer_auth(OFFLINE_KEY)
         .header("Last-Event-ID", "2")
         .send()
         .await
