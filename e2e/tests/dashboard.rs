@@ -139,7 +139,7 @@ fn in_feed(hash: &str) -> String {
 /// Signs in, adds a memory, finds it by meaning, edits its tags, watches another
 /// client's memory arrive in the feed and the open list (keeping the scroll position),
 /// resumes the feed across a server restart without missing an event, deletes by
-/// filter after a dry run, refuses a wrong key, hides write controls from a read key,
+/// filter after a dry run, reloads the open list on `resync` after a restore, refuses a wrong key, hides write controls from a read key,
 /// and lets an admin add and revoke a key; a screenshot of each view.
 #[test]
 fn the_dashboard_finds_changes_and_watches_the_memory() {
@@ -380,6 +380,54 @@ fn the_dashboard_finds_changes_and_watches_the_memory() {
     );
     let (_, left) = rest.call("GET", "/api/memories?tag=purge-me", ADMIN_KEY, None);
     assert_eq!(left["total"], 0, "{left}");
+
+    // A restore swaps the database under the open list: the feed says `resync` and the
+    // view reloads, without the memory stored after the backup.
+    let (status, backup) = rest.call("POST", "/api/admin/backup", ADMIN_KEY, Some(json!({})));
+    assert_eq!(status, 200, "{backup}");
+    let undone = rest.store(
+        "Stored after the backup, undone by the restore.",
+        &["restore"],
+    );
+    let listed = |hash: &str| {
+        format!("document.querySelector('#results li[data-hash=\"{hash}\"]') !== null")
+    };
+    browser.run(
+        "admin",
+        json!([
+            {"click": "#nav a[data-view=memories]"},
+            {"fill": "#q", "value": ""},
+            {"click": "#search-form button[type=submit]"},
+            {"wait": listed(&undone)},
+        ]),
+    );
+    browser.send(
+        "admin",
+        json!([
+            {"wait": "document.querySelector('#feed-items li[data-kind=resync]')?.textContent"},
+            // The old list held the undone memory; the reloaded one is full and does not.
+            {"wait": format!("document.querySelectorAll('#results li[data-hash]').length > 0 && !({})", listed(&undone))},
+            shot("after-restore"),
+        ]),
+    );
+    let (status, restored) = rest.call(
+        "POST",
+        "/api/admin/restore",
+        ADMIN_KEY,
+        Some(json!({"backup_id": backup["backup_id"]})),
+    );
+    assert_eq!(status, 200, "{restored}");
+    let reply = browser.answer();
+    let said = reply.result(0).as_str().unwrap();
+    assert!(
+        said.contains(&format!(
+            "restored from backup {}; the view was reloaded",
+            backup["backup_id"].as_str().unwrap()
+        )),
+        "{said}"
+    );
+    let (status, _) = rest.call("GET", &format!("/api/memories/{undone}"), ADMIN_KEY, None);
+    assert_eq!(status, 404, "the restore undid it on the server too");
 
     // Charts and the server panel.
     let reply = browser.run(

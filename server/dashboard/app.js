@@ -634,7 +634,13 @@ async function openFeed() {
     }
     source.addEventListener("resync", (e) => {
       state.lastEventId = Number(e.lastEventId);
-      feedItem("resync", "the server could not replay everything missed; the view was reloaded", null);
+      // A restore says which backup; a pruned replay says nothing of its own.
+      let why = "the server could not replay everything missed";
+      try {
+        const data = JSON.parse(e.data);
+        if (data.reason === "restore") why = `restored from backup ${data.backup_id}`;
+      } catch (_) { /* not JSON: keep the general reason */ }
+      feedItem("resync", `${why}; the view was reloaded`, null, e.lastEventId || null);
       reload();
     });
     source.onerror = () => {
