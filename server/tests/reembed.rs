@@ -174,12 +174,8 @@ async fn reembed_with_a_wider_real_model_resumes_and_moves_the_pin() {
     let fillers: Vec<Value> = (FACTS.len()..TOTAL)
         .map(|i| json!({"content": format!("Minutes of weekly meeting number {i}: no changes.")}))
         .collect();
-    post(
-        &server,
-        "/api/memories/import",
-        json!({"memories": fillers}),
-    )
-    .await;
+    let stored = post(&server, "/api/memories/batch", json!({"memories": fillers})).await;
+    assert_eq!(stored["stored"], TOTAL - FACTS.len(), "{stored}");
     server.terminate().unwrap();
     let before = vectors(data.path(), &[]);
     assert_eq!(before.len(), TOTAL);
