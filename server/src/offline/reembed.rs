@@ -1,8 +1,11 @@
 //! `mnemo-server reembed --model-dir DIR --model-id ID`: every vector of the SQLite
 //! database rewritten with another model, resumably (`storage::sqlite::reembed`).
-//! The database keeps its old model until the last vector is written.
+//! The database keeps its old model until the last vector is written. Without a
+//! terminal (a service's journal, a pipe) the progress bar is hidden and each committed
+//! batch prints a plain line instead, so a long run shows how far it came and where a
+//! rerun will resume.
 
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 
 use anyhow::Context;
@@ -38,6 +41,7 @@ pub fn run(config: &Config, args: ReembedArgs, out: &mut impl Write) -> anyhow::
     let target = model.spec().clone();
     let path = config.database_path();
     let bar = progress_bar(0, "memories");
+    let plain = !std::io::stderr().is_terminal();
     let done = reembed(
         &path,
         &target,
@@ -45,6 +49,9 @@ pub fn run(config: &Config, args: ReembedArgs, out: &mut impl Write) -> anyhow::
         |done, total| {
             bar.set_length(total);
             bar.set_position(done);
+            if plain {
+                eprintln!("reembed: {done} of {total} memories have their new vectors");
+            }
         },
     )
     .with_context(|| format!("re-embedding {}", path.display()))?;

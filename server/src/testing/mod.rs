@@ -3,7 +3,8 @@
 //! the `test-util` feature, so the server binary a user runs carries none of it.
 //!
 //! * [`service`]: the real embedding model, loaded once per process, and memory
-//!   services over fresh temporary databases.
+//!   services over fresh temporary databases; where the second model (all-mpnet-base-v2)
+//!   is.
 //! * [`server`]: [`TestServer`], an in-process server on `127.0.0.1:0` (bound before
 //!   it is spawned, cancelled on drop), and [`pinned_client`] for HTTPS.
 //! * [`sse`]: reading the change stream with a deadline on every event.
@@ -29,5 +30,8 @@ pub use process::{
     ProcessError, ServerProcess, lines_of, server_command, sibling_binary, workspace_binary,
 };
 pub use server::{Backend, MASTER_KEY, TestServer, pinned_client};
-pub use service::{TestService, embedder, open_service, open_service_in, open_service_with};
+pub use service::{
+    MPNET_MODEL_ID, TestService, embedder, mpnet_model_dir, open_service, open_service_in,
+    open_service_with,
+};
 pub use sse::{SseStream, next_event, sse_stream};

@@ -1,8 +1,9 @@
 //! The real embedding model, loaded once per process, and memory services over fresh
 //! temporary databases. Tests that need vectors use the real all-MiniLM-L6-v2; the
-//! fake model stays in `embed`'s own unit tests.
+//! fake model stays in `embed`'s own unit tests. Tests that need a second real model
+//! of another width (re-embedding) find all-mpnet-base-v2 with [`mpnet_model_dir`].
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 
 use tempfile::TempDir;
@@ -25,6 +26,26 @@ pub fn embedder() -> Embedder {
             Embedder::start(Box::new(model), 32)
         })
         .clone()
+}
+
+/// The id a database pins for all-mpnet-base-v2, the tests' second model.
+pub const MPNET_MODEL_ID: &str = "sentence-transformers/all-mpnet-base-v2";
+
+/// The folder of all-mpnet-base-v2 (768 dimensions) in the provisioning cache, the
+/// real second model the re-embed tests use. Only `make test` provisions it
+/// (`scripts/provision.py --extra-model all-mpnet-base-v2`), so a missing file says so.
+pub fn mpnet_model_dir() -> PathBuf {
+    let dir = Config::for_data_dir(std::env::temp_dir())
+        .cache_dir()
+        .join("models/all-mpnet-base-v2");
+    for name in crate::embed::MODEL_FILES {
+        assert!(
+            dir.join(name).is_file(),
+            "{} is missing: run `make test` (it provisions all-mpnet-base-v2)",
+            dir.join(name).display()
+        );
+    }
+    dir
 }
 
 /// A memory service over a new database in its own temporary folder.
