@@ -12,7 +12,7 @@ use std::sync::mpsc::Receiver;
 use std::time::Duration;
 
 use mnemo_server::Config;
-use mnemo_server::testing::{ServerProcess, lines_of, server_command};
+use mnemo_server::testing::{ServerProcess, free_port, lines_of, server_command};
 use serde_json::{Value, json};
 
 const KEY: &str = "python-server-key-0123456789";
@@ -26,16 +26,6 @@ fn memory_command() -> PathBuf {
         path.display()
     );
     path
-}
-
-/// A port nothing listens on now. The Python server cannot be handed a bound socket,
-/// so this one is released just before it binds it.
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// The model where mcp-memory-service's ONNX backend looks for it, so it downloads
@@ -57,7 +47,7 @@ struct PythonServer {
 
 impl PythonServer {
     fn start(home: &Path, database: &Path) -> Self {
-        let port = free_port();
+        let port = free_port().unwrap();
         let mut child = Command::new(memory_command())
             .args(["server", "--http", "--http-host", "127.0.0.1"])
             .args(["--http-port", &port.to_string()])

@@ -15,20 +15,13 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use mnemo_server::testing::{ServerProcess, lines_of, next_event, server_command, sse_stream};
+use mnemo_server::testing::{
+    ServerProcess, free_port, lines_of, next_event, server_command, sse_stream,
+};
 use serde_json::{Value, json};
 
 const KEY: &str = "nginx-test-key-0123456789";
 const NGINX: &str = "/usr/sbin/nginx";
-
-/// A port nothing listens on now; nginx binds it itself, just after.
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// The committed example with this test's listener, upstream and certificate. Each
 /// replaced line must exist, so the example cannot drift from what is tested.
@@ -154,7 +147,7 @@ async fn mnemo_behind_nginx() {
         .find_map(|l| l.strip_prefix("New pin: "))
         .unwrap_or_else(|| panic!("{said}"))
         .to_owned();
-    let listen = free_port();
+    let listen = free_port().unwrap();
     let example =
         std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../nginx/mnemo.conf"))
             .unwrap();

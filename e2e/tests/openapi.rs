@@ -17,30 +17,10 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::process::Command;
 
-use mnemo_server::testing::{ServerProcess, workspace_binary};
+use mnemo_server::testing::{ServerProcess, add_key};
 use serde_json::Value;
 
 const MASTER: &str = "openapi-test-master-key";
-
-/// A managed key of `scope`, made by `mnemo-server keys add` in `data`.
-fn add_key(data: &std::path::Path, scope: &str) -> String {
-    let added = Command::new(workspace_binary("mnemo-server"))
-        .args(["keys", "add", "--name", "schemathesis", "--scope", scope])
-        .env("MNEMO_DATA_DIR", data)
-        .output()
-        .unwrap();
-    assert!(
-        added.status.success(),
-        "{}",
-        String::from_utf8_lossy(&added.stderr)
-    );
-    let stdout = String::from_utf8(added.stdout).unwrap();
-    stdout
-        .split_whitespace()
-        .find(|word| word.starts_with("mnemo_"))
-        .unwrap_or_else(|| panic!("no key in {stdout}"))
-        .to_owned()
-}
 
 /// The test venv's `schemathesis`, beside its interpreter.
 fn schemathesis() -> PathBuf {
@@ -177,7 +157,7 @@ const LINKED: [&str; 10] = [
 #[test]
 fn schemathesis_finds_no_response_outside_the_document() {
     let data = tempfile::tempdir().unwrap();
-    let write_key = add_key(data.path(), "write");
+    let write_key = add_key(data.path(), "schemathesis", "write");
     // Schemathesis sends requests without a key and with wrong keys on purpose; the
     // limiter is not what it tests.
     let server = ServerProcess::start(

@@ -3,10 +3,9 @@
 //! or ONNX Runtime is missing or broken.
 
 use std::path::Path;
-use std::process::Command;
 
 use mnemo_server::Config;
-use mnemo_server::testing::ServerProcess;
+use mnemo_server::testing::{ServerProcess, add_key};
 
 /// The key the servers in these tests are started with, unless a test wants none.
 const KEY: &str = "binary-test-key";
@@ -67,22 +66,7 @@ async fn generated_and_managed_keys_work() {
     use std::os::unix::fs::PermissionsExt;
 
     let dir = tempfile::tempdir().unwrap();
-    let added = Command::new(env!("CARGO_BIN_EXE_mnemo-server"))
-        .args(["keys", "add", "--name", "laptop", "--scope", "read"])
-        .env("MNEMO_DATA_DIR", dir.path())
-        .output()
-        .unwrap();
-    assert!(
-        added.status.success(),
-        "{}",
-        String::from_utf8_lossy(&added.stderr)
-    );
-    let added = String::from_utf8(added.stdout).unwrap();
-    let reader_key = added
-        .split_whitespace()
-        .find(|word| word.starts_with("mnemo_"))
-        .unwrap_or_else(|| panic!("no key in {added}"))
-        .to_owned();
+    let reader_key = add_key(dir.path(), "laptop", "read");
 
     let mut server = ServerProcess::spawn(dir.path(), &[] as &[(&str, &str)]);
     server.wait_for_log("listening");

@@ -28,10 +28,11 @@ pub mod server;
 pub mod service;
 pub mod sse;
 
-pub use offline::{exported_vectors, failed, run_offline, succeeded};
+pub use offline::{add_key, exported_vectors, failed, run_offline, succeeded};
 pub use postgres::{PgCluster, PgDatabase};
 pub use process::{
-    ProcessError, ServerProcess, lines_of, server_command, sibling_binary, workspace_binary,
+    ProcessError, ServerProcess, free_port, lines_of, server_command, sibling_binary,
+    workspace_binary,
 };
 pub use server::{Backend, MASTER_KEY, TestServer, pinned_client};
 pub use service::{

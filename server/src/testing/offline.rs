@@ -1,5 +1,5 @@
 //! The commands that run on a data folder and exit (`export`, `import`, `reembed`,
-//! `restore`), run to the end, and what they said.
+//! `restore`, `keys`), run to the end, and what they said.
 
 use std::path::Path;
 use std::process::Output;
@@ -36,6 +36,21 @@ pub fn failed(output: Output) -> String {
         String::from_utf8_lossy(&output.stdout)
     );
     String::from_utf8(output.stderr).unwrap()
+}
+
+/// A new managed key of `scope` named `name`, made by `mnemo-server keys add` in `data`:
+/// the key itself, from the command's output.
+pub fn add_key(data: &Path, name: &str, scope: &str) -> String {
+    let stdout = succeeded(run_offline(
+        data,
+        &["keys", "add", "--name", name, "--scope", scope],
+        &[],
+    ));
+    stdout
+        .split_whitespace()
+        .find(|word| word.starts_with(crate::auth::KEY_PREFIX))
+        .unwrap_or_else(|| panic!("no key in {stdout}"))
+        .to_owned()
 }
 
 /// Every memory's hash and vector, from `export --vectors`, sorted by hash.

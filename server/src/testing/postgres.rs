@@ -112,7 +112,8 @@ impl PgCluster {
         // A port can be taken between finding it free and the server binding it.
         let mut last = String::new();
         for _ in 0..5 {
-            cluster.port = free_port()?;
+            cluster.port =
+                super::process::free_port().map_err(|e| format!("cannot find a free port: {e}"))?;
             match cluster.pg_ctl_start() {
                 Ok(()) => return Ok(cluster),
                 Err(e) => last = e,
@@ -392,10 +393,4 @@ fn user_id(name: &str) -> Result<u32, String> {
         .map_err(|_| {
             format!("there is no user {name} to run PostgreSQL as (PostgreSQL refuses root)")
         })
-}
-
-fn free_port() -> Result<u16, String> {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0")
-        .map_err(|e| format!("cannot find a free port: {e}"))?;
-    Ok(listener.local_addr().map_err(|e| e.to_string())?.port())
 }

@@ -380,6 +380,15 @@ impl Drop for ServerProcess {
     }
 }
 
+/// A port nothing listens on now, for a program that binds it itself and cannot be
+/// handed a bound socket (nginx, PostgreSQL, the Python mcp-memory-service). It is
+/// released on return, so use it at once.
+pub fn free_port() -> std::io::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
 /// Whether an inherited variable is a setting the child must not see: any of the
 /// server's (`MCP_*`, `MNEMO_*`), except where the model lives.
 /// `mnemo-server` as a command on `data`, with the same clean environment as a
