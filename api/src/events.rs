@@ -25,6 +25,11 @@ impl EventKind {
     }
 }
 
+/// Sent when a subscriber cannot be brought up to date event by event: its
+/// `Last-Event-ID` points at events no longer kept, or the database was restored (a
+/// restore is stored as an event of this kind).
+pub const RESYNC: &str = "resync";
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -73,13 +73,13 @@ pub const BUILD_INFO: &str = "mnemo_build_info";
 
 /// Latency buckets, in seconds: from a fast read (half a millisecond) to a request
 /// that waited on the read timeout.
-pub const SECONDS_BUCKETS: [f64; 15] = [
+const SECONDS_BUCKETS: [f64; 15] = [
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
 ];
 
 /// Size buckets (texts per model call, writes per commit): powers of two up to the
 /// largest group commit allowed.
-pub const SIZE_BUCKETS: [f64; 13] = [
+const SIZE_BUCKETS: [f64; 13] = [
     1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0, 2048.0, 4096.0,
 ];
 

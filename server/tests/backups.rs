@@ -10,19 +10,9 @@ use std::time::{Duration, Instant};
 
 use mnemo_server::storage::Storage;
 use mnemo_server::storage::sqlite::{SqliteOptions, SqliteStore};
-use mnemo_server::testing::{PgCluster, ServerProcess, SseStream, TestServer, next_event};
+use mnemo_server::testing::{PgCluster, ServerProcess, TestServer, next_change, next_event};
 use reqwest::Method;
 use serde_json::{Value, json};
-
-/// The next event that is not a heartbeat.
-async fn next_change(stream: &mut SseStream) -> eventsource_stream::Event {
-    loop {
-        let event = next_event(stream).await;
-        if event.event != "heartbeat" {
-            return event;
-        }
-    }
-}
 
 async fn backup(server: &TestServer) -> Value {
     let (status, body) = server.send(Method::POST, "/api/admin/backup", None).await;

@@ -4,7 +4,7 @@
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
-use mnemo_server::testing::{MASTER_KEY, SseStream, TestServer, next_event};
+use mnemo_server::testing::{MASTER_KEY, SseStream, TestServer, next_change, next_event};
 use reqwest::Method;
 use serde_json::{Value, json};
 
@@ -29,16 +29,6 @@ fn assert_iso_timestamp(data: &Value) {
         .unwrap_or_else(|| panic!("no ISO timestamp: {data}"));
     let at: jiff::Timestamp = text.parse().unwrap_or_else(|e| panic!("{text}: {e}"));
     assert!(at.as_second() > 1_700_000_000, "{text}");
-}
-
-/// The next event that is not a heartbeat.
-async fn next_change(stream: &mut SseStream) -> eventsource_stream::Event {
-    loop {
-        let event = next_event(stream).await;
-        if event.event != "heartbeat" {
-            return event;
-        }
-    }
 }
 
 /// Store, update and delete reach a subscriber as three events with mcp-memory-service's

@@ -9,7 +9,9 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use mnemo_server::testing::{PgCluster, ServerProcess, SseStream, TestServer, next_event};
+use mnemo_server::testing::{
+    PgCluster, ServerProcess, SseStream, TestServer, next_change, next_event,
+};
 use reqwest::Method;
 use serde_json::{Value, json};
 
@@ -34,16 +36,6 @@ async fn connected(stream: &mut SseStream) -> i64 {
     serde_json::from_str::<Value>(&event.data).unwrap()["head_seq"]
         .as_i64()
         .unwrap()
-}
-
-/// The next event that is not a heartbeat.
-async fn next_change(stream: &mut SseStream) -> eventsource_stream::Event {
-    loop {
-        let event = next_event(stream).await;
-        if event.event != "heartbeat" {
-            return event;
-        }
-    }
 }
 
 /// A memory stored through A is found by a search on B and arrives on B's stream

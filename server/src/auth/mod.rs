@@ -254,7 +254,7 @@ impl Auth {
 
 /// Counts a refused request in the metrics: rate limiting apart from the other
 /// failures, which are labelled with why.
-fn count_refusal(refused: &AuthError) {
+pub(crate) fn count_refusal(refused: &AuthError) {
     let reason = match refused {
         AuthError::RateLimited { .. } => {
             metrics::counter!(crate::telemetry::AUTH_RATE_LIMITED).increment(1);

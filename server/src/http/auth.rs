@@ -280,9 +280,7 @@ fn redeem(state: &AppState, ticket: &str, required: Scope) -> Result<Scope, ApiE
              connection within 60 s): get a new one with POST /api/events/ticket",
         )
     })?;
-    Ok(Auth::allow(scope, required).inspect_err(|_| {
-        metrics::counter!(telemetry::AUTH_FAILURES, "reason" => "insufficient_scope").increment(1);
-    })?)
+    Ok(Auth::allow(scope, required).inspect_err(crate::auth::count_refusal)?)
 }
 
 /// The credential a request presents.

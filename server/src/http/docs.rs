@@ -77,12 +77,7 @@ pub async fn file(Path(name): Path<String>) -> Response {
         }
         Err(error) => {
             tracing::error!(%error, "the docs page could not be served");
-            return ApiError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "internal",
-                "the server failed to handle this request; the server log has the details",
-            )
-            .into_response();
+            return ApiError::internal().into_response();
         }
     };
     let mut response = file.bytes.into_owned().into_response();

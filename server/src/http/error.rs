@@ -38,6 +38,15 @@ impl ApiError {
         }
     }
 
+    /// A 500 that tells the client only that it failed; the cause goes to the log.
+    pub fn internal() -> Self {
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "the server failed to handle this request; the server log has the details",
+        )
+    }
+
     pub fn bad_request(message: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, "bad_request", message)
     }
@@ -174,11 +183,7 @@ impl From<ServiceError> for ApiError {
             other => {
                 // The log gets the details; the client only learns that it failed.
                 tracing::error!(error = %other, "request failed");
-                Self::new(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "internal",
-                    "the server failed to handle this request; the server log has the details",
-                )
+                Self::internal()
             }
         }
     }
@@ -203,12 +208,7 @@ pub fn panicked(panic: Box<dyn std::any::Any + Send + 'static>) -> Response {
         .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
         .unwrap_or("(no message)");
     tracing::error!(panic = what, "a handler panicked");
-    ApiError::new(
-        StatusCode::INTERNAL_SERVER_ERROR,
-        "internal",
-        "the server failed to handle this request; the server log has the details",
-    )
-    .into_response()
+    ApiError::internal().into_response()
 }
 
 /// Gives the JSON error body to an error answered without one: axum's own

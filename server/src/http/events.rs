@@ -182,7 +182,7 @@ fn frames(
                     return Ok(event);
                 }
                 FeedItem::Resync { head } => (
-                    "resync",
+                    mnemo_api::events::RESYNC,
                     json!({
                         "timestamp": now(),
                         "head_seq": head,

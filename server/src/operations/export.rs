@@ -58,7 +58,7 @@ pub fn export(
 }
 
 /// A memory as one line of an export.
-pub fn exported(
+fn exported(
     memory: Memory,
     embedding: Option<Vec<f32>>,
     embedding_model: Option<String>,

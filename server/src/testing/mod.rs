@@ -39,4 +39,4 @@ pub use service::{
     MPNET_MODEL_ID, TestService, embedder, mpnet_model_dir, open_service, open_service_in,
     open_service_with,
 };
-pub use sse::{SseStream, next_event, sse_stream};
+pub use sse::{SseStream, next_change, next_event, sse_stream};

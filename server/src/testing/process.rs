@@ -144,21 +144,13 @@ impl ServerProcess {
         port: u16,
     ) -> Result<Self, ProcessError> {
         let spawned = Instant::now();
-        let mut command = Command::new(&binary);
-        for (name, _) in std::env::vars_os() {
-            if inherited_setting(&name) {
-                command.env_remove(name);
-            }
-        }
+        let mut command = clean_command(&binary, &data);
         command
-            .env("MNEMO_DATA_DIR", &data)
             .env("MCP_HTTP_HOST", "127.0.0.1")
             .env("MCP_HTTP_PORT", port.to_string())
             .env("MCP_MDNS_ENABLED", "false")
             .env("RUST_LOG", "info")
-            .env("NO_COLOR", "1")
             .envs(env.iter().map(|(k, v)| (k, v)))
-            .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         let mut child =
@@ -389,13 +381,11 @@ pub fn free_port() -> std::io::Result<u16> {
         .port())
 }
 
-/// Whether an inherited variable is a setting the child must not see: any of the
-/// server's (`MCP_*`, `MNEMO_*`), except where the model lives.
-/// `mnemo-server` as a command on `data`, with the same clean environment as a
-/// [`ServerProcess`] (the developer's settings unset, the model's location kept):
-/// for the commands that run and exit (`export`, `import`, `reembed`).
-pub fn server_command(data: &Path) -> Command {
-    let mut command = Command::new(workspace_binary("mnemo-server"));
+/// `binary` with the clean environment every child of a test gets: the developer's
+/// settings unset (the model's location kept), the data folder `data`, no colours and
+/// no stdin.
+fn clean_command(binary: &Path, data: &Path) -> Command {
+    let mut command = Command::new(binary);
     for (name, _) in std::env::vars_os() {
         if inherited_setting(&name) {
             command.env_remove(name);
@@ -403,12 +393,22 @@ pub fn server_command(data: &Path) -> Command {
     }
     command
         .env("MNEMO_DATA_DIR", data)
-        .env("RUST_LOG", "warn")
         .env("NO_COLOR", "1")
         .stdin(Stdio::null());
     command
 }
 
+/// `mnemo-server` as a command on `data`, with the same clean environment as a
+/// [`ServerProcess`]: for the commands that run and exit (`export`, `import`,
+/// `reembed`, `restore`, `keys`).
+pub fn server_command(data: &Path) -> Command {
+    let mut command = clean_command(&workspace_binary("mnemo-server"), data);
+    command.env("RUST_LOG", "warn");
+    command
+}
+
+/// Whether an inherited variable is a setting the child must not see: any of the
+/// server's (`MCP_*`, `MNEMO_*`), except where the model lives.
 fn inherited_setting(name: &OsStr) -> bool {
     let Some(name) = name.to_str() else {
         return false;

@@ -29,6 +29,16 @@ pub async fn next_event(stream: &mut SseStream) -> eventsource_stream::Event {
         .expect("a well-formed SSE event")
 }
 
+/// The next event that is not a heartbeat.
+pub async fn next_change(stream: &mut SseStream) -> eventsource_stream::Event {
+    loop {
+        let event = next_event(stream).await;
+        if event.event != "heartbeat" {
+            return event;
+        }
+    }
+}
+
 /// The body of `response` as a stream of SSE events.
 pub fn sse_stream(response: reqwest::Response) -> SseStream {
     Box::pin(eventsource_stream::EventStream::new(

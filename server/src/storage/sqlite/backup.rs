@@ -41,7 +41,7 @@ const STEP_CACHE_KIB: i64 = 1024;
 
 /// The change-feed kind a restore is recorded as: subscribers get it as a `resync`
 /// with its sequence number as the SSE id.
-pub const RESTORE_EVENT: &str = "resync";
+const RESTORE_EVENT: &str = mnemo_api::events::RESYNC;
 
 /// Copies the database at `source` into a new private file `dest` (which must not
 /// exist), checks the copy with `integrity_check`, and only then gives it its name.
