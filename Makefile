@@ -13,10 +13,13 @@ run: provision
 	$(CARGO) run --release --locked -p mnemo-server
 
 ## Provision everything, then run the whole test suite; the REST and change-feed
-## suites and the metrics scrape run a second time on PostgreSQL (`MNEMO_TEST_BACKEND`, server/src/testing/server.rs).
+## suites and the in-process metrics scrape run a second time on PostgreSQL
+## (`MNEMO_TEST_BACKEND`, server/src/testing/server.rs; the tests that start the server
+## binary use SQLite whatever it says, so they are not run twice).
 test: provision-test test-python test-node test-promtool test-nginx test-systemd
 	$(CARGO) test --workspace --all-targets --locked
-	MNEMO_TEST_BACKEND=postgres $(CARGO) test --locked -p mnemo-server --test rest_api --test events --test metrics
+	MNEMO_TEST_BACKEND=postgres $(CARGO) test --locked -p mnemo-server --test rest_api --test events
+	MNEMO_TEST_BACKEND=postgres $(CARGO) test --locked -p mnemo-server --test metrics a_real_scrape_passes_promtool
 
 ## Fetch, verify and cache the model and ONNX Runtime (scripts/provision.py).
 provision:

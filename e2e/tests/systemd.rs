@@ -21,16 +21,6 @@ fn repository() -> PathBuf {
         .to_path_buf()
 }
 
-fn litestream() -> PathBuf {
-    let path = mnemo_e2e::tools_dir().join("test-python/bin/litestream");
-    assert!(
-        path.exists(),
-        "{} is missing: run `make test-python`",
-        path.display()
-    );
-    path
-}
-
 fn systemd_analyze() -> Command {
     assert!(
         Path::new("/usr/bin/systemd-analyze").exists(),
@@ -60,7 +50,7 @@ fn root() -> tempfile::TempDir {
     let bin = root.path().join("usr/local/bin");
     std::fs::create_dir_all(&bin).unwrap();
     std::fs::copy(workspace_binary("mnemo-server"), bin.join("mnemo-server")).unwrap();
-    std::fs::copy(litestream(), bin.join("litestream")).unwrap();
+    std::fs::copy(mnemo_e2e::litestream(), bin.join("litestream")).unwrap();
     root
 }
 
@@ -163,7 +153,7 @@ fn units_start_in_order_as_their_user() {
 /// Litestream reads the example configuration, and it names Mnemo's database.
 #[test]
 fn litestream_reads_the_example_configuration() {
-    let output = Command::new(litestream())
+    let output = Command::new(mnemo_e2e::litestream())
         .args(["databases", "-config"])
         .arg(repository().join("systemd/litestream.yml"))
         .output()

@@ -359,6 +359,7 @@ async fn offline_export_import_and_reembed() {
     ));
     assert!(same.contains("Re-embedded 2 memories"), "{same}");
     let after = exported_vectors(target.path(), &[]);
+    assert_eq!(after.len(), before.len());
     for ((hash_a, a), (hash_b, b)) in before.iter().zip(&after) {
         assert_eq!(hash_a, hash_b);
         let cosine: f32 = a.iter().zip(b).map(|(x, y)| x * y).sum();

@@ -821,6 +821,8 @@ async fn metrics_need_a_key_unless_public() {
 #[tokio::test]
 async fn request_metrics_label_the_route_template() {
     let app = app(true, |_| {});
+    // Other tests in this process count requests too: compare with a scrape taken first.
+    let (_, _, before) = scrape(&app, Some(KEY)).await;
     let (_, _, stored) = send(
         &app,
         Method::POST,
@@ -843,16 +845,28 @@ async fn request_metrics_label_the_route_template() {
     let (status, _, _) = send(&app, Method::GET, stray, Some(KEY), None).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     let (_, _, body) = scrape(&app, Some(KEY)).await;
+    let moved = |labels: &str| {
+        let series = format!("mnemo_http_requests_total{{{labels}}}");
+        series_value(&body, &series) - series_value(&before, &series)
+    };
     assert!(
-        body.contains(r#"method="GET",route="/api/memories/{hash}",status="200""#),
+        moved(r#"method="GET",route="/api/memories/{hash}",status="200""#) >= 1.0,
         "{body}"
     );
     assert!(
-        body.contains(r#"method="GET",route="unmatched",status="404""#),
+        moved(r#"method="GET",route="unmatched",status="404""#) >= 1.0,
         "{body}"
     );
     assert!(!body.contains(&hash), "a hash became a label: {body}");
     assert!(!body.contains(stray), "a path became a label: {body}");
+}
+
+/// The value of `series` (name and labels, as written) in an exposition text; 0 when
+/// absent.
+fn series_value(text: &str, series: &str) -> f64 {
+    text.lines()
+        .find_map(|line| line.strip_prefix(series)?.trim().parse().ok())
+        .unwrap_or(0.0)
 }
 
 /// `GET /metrics` with `key`: status, headers and the exposition text.
@@ -929,16 +943,15 @@ async fn auth_refusals_are_counted_by_reason() {
             StatusCode::TOO_MANY_REQUESTS,
         ),
     ];
+    // The recorder is one per process and other tests refuse keys too: what counts is
+    // how far each series moved across this test's own requests.
+    let (_, _, before) = scrape(&limited, Some(KEY)).await;
     for (path, key, method, body, expected) in refusals {
         let (status, _, json) = send(&limited, method, path, key, body).await;
         assert_eq!(status, expected, "{path}: {json}");
     }
     let (_, _, text) = scrape(&limited, Some(KEY)).await;
-    let value = |series: &str| -> f64 {
-        text.lines()
-            .find_map(|line| line.strip_prefix(series)?.trim().parse().ok())
-            .unwrap_or(0.0)
-    };
+    let moved = |series: &str| series_value(&text, series) - series_value(&before, series);
     for reason in [
         "missing",
         "invalid",
@@ -947,9 +960,9 @@ async fn auth_refusals_are_counted_by_reason() {
         "ticket",
     ] {
         let series = format!(r#"mnemo_auth_failures_total{{reason="{reason}"}}"#);
-        assert!(value(&series) >= 1.0, "{series}: {text}");
+        assert!(moved(&series) >= 1.0, "{series}: {text}");
     }
-    assert!(value("mnemo_auth_rate_limited_total") >= 1.0, "{text}");
+    assert!(moved("mnemo_auth_rate_limited_total") >= 1.0, "{text}");
 
     let loading = app(false, |_| {});
     let (status, _, text) = scrape(&loading, Some(KEY)).await;
