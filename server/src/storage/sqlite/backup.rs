@@ -16,8 +16,7 @@
 //! all, readers see the old or the new database and never a mix, and the file keeps
 //! its inode and its write-ahead log (a Litestream replica sees an ordinary write).
 
-use std::fs::{File, OpenOptions};
-use std::os::unix::fs::OpenOptionsExt;
+use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -100,40 +99,30 @@ fn copy_and_check(source: &Path, partial: &Path) -> Result<(u64, i64), StorageEr
     dst.pragma_update(None, "cache_size", -(STEP_CACHE_KIB))?;
     let file = File::open(partial)
         .map_err(|e| StorageError::backend(format!("opening {}", partial.display()), e))?;
-    copy_synced(&src, &mut dst, &file)?;
+    copy(&src, &mut dst, PAGES_PER_STEP, || {
+        file.sync_data()
+            .map_err(|e| StorageError::backend("syncing the backup file", e))
+    })?;
     src.execute_batch("COMMIT")?;
     // The pages carry the live file's WAL flag; a backup is one self-contained file.
     dst.pragma_update(None, "journal_mode", "DELETE")?;
-    check_integrity(&dst, partial)?;
+    file::check(&dst, partial, "integrity_check")?;
     Ok((memories as u64, head_seq))
 }
 
-/// Copies every page of `src` into `dst` a step at a time, syncing `file` (the
-/// destination) after each one.
-fn copy_synced(src: &Connection, dst: &mut Connection, file: &File) -> Result<(), StorageError> {
+/// Copies every page of `src` into `dst`, `pages` at a time (-1: all in one step),
+/// calling `after_step` after each step (a backup syncs its file there).
+fn copy(
+    src: &Connection,
+    dst: &mut Connection,
+    pages: i32,
+    mut after_step: impl FnMut() -> Result<(), StorageError>,
+) -> Result<(), StorageError> {
     let backup = Backup::new(src, dst)?;
     loop {
-        let step = backup.step(PAGES_PER_STEP)?;
-        file.sync_data()
-            .map_err(|e| StorageError::backend("syncing the backup file", e))?;
+        let step = backup.step(pages)?;
+        after_step()?;
         match step {
-            StepResult::Done => return Ok(()),
-            StepResult::More => {}
-            _ => {
-                return Err(StorageError::backend(
-                    "copying the database",
-                    std::io::Error::other("the database stayed locked past the busy timeout"),
-                ));
-            }
-        }
-    }
-}
-
-/// Copies every page of `src` into `dst`, `pages` at a time (-1: all in one step).
-fn copy(src: &Connection, dst: &mut Connection, pages: i32) -> Result<(), StorageError> {
-    let backup = Backup::new(src, dst)?;
-    loop {
-        match backup.step(pages)? {
             StepResult::Done => return Ok(()),
             StepResult::More => {}
             // SQLite already waited the busy timeout for the lock.
@@ -145,25 +134,6 @@ fn copy(src: &Connection, dst: &mut Connection, pages: i32) -> Result<(), Storag
             }
             _ => {}
         }
-    }
-}
-
-/// Refuses a file that fails `PRAGMA integrity_check`, naming the first problems.
-fn check_integrity(conn: &Connection, path: &Path) -> Result<(), StorageError> {
-    let problems: Vec<String> = conn
-        .prepare("PRAGMA integrity_check(8)")
-        .and_then(|mut statement| {
-            statement
-                .query_map([], |row| row.get::<_, String>(0))?
-                .collect()
-        })
-        .map_err(|e| file::opening_error(path, e))?;
-    match problems.as_slice() {
-        [ok] if ok == "ok" => Ok(()),
-        _ => Err(StorageError::Corrupt {
-            location: path.display().to_string(),
-            detail: problems.join("; "),
-        }),
     }
 }
 
@@ -199,7 +169,7 @@ fn stage_checked(
     .map_err(|e| file::opening_error(backup, e))?;
     create_private(staging)?;
     let mut conn = Connection::open(staging)?;
-    copy(&src, &mut conn, -1).map_err(|e| match e {
+    copy(&src, &mut conn, -1, || Ok(())).map_err(|e| match e {
         StorageError::Backend { source, .. } => StorageError::Corrupt {
             location: location.clone(),
             detail: source.to_string(),
@@ -209,7 +179,7 @@ fn stage_checked(
     drop(src);
     conn.pragma_update(None, "journal_mode", "DELETE")
         .map_err(|e| file::opening_error(backup, e))?;
-    check_integrity(&conn, backup)?;
+    file::check(&conn, backup, "integrity_check")?;
     check_pin(&conn, backup, spec)?;
     super::migrate(&mut conn, backup)?;
     Ok(conn)
@@ -297,7 +267,7 @@ pub(super) fn swap_in(
         params![seq, now, RESTORE_EVENT, payload],
     )?;
     tx.commit()?;
-    copy(staging, conn, -1)?;
+    copy(staging, conn, -1, || Ok(()))?;
     Ok(RestoreStats {
         memories: memories as u64,
         event: EventRow {
@@ -324,11 +294,10 @@ pub(super) fn staging_path(live: &Path) -> PathBuf {
     PathBuf::from(name)
 }
 
+/// Removes `path` and the journal, log and shared-memory files SQLite keeps beside it.
 pub(super) fn remove_with_companions(path: &Path) {
     for suffix in ["", "-journal", "-wal", "-shm"] {
-        let mut name = path.as_os_str().to_owned();
-        name.push(suffix);
-        let _ = std::fs::remove_file(PathBuf::from(name));
+        let _ = std::fs::remove_file(file::companion(path, suffix));
     }
 }
 
@@ -336,11 +305,7 @@ pub(super) fn remove_with_companions(path: &Path) {
 /// first page on.
 fn create_private(path: &Path) -> Result<(), StorageError> {
     let _ = std::fs::remove_file(path);
-    OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)
+    file::create_private(path)
         .map(drop)
         .map_err(|e| StorageError::backend(format!("creating {}", path.display()), e))
 }

@@ -82,8 +82,14 @@ pub(super) fn verify(conn: &Connection, path: &Path) -> Result<(), StorageError>
             detail: "SQLite opened it read-only".into(),
         });
     }
+    check(conn, path, "quick_check")
+}
+
+/// Refuses a database that fails `PRAGMA <pragma>` (`quick_check` or the slower,
+/// thorough `integrity_check`), naming its first problems.
+pub(super) fn check(conn: &Connection, path: &Path, pragma: &str) -> Result<(), StorageError> {
     let problems: Vec<String> = conn
-        .prepare(&format!("PRAGMA quick_check({CHECK_ROWS})"))
+        .prepare(&format!("PRAGMA {pragma}({CHECK_ROWS})"))
         .and_then(|mut statement| {
             statement
                 .query_map([], |row| row.get::<_, String>(0))?
@@ -93,7 +99,7 @@ pub(super) fn verify(conn: &Connection, path: &Path) -> Result<(), StorageError>
     match problems.as_slice() {
         [ok] if ok == "ok" => Ok(()),
         _ => Err(StorageError::Corrupt {
-            location,
+            location: path.display().to_string(),
             detail: problems.join("; "),
         }),
     }
@@ -118,7 +124,7 @@ pub(super) fn opening_error(path: &Path, error: rusqlite::Error) -> StorageError
     }
 }
 
-fn create_private(path: &Path) -> std::io::Result<File> {
+pub(super) fn create_private(path: &Path) -> std::io::Result<File> {
     OpenOptions::new()
         .write(true)
         .create_new(true)
@@ -145,7 +151,7 @@ fn has_journal(path: &Path) -> bool {
     std::fs::metadata(companion(path, "-wal")).is_ok_and(|m| m.len() > 0)
 }
 
-fn companion(path: &Path, suffix: &str) -> PathBuf {
+pub(super) fn companion(path: &Path, suffix: &str) -> PathBuf {
     let mut name = path.as_os_str().to_owned();
     name.push(suffix);
     PathBuf::from(name)
