@@ -10,7 +10,9 @@ use std::time::{Duration, Instant};
 
 use mnemo_server::storage::Storage;
 use mnemo_server::storage::sqlite::{SqliteOptions, SqliteStore};
-use mnemo_server::testing::{PgCluster, ServerProcess, TestServer, next_change, next_event};
+use mnemo_server::testing::{
+    PgCluster, ServerProcess, TestServer, failed, next_change, next_event, run_offline, succeeded,
+};
 use reqwest::Method;
 use serde_json::{Value, json};
 
@@ -408,17 +410,6 @@ async fn get(server: &ServerProcess, path: &str) -> reqwest::Response {
         .unwrap()
 }
 
-/// `mnemo-server restore` on the data folder of a running server.
-fn restore_command(data: &std::path::Path, backup: &str) -> std::process::Output {
-    std::process::Command::new(env!("CARGO_BIN_EXE_mnemo-server"))
-        .args(["restore", backup])
-        .env("MNEMO_DATA_DIR", data)
-        .env_remove("MCP_MEMORY_SQLITE_PATH")
-        .env_remove("MNEMO_DATABASE_URL")
-        .output()
-        .unwrap()
-}
-
 /// `mnemo-server restore` refuses while a server holds the database, then restores
 /// offline once it has stopped, keeping a backup of what it replaced; the next start
 /// serves the restored memories and a feed that continues after every old id.
@@ -450,21 +441,13 @@ async fn offline_restore_waits_for_the_server_to_stop() {
     )
     .await;
 
-    let refused = restore_command(data.path(), &id);
-    assert!(!refused.status.success());
-    let stderr = String::from_utf8_lossy(&refused.stderr);
+    let stderr = failed(run_offline(data.path(), &["restore", &id], &[]));
     assert!(stderr.contains("in use by another process"), "{stderr}");
     let listed: Value = get(&server, "/api/memories").await.json().await.unwrap();
     assert_eq!(listed["total"], 2, "the refused restore changed nothing");
 
     server.kill();
-    let restored = restore_command(data.path(), &id);
-    let stdout = String::from_utf8_lossy(&restored.stdout);
-    assert!(
-        restored.status.success(),
-        "{stdout}{}",
-        String::from_utf8_lossy(&restored.stderr)
-    );
+    let stdout = succeeded(run_offline(data.path(), &["restore", &id], &[]));
     assert!(
         stdout.contains("Restored") && stdout.contains("1 memories"),
         "{stdout}"
