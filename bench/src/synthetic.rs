@@ -2,7 +2,10 @@
 //! (`open-bench`, `backup-bench`): a sentence's length of text and a random unit
 //! vector, cheap enough to make 100k without the model.
 
-use mnemo_server::storage::NewRecord;
+use std::ops::Range;
+
+use mnemo_server::storage::sqlite::SqliteStore;
+use mnemo_server::storage::{NewRecord, StorageError};
 
 /// The width of all-MiniLM-L6-v2's vectors, which the synthetic ones share.
 pub const DIMENSION: usize = 384;
@@ -30,4 +33,20 @@ pub fn record(i: usize, state: &mut u64) -> NewRecord {
         created_at: None,
         updated_at: None,
     }
+}
+
+/// Stores memories number `range` into `store`, a thousand per group commit, then
+/// folds the log into the file. The same seed each time, so a benchmark's database is
+/// the same from run to run.
+pub fn fill(store: &SqliteStore, range: Range<usize>) -> Result<(), StorageError> {
+    let mut state = 0x9e37_79b9_7f4a_7c15_u64;
+    for start in range.clone().step_by(1000) {
+        let records = (start..(start + 1000).min(range.end))
+            .map(|i| record(i, &mut state))
+            .collect();
+        for result in store.insert_many(records) {
+            result?;
+        }
+    }
+    store.checkpoint()
 }

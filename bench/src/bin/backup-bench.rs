@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use clap::Parser;
-use mnemo_bench::synthetic::{DIMENSION, record};
+use mnemo_bench::synthetic::{self, DIMENSION, record};
 use mnemo_server::memory::EmbeddingSpec;
 use mnemo_server::storage::sqlite::{SqliteOptions, SqliteStore};
 
@@ -49,17 +49,8 @@ fn main() -> anyhow::Result<()> {
     };
     let started = Instant::now();
     let store = SqliteStore::open(&path, &spec, SqliteOptions::default())?;
-    let mut state = 0x9e37_79b9_7f4a_7c15_u64;
     let from = if filled { args.memories } else { 0 };
-    for start in (from..args.memories).step_by(1000) {
-        let records = (start..(start + 1000).min(args.memories))
-            .map(|i| record(i, &mut state))
-            .collect();
-        for result in store.insert_many(records) {
-            result?;
-        }
-    }
-    store.checkpoint()?;
+    synthetic::fill(&store, from..args.memories)?;
     println!(
         "filled {} memories ({:.0} MB) in {:.1} s",
         args.memories,

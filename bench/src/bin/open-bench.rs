@@ -12,7 +12,7 @@
 use std::time::{Duration, Instant};
 
 use clap::Parser;
-use mnemo_bench::synthetic::{DIMENSION, record};
+use mnemo_bench::synthetic::{self, DIMENSION};
 use mnemo_server::memory::EmbeddingSpec;
 use mnemo_server::storage::sqlite::{SqliteOptions, SqliteStore};
 
@@ -42,16 +42,7 @@ fn main() -> anyhow::Result<()> {
 
     let started = Instant::now();
     let store = SqliteStore::open(&path, &spec, SqliteOptions::default())?;
-    let mut state = 0x9e37_79b9_7f4a_7c15_u64;
-    for start in (0..args.memories).step_by(1000) {
-        let records = (start..(start + 1000).min(args.memories))
-            .map(|i| record(i, &mut state))
-            .collect();
-        for result in store.insert_many(records) {
-            result?;
-        }
-    }
-    store.checkpoint()?;
+    synthetic::fill(&store, 0..args.memories)?;
     drop(store);
     let bytes = std::fs::metadata(&path)?.len();
     println!(

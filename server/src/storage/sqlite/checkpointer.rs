@@ -12,7 +12,7 @@
 
 use std::cell::Cell;
 use std::path::Path;
-use std::sync::mpsc;
+use std::sync::{Arc, Mutex, PoisonError, mpsc};
 use std::thread::JoinHandle;
 
 use rusqlite::Connection;
@@ -30,6 +30,16 @@ fn record_log_pages(_wal: &rusqlite::hooks::Wal, pages: std::ffi::c_int) -> rusq
     Ok(())
 }
 
+/// Held by whoever checkpoints in this process (this thread, `SqliteStore::checkpoint`):
+/// SQLite lets one checkpoint run at a time and answers a second PASSIVE one "busy"
+/// at once, without waiting, so the two take turns here instead.
+pub(super) type CheckpointTurn = Arc<Mutex<()>>;
+
+/// Takes the turn, even from a holder that panicked: the lock guards no data.
+pub(super) fn take_turn(turn: &Mutex<()>) -> std::sync::MutexGuard<'_, ()> {
+    turn.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
 /// The checkpointing thread and what wakes it.
 pub(super) struct Checkpointer {
     /// Log pages that call for a checkpoint: SQLite's `wal_autocheckpoint` as
@@ -42,8 +52,9 @@ pub(super) struct Checkpointer {
 
 impl Checkpointer {
     /// Takes checkpointing over from `writer` (which must be the connection of the
-    /// thread that later calls [`Checkpointer::after_commit`]).
-    pub fn start(writer: &Connection, path: &Path) -> rusqlite::Result<Self> {
+    /// thread that later calls [`Checkpointer::after_commit`]); each checkpoint waits
+    /// for `turn`.
+    pub fn start(writer: &Connection, path: &Path, turn: CheckpointTurn) -> rusqlite::Result<Self> {
         let threshold: i32 = writer.pragma_query_value(None, "wal_autocheckpoint", |r| r.get(0))?;
         writer.wal_hook(Some(record_log_pages));
         if threshold <= 0 {
@@ -61,6 +72,7 @@ impl Checkpointer {
             .name("mnemo-checkpoint".into())
             .spawn(move || {
                 while woken.recv().is_ok() {
+                    let _turn = take_turn(&turn);
                     if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
                         tracing::warn!(error = %e, "checkpointing the write-ahead log failed; the next one retries");
                     }

@@ -196,6 +196,9 @@ struct Shared {
     /// subscriber that lags past it is told so and re-reads the events table.
     subscribers: writer::Subscribers,
     path: PathBuf,
+    /// Shared with the checkpoint thread, so [`SqliteStore::checkpoint`] never meets
+    /// it mid-checkpoint.
+    checkpoint_turn: checkpointer::CheckpointTurn,
     /// The model the database is pinned to: a restored backup must hold the same.
     spec: EmbeddingSpec,
     dimension: usize,
@@ -264,6 +267,7 @@ impl SqliteStore {
         let vectors = options
             .memory_vectors
             .then(|| Arc::new(VectorCopy::new(spec.dimension)));
+        let checkpoint_turn = checkpointer::CheckpointTurn::default();
         Ok(Self {
             shared: Arc::new(Shared {
                 writer: Writer::spawn(
@@ -272,7 +276,9 @@ impl SqliteStore {
                     options.retention,
                     subscribers.clone(),
                     vectors.clone(),
+                    Arc::clone(&checkpoint_turn),
                 ),
+                checkpoint_turn,
                 readers,
                 vectors,
                 subscribers,
@@ -457,6 +463,7 @@ impl SqliteStore {
     /// copied as far as that reader allows, and the server does not wait for it (a
     /// stop would otherwise hang for the busy timeout and fail).
     pub fn checkpoint(&self) -> Result<(), StorageError> {
+        let _turn = checkpointer::take_turn(&self.shared.checkpoint_turn);
         let conn = Connection::open(&self.shared.path)?;
         conn.busy_timeout(BUSY_TIMEOUT)?;
         let busy: i64 = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| r.get(0))?;

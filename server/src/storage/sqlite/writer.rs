@@ -7,7 +7,7 @@ use std::thread::JoinHandle;
 use rusqlite::{Connection, TransactionBehavior};
 
 use super::backup;
-use super::checkpointer::Checkpointer;
+use super::checkpointer::{CheckpointTurn, Checkpointer};
 use super::events;
 use super::vectors::VectorCopy;
 use super::write::{self, Written};
@@ -63,11 +63,22 @@ impl Writer {
         retention: Retention,
         subscribers: Subscribers,
         vectors: Option<Arc<VectorCopy>>,
+        checkpoint_turn: CheckpointTurn,
     ) -> Self {
         let (jobs, queue) = mpsc::sync_channel(QUEUE_DEPTH);
         let thread = std::thread::Builder::new()
             .name("mnemo-writer".into())
-            .spawn(move || run(conn, queue, max_group, retention, subscribers, vectors))
+            .spawn(move || {
+                run(
+                    conn,
+                    queue,
+                    max_group,
+                    retention,
+                    subscribers,
+                    vectors,
+                    checkpoint_turn,
+                )
+            })
             .expect("the OS can start the writer thread");
         Self {
             jobs: Some(jobs),
@@ -151,13 +162,14 @@ fn run(
     retention: Retention,
     subscribers: Subscribers,
     vectors: Option<Arc<VectorCopy>>,
+    checkpoint_turn: CheckpointTurn,
 ) {
     // Checkpoints run beside the writer, never inside its commits (see `checkpointer`).
     let checkpointer = match conn
         .path()
         .map(std::path::PathBuf::from)
         .ok_or(rusqlite::Error::InvalidPath("an in-memory database".into()))
-        .and_then(|path| Checkpointer::start(&conn, &path))
+        .and_then(|path| Checkpointer::start(&conn, &path, checkpoint_turn))
     {
         Ok(checkpointer) => Some(checkpointer),
         Err(e) => {
